@@ -1,0 +1,3 @@
+from chatterm.cli import main
+
+main()

@@ -1,0 +1,184 @@
+"""The model catalogue: models.toml shipped with chatterm, plus the user's own.
+
+The user's `$XDG_CONFIG_HOME/chatterm/models.toml` adds entries and replaces packaged
+entries of the same name whole (a partial merge could leave two sources in one entry).
+Every problem names the file, the entry and what is wrong.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chatterm import paths
+from chatterm.errors import ConfigError, ModelFileError
+from chatterm.templates import PRESETS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENGINES = ("llama.cpp", "ctransformers")
+SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float,
+                 "repeat_penalty": float, "seed": int, "max_tokens": int}
+SOURCE_KEYS = ("path", "package", "hf_repo")
+ENTRY_KEYS = {"description", *SOURCE_KEYS, "file", "engines", "architecture", "model_type",
+              "template", "context_length", "stop", "sampling", "system"}
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    source: str  # "path" | "package" | "hf_repo"
+    location: str  # the path, the package name or the repository
+    file: str | None = None
+    engines: list[str] = field(default_factory=lambda: list(ENGINES))
+    architecture: str | None = None
+    model_type: str | None = None  # ctransformers' model_type for GGML files
+    template: str = "gguf"
+    context_length: int | None = None
+    stop: list[str] = field(default_factory=list)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    system: str | None = None  # default system prompt; -s replaces it
+    origin: str = ""  # the models.toml it came from
+
+    def model_path(self) -> Path:
+        """The local file; a ModelFileError says how to get it when it is missing."""
+        if self.source == "path":
+            path = Path(self.location).expanduser()
+            if not path.is_absolute() and self.origin:
+                path = Path(self.origin).parent / path
+            return path
+        if self.source == "package":
+            spec = importlib.util.find_spec(self.location)  # finds it without importing it
+            if spec is None or not spec.submodule_search_locations:
+                raise ModelFileError(f"model {self.name!r} comes in the Python package "
+                                     f"{self.location!r}, which is not installed "
+                                     f"(pip install {self.location.replace('_', '-')})")
+            return Path(list(spec.submodule_search_locations)[0]) / str(self.file)
+        path = paths.downloaded_models_dir() / self.location / str(self.file)
+        if not path.exists():
+            raise ModelFileError(
+                f"model {self.name!r} is not downloaded: put {self.file} from Hugging Face "
+                f"repo {self.location} at {path}")
+        return path
+
+
+def packaged_toml() -> Path:
+    """models.toml inside the installed package; in a source checkout, the repo's own."""
+    packaged = Path(__file__).with_name("models.toml")
+    return packaged if packaged.exists() else Path(__file__).parent.parent / "models.toml"
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
+    where = f"{path}: [models.{name}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(raw) - ENTRY_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r} "
+                          f"(allowed: {', '.join(sorted(ENTRY_KEYS))})")
+    sources = [k for k in SOURCE_KEYS if k in raw]
+    if len(sources) != 1:
+        raise ConfigError(f"{where}: needs exactly one of path, package, hf_repo "
+                          f"(has {', '.join(sources) or 'none'})")
+    source = sources[0]
+    if source != "path" and not isinstance(raw.get("file"), str):
+        raise ConfigError(f"{where}: {source} needs a 'file' name")
+
+    def typed(key: str, kind: type, default: Any = None) -> Any:
+        value = raw.get(key, default)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+            raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    location = typed(source, str)
+    engines = typed("engines", list, list(ENGINES))
+    bad = [e for e in engines if e not in ENGINES]
+    if bad or not engines:
+        raise ConfigError(f"{where}: engines must name {' and/or '.join(ENGINES)} "
+                          f"(got {bad[0] if bad else 'none'!r})")
+    template = typed("template", str, "gguf")
+    if template != "gguf" and template not in PRESETS:
+        raise ConfigError(f"{where}: template {template!r} is not 'gguf' or a preset "
+                          f"({', '.join(PRESETS)})")
+    ctx = typed("context_length", int)
+    if ctx is not None and ctx < 16:
+        raise ConfigError(f"{where}: context_length must be at least 16")
+    stop = typed("stop", list, [])
+    if not all(isinstance(s, str) and s for s in stop):
+        raise ConfigError(f"{where}: stop must be a list of non-empty strings")
+    sampling = typed("sampling", dict, {})
+    for key, value in sampling.items():
+        kind = SAMPLING_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(f"{where}: unknown sampling key {key!r} "
+                              f"(allowed: {', '.join(SAMPLING_KEYS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            raise ConfigError(f"{where}: sampling.{key} must be a number")
+    return ModelSpec(name=name, source=source, location=location, file=typed("file", str),
+                     engines=engines, architecture=typed("architecture", str),
+                     model_type=typed("model_type", str), template=template,
+                     context_length=ctx, stop=stop, sampling=sampling,
+                     description=typed("description", str, ""), system=typed("system", str),
+                     origin=str(path))
+
+
+class Catalog:
+    def __init__(self, models: dict[str, ModelSpec], default: str):
+        self.models = models
+        self.default = default
+
+    @classmethod
+    def load(cls, user_file: Path | None = None) -> "Catalog":
+        models: dict[str, ModelSpec] = {}
+        default = "smollm2"
+        files = [packaged_toml()]
+        user_file = user_file or paths.user_models_toml()
+        if user_file.exists():
+            files.append(user_file)
+        for path in files:
+            data = _load_toml(path)
+            unknown = set(data) - {"default", "models"}
+            if unknown:
+                raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}")
+            table = data.get("models", {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: 'models' must be a table of [models.NAME] entries")
+            for name, raw in table.items():
+                models[name] = _entry(path, name, raw)
+            if "default" in data:
+                if not isinstance(data["default"], str):
+                    raise ConfigError(f"{path}: default must be a model name")
+                default = data["default"]
+        if default not in models:
+            raise ConfigError(f"default model {default!r} is not in the catalogue")
+        return cls(models, default)
+
+    def find(self, name_or_path: str | None) -> ModelSpec:
+        """A catalogue name, or a path to any .gguf/.bin file."""
+        name = name_or_path or self.default
+        if name in self.models:
+            return self.models[name]
+        path = Path(name).expanduser()
+        if path.suffix.lower() in (".gguf", ".bin", ".ggml") or path.exists() or "/" in name:
+            return ModelSpec(name=path.name, source="path", location=str(path.absolute()))
+        raise ConfigError(f"unknown model {name!r}: not in models.toml "
+                          f"({', '.join(sorted(self.models))}) and not a model file path")

@@ -1,0 +1,109 @@
+"""A conversation with one model: messages, the chat template, and the token ids of
+what the engine has already evaluated, so each turn feeds the engine only new text.
+
+Shared by the one-shot CLI and the REPL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from chatterm import generation
+from chatterm.engines.base import Engine, Sampling
+from chatterm.errors import ContextOverflowError
+from chatterm.templates import ChatTemplate
+
+
+@dataclass
+class PromptCache:
+    """Text the engine has evaluated and its exact token ids (generated ids included:
+    re-tokenizing a reply can give other ids and would defeat prefix reuse)."""
+
+    text: str = ""
+    ids: list[int] = field(default_factory=list)
+
+
+class Chat:
+    def __init__(self, engine: Engine, template: ChatTemplate, sampling: Sampling,
+                 stop: list[str] | None = None, system: str | None = None):
+        self.engine = engine
+        self.template = template
+        self.sampling = sampling
+        self.stop = list(stop or [])
+        self.messages: list[dict] = []
+        if system:
+            self.messages.append({"role": "system", "content": system})
+        self.cache = PromptCache()
+        self.last: generation.Generation | None = None
+        self.dropped = 0  # oldest messages left out of the last prompt to fit the window
+
+    # ------------------------------------------------------------ prompt
+    def _tokenize(self, text: str) -> list[int]:
+        cache = self.cache
+        if cache.ids and text.startswith(cache.text):
+            return cache.ids + self.engine.tokenize(text[len(cache.text):])
+        ids = self.engine.tokenize(text)
+        engine = self.engine
+        if engine.add_bos and engine.bos_id is not None and (not ids or ids[0] != engine.bos_id):
+            ids.insert(0, engine.bos_id)
+        return ids
+
+    def render(self, messages: list[dict], tail: str = "") -> tuple[str, list[int]]:
+        wire = [{"role": m["role"], "content": m["content"]} for m in messages]
+        text = self.template.render(wire, add_generation_prompt=True) + tail
+        return text, self._tokenize(text)
+
+    def fit(self, messages: list[dict], tail: str = "") -> tuple[str, list[int]]:
+        """Render `messages`, dropping the oldest turns (never the system prompt) until
+        the prompt leaves room for a reply. The newest message alone too large: error."""
+        n_ctx = self.engine.n_ctx
+        reserve = min(self.sampling.max_tokens, max(16, n_ctx // 4))
+        system = [m for m in messages[:1] if m["role"] == "system"]
+        rest = messages[len(system):]
+        dropped = 0
+        while True:
+            text, ids = self.render(system + rest, tail)
+            if len(ids) + reserve <= n_ctx or len(rest) <= 1 and len(ids) < n_ctx:
+                self.dropped = dropped
+                return text, ids
+            if len(rest) <= 1:
+                raise ContextOverflowError(
+                    f"the prompt is {len(ids):,} tokens; the context window holds {n_ctx:,} "
+                    "(shorten it, or raise --ctx)")
+            cut = 2 if len(rest) > 2 and rest[0]["role"] == "user" else 1
+            rest = rest[cut:]
+            dropped += cut
+
+    # ------------------------------------------------------------ turns
+    def send(self, text: str, cancelled: Callable[[], bool] = lambda: False) -> Iterator[str]:
+        """Stream the reply to a new user message; the reply joins `messages` when done."""
+        self.messages.append({"role": "user", "content": text})
+        try:
+            prompt_text, ids = self.fit(self.messages)
+        except BaseException:
+            self.messages.pop()
+            raise
+        yield from self._generate(prompt_text, ids, None, cancelled)
+
+    def continue_reply(self, cancelled: Callable[[], bool] = lambda: False) -> Iterator[str]:
+        """Continue the last assistant message from where it stopped."""
+        last = self.messages[-1]
+        prompt_text, ids = self.fit(self.messages[:-1], tail=last["content"])
+        yield from self._generate(prompt_text, ids, last, cancelled)
+
+    def _generate(self, prompt_text: str, ids: list[int], extend: dict | None,
+                  cancelled: Callable[[], bool]) -> Iterator[str]:
+        gen = generation.Generation(self.engine, ids, self.sampling, self.stop, cancelled)
+        self.last = gen
+        try:
+            yield from gen
+        finally:
+            # Whatever happened, what was generated is kept (a cut reply is marked).
+            if extend is None:
+                extend = {"role": "assistant", "content": ""}
+                self.messages.append(extend)
+            extend["content"] += gen.text
+            extend["finish"] = gen.finish
+            self.cache = PromptCache(prompt_text + self.engine.detokenize(gen.tokens, special=True),
+                                     ids + gen.tokens)

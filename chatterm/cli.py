@@ -1,0 +1,132 @@
+"""The `chatterm` command. Only click is imported at start-up: engines, rich and
+prompt_toolkit load when a chat actually starts, so `chatterm --help` stays fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from chatterm import __version__
+from chatterm.errors import ChattermError, InputError
+
+SAMPLING_OPTIONS = ("max_tokens", "temperature", "top_k", "top_p", "repeat_penalty", "seed")
+
+
+def _gpu_layers(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    from chatterm.hardware import parse_gpu_layers
+    try:
+        return parse_gpu_layers(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e).split(" takes ")[-1]) from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("prompt", nargs=-1)
+@click.option("-m", "--model", metavar="NAME|PATH", help="A models.toml entry or a .gguf/.bin file (default: smollm2).")
+@click.option("--engine", type=click.Choice(["auto", "llama.cpp", "ctransformers"]), default="auto", show_default=True,
+              help="auto: ctransformers for GGML files, else llama.cpp when installed (README: 'Engines').")
+@click.option("--gpu-layers", default="auto", show_default=True, callback=_gpu_layers, metavar="N|auto",
+              help="Layers to offload to a CUDA GPU: auto = all when a GPU and a CUDA build are present, 0 = CPU.")
+@click.option("--threads", type=click.IntRange(1, 512), help="CPU threads (default: the cores available).")
+@click.option("--ctx", type=click.IntRange(16), help="Context window in tokens (default: the model's entry).")
+@click.option("--max-tokens", type=click.IntRange(1), help="Most tokens in one reply.")
+@click.option("--temperature", type=click.FloatRange(0), help="0 = greedy.")
+@click.option("--top-k", type=click.IntRange(0), help="Sample from the K likeliest tokens.")
+@click.option("--top-p", type=click.FloatRange(0, 1), help="Nucleus sampling mass.")
+@click.option("--repeat-penalty", type=click.FloatRange(0), help="Penalty for repeating recent tokens (1 = none).")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Seed for reproducible sampling.")
+@click.option("-s", "--system", metavar="TEXT", help="System prompt.")
+@click.option("--template", metavar="NAME", help="Chat template: gguf (the file's own) or a preset such as chatml, llama3.")
+@click.version_option(__version__, "--version", prog_name="chatterm")
+def main(prompt: tuple[str, ...], **opts: Any) -> None:
+    """Chat with a local quantized model (GGUF/GGML) on a CUDA GPU or the CPU.
+
+    With PROMPT, or text piped on stdin, print one answer and exit (PROMPT first, then
+    stdin). With neither, on a terminal, open the interactive chat.
+    """
+    try:
+        _run(prompt, opts)
+    except ChattermError as e:
+        _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.exit(0)
+    except Exception as e:  # never a traceback for users; CHATTERM_DEBUG=1 shows one
+        if os.environ.get("CHATTERM_DEBUG"):
+            raise
+        _fail(f"unexpected error: {type(e).__name__}: {e}", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"chatterm: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that cannot fail.
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def _read_stdin() -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"stdin is not UTF-8 text (invalid byte at offset {e.start})") from None
+
+
+def _run_options(opts: dict[str, Any]) -> Any:
+    from chatterm.loader import RunOptions
+
+    return RunOptions(model=opts["model"], engine=opts["engine"], gpu_layers=opts["gpu_layers"],
+                      threads=opts["threads"], ctx=opts["ctx"], template=opts["template"],
+                      system=opts["system"],
+                      sampling={k: opts[k] for k in SAMPLING_OPTIONS if opts[k] is not None})
+
+
+def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
+    stdin_is_tty = sys.stdin is not None and sys.stdin.isatty()
+    parts = [" ".join(prompt_args)] if prompt_args else []
+    if not stdin_is_tty and sys.stdin is not None:
+        piped = _read_stdin()
+        if piped.strip():
+            parts.append(piped)
+        elif not parts:
+            raise InputError("stdin is empty: nothing to answer")
+    if not parts:
+        from chatterm.repl import run_repl  # the interactive chat
+
+        run_repl(_run_options(opts))
+        return
+    text = "\n\n".join(p.strip("\n") for p in parts)
+    if not text.strip():
+        raise InputError("the prompt is empty")
+    one_shot(text, _run_options(opts))
+
+
+def one_shot(text: str, options: Any) -> None:
+    from chatterm.interrupt import ctrl_c_cancels
+    from chatterm.loader import load_chat
+    from chatterm.sanitize import clean
+
+    chat = load_chat(options).chat
+    out = sys.stdout
+    wrote_newline = True
+    with ctrl_c_cancels() as cancelled:
+        for chunk in chat.send(text, cancelled):
+            out.write(clean(chunk))
+            out.flush()
+            wrote_newline = chunk.endswith("\n")
+    if not wrote_newline:
+        out.write("\n")
+    out.flush()
+    if chat.last is not None and chat.last.finish == "cancelled":
+        sys.exit(130)

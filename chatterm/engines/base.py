@@ -1,0 +1,94 @@
+"""The one small interface every engine implements.
+
+An engine turns token ids into sampled token ids and knows its vocabulary. Everything
+above it (UTF-8 assembly, stop strings, limits, cancellation, chat templates) lives once
+in `chatterm.generation` and `chatterm.prompt`, so both engines behave alike.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Sequence
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.7
+    top_k: int = 40
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    seed: int | None = None
+    max_tokens: int = 1024
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def updated(self, **values: Any) -> "Sampling":
+        known = {k: v for k, v in values.items() if k in self.names() and v is not None}
+        return Sampling(**{**self.__dict__, **known})
+
+
+@dataclass
+class LoadOptions:
+    path: Path
+    n_ctx: int
+    threads: int
+    gpu_layers: int | str = "auto"  # a count, or "auto": all layers when CUDA is usable
+    model_type: str | None = None  # ctransformers' model type for GGML files
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_threads() -> int:
+    """Cores this process may use. More threads than cores is catastrophic for decode
+    speed (4 threads on 2 cores: 42 vs 120 tokens/s, shared/notes/engines.md)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Engine(ABC):
+    """A loaded model. Not thread-safe: one generation at a time."""
+
+    name: ClassVar[str]
+
+    n_ctx: int
+    device: str  # for people: "CPU" or "CUDA (30/30 layers)"
+    chat_template: str | None  # the file's own Jinja template, if any
+    bos_text: str
+    eos_text: str
+    add_bos: bool
+    bos_id: int | None
+
+    @abstractmethod
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        """Token ids of `text` (no BOS added); `special` parses control-token text."""
+
+    @abstractmethod
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes one token stands for; control tokens are empty unless `special`."""
+
+    @abstractmethod
+    def is_eog(self, token: int) -> bool:
+        """True for end-of-generation tokens (EOS, end-of-turn, ...)."""
+
+    @abstractmethod
+    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Iterator[int]:
+        """Evaluate `prompt` and yield sampled tokens until the consumer stops.
+
+        The longest common prefix with what the engine evaluated before is reused, so a
+        new turn (or a continuation) evaluates only the new tokens. A token is evaluated
+        only when the next one is asked for, so stopping costs nothing extra."""
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return b"".join(self.piece(t, special=special) for t in tokens).decode("utf-8", "replace")
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
+    def close(self) -> None:
+        """Free the model now rather than at interpreter exit."""

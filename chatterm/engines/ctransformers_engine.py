@@ -1,0 +1,166 @@
+"""ctransformers: GGML families natively, and modern GGUF llama files through a
+compatible copy (`chatterm.compat`) with chatterm's own tokenizer.
+
+ctransformers logs nothing and aborts on some malformed files, so every file is
+validated by `chatterm.gguf` before the library sees it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import sys
+import types
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from chatterm import compat, gguf, hardware
+from chatterm.bpe_tokenizer import CONTROL, USER_DEFINED, BPETokenizer, partition, special_tokens
+from chatterm.engines.base import Engine, LoadOptions, Sampling
+from chatterm.errors import EngineError
+
+GGML_MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "dolly-v2", "falcon", "llama", "mpt",
+                    "replit", "starcoder", "gpt_bigcode")
+EVAL_CHUNK = 64  # prompt tokens per native call: bounds how long Ctrl-C waits
+LAST_N_TOKENS = 64  # repeat-penalty window, as llama.cpp's default
+
+
+def _import_llm_module() -> Any:
+    """`ctransformers.llm` without the package's __init__, which imports
+    huggingface_hub (0.27 s, shared/notes/engines.md) for hub downloads chatterm never does."""
+    if "ctransformers.llm" in sys.modules:
+        return sys.modules["ctransformers.llm"]
+    spec = importlib.util.find_spec("ctransformers")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineError("ctransformers is not installed; pip install ctransformers")
+    if "ctransformers" not in sys.modules:
+        package = types.ModuleType("ctransformers")
+        package.__path__ = list(spec.submodule_search_locations)
+        package.__spec__ = spec
+        sys.modules["ctransformers"] = package
+    import ctransformers.llm as llm_module
+    return llm_module
+
+
+def _cpu_library() -> str:
+    """The bundled build for this CPU, read from /proc/cpuinfo; ctransformers' own
+    detection runs py-cpuinfo, which costs about a second."""
+    try:
+        flags = set()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        return "basic"
+    if "avx2" in flags:
+        return "avx2"
+    return "avx" if {"avx", "f16c"} <= flags else "basic"
+
+
+class CTransformersEngine(Engine):
+    name = "ctransformers"
+
+    def __init__(self, options: LoadOptions):
+        llm_module = _import_llm_module()
+        path = Path(options.path)
+        kind = gguf.sniff(path)
+        self.tokenizer: BPETokenizer | None = None
+        self._specials: list[tuple[str, int]] = []
+        n_layers = 0
+        if kind == "gguf":
+            model = gguf.read(path)
+            load_path = compat.compat_path(model)  # checks architecture and quant types
+            md = model.metadata
+            if md.get("tokenizer.ggml.model") == "gpt2":
+                self.tokenizer = BPETokenizer.from_gguf(model)
+            else:  # SPM vocabulary: ctransformers tokenizes text, chatterm splits specials
+                self._specials = special_tokens(list(md["tokenizer.ggml.tokens"]),
+                                                md.get("tokenizer.ggml.token_type") or [],
+                                                (CONTROL, USER_DEFINED))
+            self.chat_template = model.chat_template
+            self._eog = {md.get(f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot", "eom")} - {None}
+            self.bos_id = md.get("tokenizer.ggml.bos_token_id")
+            self.add_bos = bool(md.get("tokenizer.ggml.add_bos_token", self.tokenizer is None))
+            model_type = "gguf"
+            n_layers = model.block_count
+            trained_ctx = model.context_length
+        else:
+            model_type = options.model_type
+            if model_type not in GGML_MODEL_TYPES:
+                raise EngineError(f"{path}: a GGML file needs its model type (model_type in models.toml: "
+                                  f"{', '.join(GGML_MODEL_TYPES)})")
+            load_path, self.chat_template, self.bos_id, self.add_bos = path, None, None, False
+            self._eog = set()
+            trained_ctx = None
+        gpu = hardware.ctransformers_gpu_layers(options.gpu_layers, n_layers)
+        n_ctx = min(options.n_ctx, trained_ctx) if trained_ctx else options.n_ctx
+        config = llm_module.Config(context_length=n_ctx, gpu_layers=gpu, threads=options.threads,
+                                   batch_size=EVAL_CHUNK)
+        try:
+            self.llm = llm_module.LLM(str(load_path), model_type, config=config,
+                                      lib=None if gpu else _cpu_library())
+        except (RuntimeError, ValueError, OSError) as e:
+            raise EngineError(f"ctransformers could not load {path}: {str(e).splitlines()[0]}") from None
+        self.threads = options.threads
+        self.n_ctx = self.llm.context_length if self.llm.context_length > 0 else n_ctx
+        self.device = f"CUDA ({min(gpu, n_layers or gpu)}/{n_layers or '?'} layers)" if gpu else "CPU"
+        if not self._eog:
+            self._eog = {self.llm.eos_token_id}
+        self.bos_text = self._text(self.bos_id)
+        eos = next(iter(sorted(self._eog)))
+        self.eos_text = self._text(eos)
+        self._pieces: dict[int, bytes] = {}
+
+    def _text(self, token: int | None) -> str:
+        return "" if token is None else self.piece(token, special=True).decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        if self.tokenizer is not None:
+            return self.tokenizer.encode(text, special=special)
+        ids: list[int] = []
+        for frag in partition(text, self._specials if special else []):
+            ids.extend([frag] if isinstance(frag, int) else self.llm.tokenize(frag, add_bos_token=False))
+        return ids
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        if self.tokenizer is not None:
+            return self.tokenizer.piece(token, special=special)
+        cached = self._pieces.get(token)
+        if cached is None:
+            cached = self._pieces[token] = self.llm.ctransformers_llm_detokenize(token) or b""
+        if not special and token in self._eog:
+            return b""
+        return cached
+
+    def is_eog(self, token: int) -> bool:
+        return token in self._eog or self.llm.is_eos_token(token)
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Iterator[int]:
+        llm = self.llm
+        pending = list(llm.prepare_inputs_for_generation(list(prompt), reset=True))
+        # ctransformers seeds a fresh mt19937 on every sample call (with time() when the
+        # seed is -1, the same for a whole second), so vary an explicit seed per token.
+        seed = sampling.seed if sampling.seed is not None else random.randrange(1 << 30)
+        greedy = sampling.temperature <= 0
+        top_k = 1 if greedy else sampling.top_k
+        temperature = 1.0 if greedy else sampling.temperature
+        step = 0
+        while True:
+            for i in range(0, len(pending), EVAL_CHUNK):
+                llm.eval(pending[i:i + EVAL_CHUNK], batch_size=EVAL_CHUNK, threads=self.threads)
+            token = llm.sample(top_k=top_k, top_p=sampling.top_p, temperature=temperature,
+                               repetition_penalty=sampling.repeat_penalty,
+                               last_n_tokens=LAST_N_TOKENS, seed=(seed + step) & 0x7FFFFFFF)
+            step += 1
+            yield token
+            pending = [token]
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.ctransformers_llm_delete()
+            llm._llm = None
+            self.llm = None
+

@@ -1,0 +1,45 @@
+"""Ctrl-C stops a generation, never the program.
+
+While a reply streams, SIGINT only sets a flag that the generation loop checks after
+every token, so the engine is never interrupted inside a native call and the partial
+reply is kept. A second Ctrl-C before the loop notices raises KeyboardInterrupt, for a
+prompt evaluation that takes too long to wait for.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any, Iterator
+from contextlib import contextmanager
+
+
+class CancelFlag:
+    def __init__(self) -> None:
+        self._set = False
+
+    def __call__(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+
+@contextmanager
+def ctrl_c_cancels() -> Iterator[CancelFlag]:
+    flag = CancelFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def on_sigint(signum: int, frame: FrameType | None) -> Any:
+        if flag():
+            raise KeyboardInterrupt
+        flag.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,65 @@
+"""From command-line choices to a ready `Chat`: catalogue entry, file checks, engine,
+chat template, sampling. One path for the one-shot CLI and the REPL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatterm import engines, gguf, templates
+from chatterm.catalog import Catalog, ModelSpec
+from chatterm.chat import Chat
+from chatterm.engines.base import LoadOptions, Sampling, default_threads
+from chatterm.errors import ConfigError
+
+DEFAULT_CTX_CAP = 4096  # for models without a context_length entry: memory stays modest
+
+
+@dataclass
+class RunOptions:
+    model: str | None = None
+    engine: str = "auto"
+    gpu_layers: int | str = "auto"
+    threads: int | None = None
+    ctx: int | None = None
+    template: str | None = None
+    system: str | None = None
+    sampling: dict[str, Any] = field(default_factory=dict)  # only what the user set
+
+
+@dataclass
+class Loaded:
+    chat: Chat
+    spec: ModelSpec
+    engine_name: str
+    path: str
+
+
+def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
+    catalog = catalog or Catalog.load()
+    spec = catalog.find(options.model)
+    path = spec.model_path()
+    kind = gguf.sniff(path)
+    trained_ctx = None
+    if kind == "gguf":
+        info = gguf.read(path)  # validates before any native code sees the file
+        trained_ctx = info.context_length
+    name = engines.choose(options.engine, path, spec.engines)
+    if options.engine == "auto" and name not in spec.engines and kind == "gguf":
+        raise ConfigError(f"model {spec.name!r} lists engines {spec.engines}; none is installed")
+    n_ctx = options.ctx or spec.context_length or min(trained_ctx or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
+    if trained_ctx:
+        n_ctx = min(n_ctx, trained_ctx)
+    if n_ctx < 16:
+        raise ConfigError("--ctx must be at least 16 tokens")
+    engine = engines.load(name, LoadOptions(
+        path=path, n_ctx=n_ctx, threads=options.threads or default_threads(),
+        gpu_layers=options.gpu_layers, model_type=spec.model_type))
+    template = templates.resolve(options.template or spec.template, engine.chat_template,
+                                 bos=engine.bos_text, eos=engine.eos_text)
+    stops = list(spec.stop)
+    if template.name in templates.PRESET_STOPS:
+        stops += [s for s in templates.PRESET_STOPS[template.name] if s not in stops]
+    sampling = Sampling().updated(**spec.sampling).updated(**options.sampling)
+    chat = Chat(engine, template, sampling, stops, system=options.system or spec.system)
+    return Loaded(chat, spec, name, str(path))
