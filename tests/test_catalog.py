@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import pytest
+
+from chatterm import paths
+from chatterm.catalog import Catalog
+from chatterm.errors import ConfigError, ModelFileError
+
+
+def test_packaged_catalogue_is_valid_and_has_the_families():
+    cat = Catalog.load()
+    assert cat.default == "smollm2"
+    for name in ("smollm2", "tinyllama", "llama2-7b-chat", "mistral-7b-instruct", "vicuna-7b",
+                 "llama3.2-3b-instruct", "qwen2.5-1.5b-instruct", "phi3-mini", "gpt4all-j"):
+        assert name in cat.models
+    assert cat.models["gpt4all-j"].engines == ["ctransformers"]
+    assert cat.models["gpt4all-j"].model_type == "gptj"
+
+
+def test_default_model_resolves_to_the_packaged_file(default_model_path):
+    assert Catalog.load().find(None).model_path() == default_model_path
+
+
+def test_hub_entry_not_downloaded_says_where_to_put_it():
+    with pytest.raises(ModelFileError, match="not downloaded.*tinyllama-1.1b-chat"):
+        Catalog.load().find("tinyllama").model_path()
+
+
+def _user_toml(text: str):
+    path = paths.user_models_toml()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_user_file_adds_and_replaces_entries(tmp_path):
+    model = tmp_path / "mine.gguf"
+    _user_toml(f'default = "mine"\n[models.mine]\npath = "{model}"\ntemplate = "llama3"\n'
+               '[models.smollm2]\npath = "other.gguf"\n')
+    cat = Catalog.load()
+    assert cat.default == "mine"
+    assert cat.find(None).model_path() == model
+    assert cat.models["smollm2"].source == "path"  # replaced whole
+    assert cat.models["smollm2"].model_path() == paths.config_dir() / "other.gguf"
+
+
+@pytest.mark.parametrize("body, problem", [
+    ('[models.x]\nfile = "a.gguf"\n', "exactly one of path, package, hf_repo"),
+    ('[models.x]\npath = "a"\nengines = ["vllm"]\n', "engines"),
+    ('[models.x]\npath = "a"\ntemplate = "nope"\n', "template 'nope'"),
+    ('[models.x]\npath = "a"\ncontext_length = "big"\n', "context_length must be a int"),
+    ('[models.x]\npath = "a"\nsampling = { temprature = 1 }\n', "unknown sampling key 'temprature'"),
+    ('[models.x]\npath = "a"\ncolour = 1\n', "unknown key 'colour'"),
+    ('[models.x]\npath = "a"\nstop = [1]\n', "stop must be a list"),
+    ('[models.x\npath = "a"\n', "invalid TOML"),
+])
+def test_invalid_user_file_names_file_entry_and_problem(body, problem):
+    path = _user_toml(body)
+    with pytest.raises(ConfigError) as err:
+        Catalog.load()
+    message = str(err.value)
+    assert str(path) in message and problem in message
+    if "TOML" not in problem:
+        assert "[models.x]" in message
+
+
+def test_path_argument_is_an_ad_hoc_model(tmp_path):
+    spec = Catalog.load().find(str(tmp_path / "some.gguf"))
+    assert spec.source == "path" and spec.engines == ["llama.cpp", "ctransformers"]
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        Catalog.load().find("nope")
