@@ -37,6 +37,7 @@ class Chat:
         self.cache = PromptCache()
         self.last: generation.Generation | None = None
         self.dropped = 0  # oldest messages left out of the last prompt to fit the window
+        self.on_change: Callable[[], None] = lambda: None  # persistence hook (the REPL saves)
 
     # ------------------------------------------------------------ prompt
     def _tokenize(self, text: str) -> list[int]:
@@ -84,6 +85,7 @@ class Chat:
         except BaseException:
             self.messages.pop()
             raise
+        self.on_change()  # the question is on disk before the reply starts
         yield from self._generate(prompt_text, ids, None, cancelled)
 
     def continue_reply(self, cancelled: Callable[[], bool] = lambda: False) -> Iterator[str]:
@@ -107,3 +109,4 @@ class Chat:
             extend["finish"] = gen.finish
             self.cache = PromptCache(prompt_text + self.engine.detokenize(gen.tokens, special=True),
                                      ids + gen.tokens)
+            self.on_change()

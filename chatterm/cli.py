@@ -40,6 +40,11 @@ def _gpu_layers(ctx: click.Context, param: click.Parameter, value: str) -> int |
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Seed for reproducible sampling.")
 @click.option("-s", "--system", metavar="TEXT", help="System prompt.")
 @click.option("--template", metavar="NAME", help="Chat template: gguf (the file's own) or a preset such as chatml, llama3.")
+@click.option("-c", "--continue", "resume", is_flag=True, help="Resume the most recent chat session.")
+@click.option("--session", metavar="NAME", help="Open (or create) the named chat session.")
+@click.option("-i", "--interactive", is_flag=True, help="After answering PROMPT/stdin, keep chatting in the terminal.")
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Colour and Markdown styling (NO_COLOR is respected).")
 @click.version_option(__version__, "--version", prog_name="chatterm")
 def main(prompt: tuple[str, ...], **opts: Any) -> None:
     """Chat with a local quantized model (GGUF/GGML) on a CUDA GPU or the CPU.
@@ -99,25 +104,34 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
         piped = _read_stdin()
         if piped.strip():
             parts.append(piped)
-        elif not parts:
-            raise InputError("stdin is empty: nothing to answer")
+    options = _run_options(opts)
+    interactive = opts["interactive"] or opts["resume"] or opts["session"]
     if not parts:
+        if not stdin_is_tty and not interactive:
+            raise InputError("stdin is empty: nothing to answer")
         from chatterm.repl import run_repl  # the interactive chat
 
-        run_repl(_run_options(opts))
+        run_repl(options, session=opts["session"], resume=opts["resume"], color=opts["color"],
+                 tty_input=not stdin_is_tty)
         return
     text = "\n\n".join(p.strip("\n") for p in parts)
     if not text.strip():
         raise InputError("the prompt is empty")
-    one_shot(text, _run_options(opts))
+    loaded = one_shot(text, options)
+    if interactive:
+        from chatterm.repl import run_repl
+
+        run_repl(options, session=opts["session"], color=opts["color"], loaded=loaded,
+                 tty_input=not stdin_is_tty)
 
 
-def one_shot(text: str, options: Any) -> None:
+def one_shot(text: str, options: Any) -> Any:
     from chatterm.interrupt import ctrl_c_cancels
     from chatterm.loader import load_chat
     from chatterm.sanitize import clean
 
-    chat = load_chat(options).chat
+    loaded = load_chat(options)
+    chat = loaded.chat
     out = sys.stdout
     wrote_newline = True
     with ctrl_c_cancels() as cancelled:
@@ -130,3 +144,4 @@ def one_shot(text: str, options: Any) -> None:
     out.flush()
     if chat.last is not None and chat.last.finish == "cancelled":
         sys.exit(130)
+    return loaded

@@ -27,6 +27,27 @@ class CancelFlag:
 
 
 @contextmanager
+def no_echo() -> Iterator[None]:
+    """Keep keys typed during a reply (Ctrl-C's "^C" included) from being echoed into
+    the streamed output, where they would shift the live region and corrupt it."""
+    import sys
+    try:
+        import termios
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except Exception:  # not a terminal, or no termios
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~(termios.ECHO | termios.ICANON)
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+@contextmanager
 def ctrl_c_cancels() -> Iterator[CancelFlag]:
     flag = CancelFlag()
     if threading.current_thread() is not threading.main_thread():

@@ -1,0 +1,162 @@
+"""Streaming Markdown to the terminal with rich, in time linear in the reply.
+
+A reply is cut into blocks as it streams: a block ends at a blank line outside a code
+fence; inside a fence every finished line is its own block. Each finished block is
+printed exactly once and never redrawn. Only the open tail (the block being written)
+lives in a small `rich.live.Live` region that repaints at most `FPS` times a second,
+from a renderable that is built at paint time, so a token costs O(1) and the tail
+never holds more than one block (taller blocks are flushed line by line).
+
+Text reaches rich only after `sanitize.clean`, and rich never sees it as markup:
+Markdown and Syntax render it literally, links show their address.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.markdown import Markdown
+from rich.syntax import Syntax
+from rich.text import Text
+
+from chatterm.sanitize import clean
+
+FPS = 12
+FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)")
+CODE_THEME = "monokai"
+
+
+@dataclass
+class CodeBlock:
+    language: str
+    code: str
+
+
+class _Tail:
+    """The open block, rendered only when the Live region repaints."""
+
+    def __init__(self, renderer: "StreamRenderer"):
+        self.renderer = renderer
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        r = self.renderer
+        partial = "".join(r._partial)
+        if r._fence is not None:
+            if partial:
+                yield r._code_line(partial)
+            return
+        text = "\n".join([*r._block, partial]) if r._block else partial
+        if text.strip():
+            yield _markdown(text)
+
+
+def _markdown(text: str) -> Markdown:
+    return Markdown(text, code_theme=CODE_THEME, hyperlinks=False)
+
+
+class StreamRenderer:
+    """feed() chunks of model text, then finish(). Plain mode prints text as it comes."""
+
+    def __init__(self, console: Console, *, markdown: bool = True, max_block_lines: int | None = None):
+        self.console = console
+        self.markdown = markdown
+        self.code_blocks: list[CodeBlock] = []
+        self._partial: list[str] = []  # the unfinished line, as chunks
+        self._block: list[str] = []  # finished lines of the open Markdown block
+        self._fence: tuple[str, str] | None = None  # (marker, language) inside a code fence
+        self._code: list[str] = []
+        self._live: Any = None
+        self._max_lines = max_block_lines or max(4, console.size.height - 4)
+
+    # ------------------------------------------------------------ input
+    def feed(self, chunk: str) -> None:
+        chunk = clean(chunk)
+        if not self.markdown:  # plain text as it comes; lines still tracked for /copy
+            self.console.file.write(chunk)
+            self.console.file.flush()
+        elif self._live is None:
+            self._start_live()
+        *lines, rest = chunk.split("\n")
+        if lines:
+            lines[0] = "".join(self._partial) + lines[0]
+            self._partial = []
+            for line in lines:
+                self._line(line)
+        if rest:
+            self._partial.append(rest)
+
+    def finish(self) -> None:
+        if self._partial:
+            self._line("".join(self._partial))
+            self._partial = []
+        if self._fence is not None:
+            self._close_fence()
+        self._flush_block()
+        self._stop_live()
+
+    # ------------------------------------------------------------ blocks
+    def _line(self, line: str) -> None:
+        fence = FENCE.match(line)
+        if self._fence is not None:
+            marker = self._fence[0]
+            if fence and fence.group(1)[0] == marker[0] and len(fence.group(1)) >= len(marker) and not fence.group(2):
+                self._close_fence()
+            else:
+                self._code.append(line)
+                self._print(self._code_line(line))
+            return
+        if fence:
+            self._flush_block()
+            language = fence.group(2) or "text"
+            self._fence = (fence.group(1), language)
+            self._code = []
+            number = len(self.code_blocks) + 1
+            self._print(Text(f"─── [{number}] {language} ", style="dim"))
+            return
+        if not line.strip():
+            self._flush_block()
+            return
+        self._block.append(line)
+        if len(self._block) >= self._max_lines:
+            self._flush_block()
+
+    def _close_fence(self) -> None:
+        assert self._fence is not None
+        self.code_blocks.append(CodeBlock(self._fence[1], "\n".join(self._code)))
+        self._fence = None
+        self._code = []
+        self._print(Text("───", style="dim"))
+
+    def _flush_block(self) -> None:
+        if self._block:
+            # Empty the tail first: printing repaints the Live region, which must not
+            # show this block a second time.
+            text, self._block = "\n".join(self._block), []
+            self._print(_markdown(text))
+
+    def _code_line(self, line: str) -> Syntax:
+        language = self._fence[1] if self._fence else "text"
+        return Syntax(line, language, theme=CODE_THEME, word_wrap=True, background_color="default")
+
+    # ------------------------------------------------------------ output
+    def _print(self, renderable: Any) -> None:
+        if self.markdown:
+            self.console.print(renderable)
+
+    def _start_live(self) -> None:
+        if not self.console.is_terminal:
+            self._live = False  # no repaintable region: finished blocks only
+            return
+        from rich.live import Live
+
+        self._live = Live(_Tail(self), console=self.console, refresh_per_second=FPS,
+                          transient=True, vertical_overflow="crop")
+        self._live.start()
+
+    def _stop_live(self) -> None:
+        if self._live:
+            self._live.stop()
+        self._live = None

@@ -1,0 +1,278 @@
+"""The interactive chat: a prompt_toolkit prompt, replies streamed through the
+Markdown renderer, slash commands, and a session saved after every change.
+
+The loop never dies: an error while handling one input is one line, then the prompt
+comes back. Ctrl-C during a reply cancels the reply only; Ctrl-D or /exit quits.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Iterable, Iterator
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
+from prompt_toolkit.completion import Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
+from rich.console import Console
+from rich.text import Text
+
+from chatterm import commands, paths, sessions
+from chatterm.errors import ChattermError, ContextOverflowError
+from chatterm.interrupt import CancelFlag, ctrl_c_cancels, no_echo
+from chatterm.loader import Loaded, RunOptions, load_chat
+from chatterm.render import CodeBlock, StreamRenderer
+
+ENDINGS = {"cancelled": "reply cut: /continue resumes it",
+           "length": "reached max_tokens: /continue resumes it",
+           "context": "the context window is full"}
+
+
+class SlashCompleter(Completer):
+    """Command names after '/', paths after commands that take one, model names after /model."""
+
+    def __init__(self, model_names: Callable[[], Iterable[str]]):
+        self.paths = PathCompleter(expanduser=True)
+        self.model_names = model_names
+
+    def get_completions(self, document: Document, event: Any) -> Iterator[Completion]:
+        text = document.text_before_cursor
+        if not text.startswith("/"):
+            return
+        name, space, arg = text[1:].partition(" ")
+        if not space:
+            for cmd in commands.COMMANDS.values():
+                if cmd.name.startswith(name.lower()):
+                    yield Completion("/" + cmd.name, start_position=-len(text), display_meta=cmd.help)
+            return
+        cmd = commands.COMMANDS.get(name.lower())
+        if cmd is not None and cmd.takes_path:
+            yield from self.paths.get_completions(Document(arg, len(arg)), event)
+        elif cmd is not None and cmd.name == "model":
+            for model in self.model_names():
+                if model.startswith(arg):
+                    yield Completion(model, start_position=-len(arg))
+        elif cmd is not None and cmd.name == "set" and " " not in arg:
+            for param in ("temperature", "top_k", "top_p", "repeat_penalty", "max_tokens", "seed"):
+                if param.startswith(arg):
+                    yield Completion(param, start_position=-len(arg))
+
+
+def key_bindings() -> KeyBindings:
+    kb = KeyBindings()
+
+    @kb.add("escape", "enter")
+    def _newline(event: Any) -> None:
+        """Esc+Enter / Alt+Enter inserts a newline; Enter sends."""
+        event.current_buffer.insert_text("\n")
+
+    return kb
+
+
+def _history() -> History:
+    path = paths.data_dir() / "history"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.touch(mode=0o600, exist_ok=True)
+        return FileHistory(str(path))
+    except OSError:
+        return InMemoryHistory()
+
+
+def make_console(color: str = "auto", file: Any = None) -> Console:
+    return Console(file=file, markup=False, emoji=False, highlight=False,
+                   force_terminal=True if color == "always" else None,
+                   no_color=True if color == "never" else None)
+
+
+class Repl:
+    def __init__(self, options: RunOptions, session: sessions.Session, *,
+                 loaded: Loaded | None = None, console: Console | None = None,
+                 input: Any = None, output: Any = None,
+                 loader: Callable[[RunOptions], Loaded] = load_chat):
+        self.options = options
+        self.loader = loader
+        self.console = console or make_console()
+        self.loaded = loaded or loader(options)
+        self.session = session
+        self.code_blocks: list[CodeBlock] = []
+        self.prefill = ""
+        self._cancel = CancelFlag()
+        if not session.messages:
+            session.messages = self.chat.messages  # the system prompt, or a piped-in turn
+        self._bind_chat()
+        self.prompt = PromptSession(
+            history=_history(), auto_suggest=AutoSuggestFromHistory(),
+            completer=SlashCompleter(self._model_names), complete_while_typing=True,
+            key_bindings=key_bindings(), bottom_toolbar=self.toolbar, multiline=False,
+            input=input, output=output)
+
+    @property
+    def chat(self) -> Any:
+        return self.loaded.chat
+
+    # ------------------------------------------------------------ loop
+    def run(self) -> None:
+        sessions.clean_leftovers()
+        self.banner()
+        while True:
+            try:
+                text = self.prompt.prompt([("class:prompt", "› ")], default=self.prefill)
+            except KeyboardInterrupt:  # Ctrl-C at the prompt clears the line
+                self.prefill = ""
+                continue
+            except EOFError:
+                break
+            self.prefill = ""
+            if not text.strip():
+                continue
+            try:
+                if text.startswith("/") and not text.startswith("//"):
+                    commands.dispatch(self, text)
+                else:
+                    self.ask(text[1:] if text.startswith("//") else text)
+            except EOFError:
+                break
+            except ContextOverflowError as e:
+                self.error(str(e))
+                self.prefill = text  # too large: back in the input, for editing
+            except ChattermError as e:
+                self.error(str(e))
+            except Exception as e:  # the loop never dies
+                self.error(f"unexpected error: {type(e).__name__}: {e}")
+
+    def banner(self) -> None:
+        l = self.loaded
+        self.note(f"chatterm · {l.spec.name} on {l.engine_name} ({self.chat.engine.device}) · "
+                  f"session {self.session.name} · /help for commands, Ctrl-D to quit")
+
+    def toolbar(self) -> list[tuple[str, str]]:
+        chat, gen = self.chat, self.chat.last
+        used, total = len(chat.cache.ids), chat.engine.n_ctx
+        speed = f" · {gen.tokens_per_s:.1f} tok/s" if gen is not None and gen.tokens_per_s else ""
+        return [("class:bottom-toolbar",
+                 f" {self.loaded.spec.name} · {self.loaded.engine_name} · {chat.engine.device} · "
+                 f"ctx {used:,}/{total:,} ({100 * used // max(total, 1)}%){speed} ")]
+
+    # ------------------------------------------------------------ turns
+    def ask(self, text: str) -> None:
+        self.stream(self.chat.send(text, self.cancel_flag()))
+
+    def cancel_flag(self) -> Callable[[], bool]:
+        return lambda: self._cancel()
+
+    def stream(self, chunks: Iterator[str]) -> None:
+        renderer = StreamRenderer(self.console, markdown=self.console.is_terminal)
+        try:
+            with ctrl_c_cancels() as flag, no_echo():
+                self._cancel = flag
+                try:
+                    for chunk in chunks:
+                        renderer.feed(chunk)
+                finally:
+                    renderer.finish()
+        except KeyboardInterrupt:  # a second Ctrl-C during a long prompt evaluation
+            pass
+        finally:
+            self._cancel = CancelFlag()
+        if not self.console.is_terminal:
+            self.console.file.write("\n")
+        self.code_blocks = renderer.code_blocks
+        gen = self.chat.last
+        if self.chat.dropped:
+            self.note(f"({self.chat.dropped} oldest messages left out to fit the context window)")
+        if gen is not None and gen.finish in ENDINGS:
+            self.note(f"({ENDINGS[gen.finish]})")
+
+    # ------------------------------------------------------------ sessions
+    def _bind_chat(self) -> None:
+        """The session's message list *is* the chat's: one list, saved on every change."""
+        self.chat.messages = self.session.messages
+        self.chat.on_change = self.save
+        self.session.model, self.session.engine = self.loaded.spec.name, self.loaded.engine_name
+
+    def start_session(self, session: sessions.Session, keep_system: bool = False) -> None:
+        if keep_system and not session.messages:
+            session.messages = [dict(m) for m in self.chat.messages[:1] if m["role"] == "system"]
+        self.session = session
+        self.chat.last = None
+        self.code_blocks = []
+        self._bind_chat()
+
+    def save(self, path: Any = None) -> Any:
+        self.session.messages = self.chat.messages
+        return self.session.save(path)
+
+    def replay(self) -> None:
+        for m in self.chat.messages:
+            if m["role"] == "user":
+                self.console.print(Text("› " + m["content"], style="bold"))
+            elif m["role"] == "assistant":
+                renderer = StreamRenderer(self.console, markdown=self.console.is_terminal)
+                renderer.feed(m["content"])
+                renderer.finish()
+                if not self.console.is_terminal:
+                    self.console.file.write("\n")
+        self.note(f"session {self.session.name}: {len(self.chat.messages)} messages")
+
+    def switch_model(self, name: str) -> None:
+        options = RunOptions(**{**self.options.__dict__, "model": name})
+        loaded = self.loader(options)
+        loaded.chat.sampling = loaded.chat.sampling.updated(**self.options.sampling)
+        old = self.loaded
+        self.loaded, self.options = loaded, options
+        self._bind_chat()
+        old.chat.engine.close()
+        self.note(f"now chatting with {loaded.spec.name} on {loaded.engine_name} ({loaded.chat.engine.device})")
+
+    def _model_names(self) -> list[str]:
+        from chatterm.catalog import Catalog
+        try:
+            return sorted(Catalog.load().models)
+        except ChattermError:
+            return []
+
+    # ------------------------------------------------------------ output
+    def note(self, text: str) -> None:
+        self.console.print(Text(text, style="dim"))
+
+    def error(self, text: str) -> None:
+        self.console.print(Text(f"error: {' '.join(text.split())}", style="bold red"))
+
+
+def open_session(name: str | None, resume: bool) -> sessions.Session:
+    if resume:
+        recent = sessions.most_recent()
+        if recent is None:
+            raise ChattermError("no saved session to continue")
+        return sessions.load(recent)
+    if name:
+        if not sessions.NAME.match(name):
+            raise ChattermError(f"session names use letters, digits, '.', '_', '@' and '-': {name!r}")
+        if (sessions.sessions_dir() / f"{name}.json").exists():
+            return sessions.load(name)
+        return sessions.Session(name=name)
+    return sessions.Session(name=sessions.new_name())
+
+
+def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = False,
+             color: str = "auto", loaded: Loaded | None = None, tty_input: bool = False) -> None:
+    chosen = open_session(session, resume)
+    console = make_console(color)
+    pt_input = None
+    if tty_input:  # stdin was a pipe (chatterm -i): talk to the terminal itself
+        from prompt_toolkit.input import create_input
+        try:
+            pt_input = create_input(open("/dev/tty"))
+        except OSError:
+            raise ChattermError("no terminal to continue the chat on (-i needs one)") from None
+    resumed = bool(chosen.messages)
+    repl = Repl(options, chosen, loaded=loaded, console=console, input=pt_input)
+    if resumed:
+        repl.replay()
+    repl.run()
+    if any(m["role"] != "system" for m in repl.chat.messages):
+        repl.save()
+        print(f"session saved: {repl.session.path} (chatterm -c resumes it)", file=sys.stderr)
