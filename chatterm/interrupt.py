@@ -39,7 +39,8 @@ def no_echo() -> Iterator[None]:
         yield
         return
     quiet = list(saved)
-    quiet[3] &= ~(termios.ECHO | termios.ICANON)
+    # ISIG on: Ctrl-C must raise SIGINT even if a raw-mode prompt left it off.
+    quiet[3] = (quiet[3] & ~(termios.ECHO | termios.ICANON)) | termios.ISIG
     try:
         termios.tcsetattr(fd, termios.TCSANOW, quiet)
         yield

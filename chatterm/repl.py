@@ -116,7 +116,6 @@ class Repl:
     # ------------------------------------------------------------ loop
     def run(self) -> None:
         sessions.clean_leftovers()
-        self.banner()
         while True:
             try:
                 text = self.prompt.prompt([("class:prompt", "› ")], default=self.prefill)
@@ -270,6 +269,7 @@ def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = 
             raise ChattermError("no terminal to continue the chat on (-i needs one)") from None
     resumed = bool(chosen.messages)
     repl = Repl(options, chosen, loaded=loaded, console=console, input=pt_input)
+    repl.banner()
     if resumed:
         repl.replay()
     repl.run()

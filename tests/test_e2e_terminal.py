@@ -1,0 +1,105 @@
+"""The real `chatterm` in a pseudo terminal with the default model, as a person uses it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+import pexpect
+import pytest
+
+
+@pytest.fixture
+def spawn(private_dirs):
+    children = []
+
+    def start(*args, **kw):
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+        child = pexpect.spawn(sys.executable, ["-m", "chatterm", "--threads", "2", *args],
+                              env=env, encoding="utf-8", timeout=60, dimensions=(30, 100), **kw)
+        children.append(child)
+        child.expect("/help for commands")
+        return child
+    yield start
+    for child in children:
+        child.terminate(force=True)
+
+
+def session_files():
+    from chatterm import sessions
+    return sorted(sessions.sessions_dir().glob("*.json"))
+
+
+def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
+    child = spawn("--temperature", "0", "--max-tokens", "3000")
+    child.sendline("What is the capital of France?")
+    child.expect("Paris")
+    child.expect("›")  # the prompt is back
+    child.sendline(f"/save {tmp_path / 'chat.md'}")
+    child.expect("saved to")
+    child.sendline("Write a very long story about a dragon and a knight, with many chapters.")
+    time.sleep(3.0)  # the reply is streaming (3000 tokens take far longer)
+    child.sendintr()  # Ctrl-C stops the reply, not chatterm
+    child.expect("reply cut", timeout=5)
+    child.sendline("/continue")
+    time.sleep(2.0)
+    child.sendintr()
+    child.expect("reply cut", timeout=5)
+    child.sendline(f"/save {tmp_path / 'chat.json'}")
+    child.expect("saved to")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    saved = json.loads((tmp_path / "chat.json").read_text())
+    story = saved["messages"][-1]
+    assert story["role"] == "assistant" and story["finish"] == "cancelled" and len(story["content"]) > 20
+    assert "Paris" in (tmp_path / "chat.md").read_text()
+
+    again = spawn("-c")
+    again.expect("Paris")  # the conversation is shown again
+    again.expect(f"{len(saved['messages'])} messages")
+    again.sendline("/exit")
+    again.expect(pexpect.EOF)
+
+
+def test_kill_9_keeps_every_completed_turn(spawn):
+    child = spawn("--temperature", "0", "--session", "crashy")
+    child.sendline("What is the capital of France?")
+    child.expect("Paris")
+    child.expect("›")
+    child.sendline("Write a long essay about the history of Rome.")
+    time.sleep(2.5)
+    os.kill(child.pid, signal.SIGKILL)
+    child.expect(pexpect.EOF)
+    saved = json.loads(session_files()[0].read_text())
+    contents = [m["content"] for m in saved["messages"]]
+    assert any("Paris" in c for c in contents)
+    assert "Write a long essay about the history of Rome." in contents  # the question survived
+
+    resumed = spawn("--session", "crashy")
+    resumed.expect("Paris")
+    resumed.sendline("/exit")
+    resumed.expect(pexpect.EOF)
+
+
+def test_chinese_and_a_code_block_render(spawn):
+    child = spawn("--temperature", "0", "--session", "zh")
+    child.sendline("用中文回答：中国的首都是哪里？")
+    child.expect("›")
+    deadline = time.time() + 60
+    while time.time() < deadline:  # the session file has the reply once it is complete
+        messages = json.loads(session_files()[0].read_text())["messages"] if session_files() else []
+        if messages and messages[-1]["role"] == "assistant":
+            break
+        time.sleep(0.2)
+    reply = messages[-1]["content"]
+    assert any("\u4e00" <= ch <= "\u9fff" for ch in reply) and "\ufffd" not in reply
+    child.sendline("Write a Python function that returns the square of a number, in a Markdown code block.")
+    child.expect(r"\[1\] python")
+    child.expect("›")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
