@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterable, Iterator
 
 from chatterm.errors import ModelFileError
@@ -183,25 +184,32 @@ class _Reader:
         raise ModelFileError(f"{self.what}: corrupt GGUF (unknown value type {kind})")
 
 
-def read(path: str | os.PathLike[str]) -> GGUFFile:
-    """Parse and validate a GGUF file: header, metadata and that every tensor's data
-    lies inside the file. Raises ModelFileError with a one-line reason."""
-    path = Path(path)
-    what = str(path)
+@contextmanager
+def _open_errors(what: str) -> Iterator[None]:
+    """OS errors on opening a model file, as one-line ModelFileErrors."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < 24:
-                raise ModelFileError(
-                    f"{what}: not a model file ({'empty' if size == 0 else f'only {size} bytes'})")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _parse(path, buf, size, what)
+        yield
     except FileNotFoundError:
         raise ModelFileError(f"{what}: model file not found") from None
     except IsADirectoryError:
         raise ModelFileError(f"{what}: is a directory, not a model file") from None
     except PermissionError:
         raise ModelFileError(f"{what}: permission denied") from None
+
+
+def read(path: str | os.PathLike[str]) -> GGUFFile:
+    """Parse and validate a GGUF file: header, metadata and that every tensor's data
+    lies inside the file. Raises ModelFileError with a one-line reason."""
+    path = Path(path)
+    what = str(path)
+    try:
+        with _open_errors(what), open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 24:
+                raise ModelFileError(
+                    f"{what}: not a model file ({'empty' if size == 0 else f'only {size} bytes'})")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                return _parse(path, buf, size, what)
     except (ValueError, OverflowError, MemoryError, struct.error) as e:
         raise ModelFileError(f"{what}: corrupt GGUF ({e})") from None
 
@@ -261,15 +269,8 @@ def _parse(path: Path, buf: Any, size: int, what: str) -> GGUFFile:
 def sniff(path: str | os.PathLike[str]) -> str:
     """'gguf', 'ggml' (a legacy format only ctransformers reads) or raise ModelFileError."""
     what = str(path)
-    try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except FileNotFoundError:
-        raise ModelFileError(f"{what}: model file not found") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{what}: is a directory, not a model file") from None
-    except PermissionError:
-        raise ModelFileError(f"{what}: permission denied") from None
+    with _open_errors(what), open(path, "rb") as f:
+        head = f.read(8)
     if not head:
         raise ModelFileError(f"{what}: not a model file (empty)")
     if head[:4] == MAGIC:

@@ -67,17 +67,19 @@ def split_gpt2(text: str) -> list[str]:
                 pos += 1
             out.append(text[start:pos])
             continue
-        spaces = 0
-        while pos + spaces < n and cls[pos + spaces] == SPACE:
-            spaces += 1
-        if spaces > 1 and pos + spaces < n:  # \s+(?!\S): leave one for the next word
-            pos += spaces - 1
-        elif spaces > 0:
-            pos += spaces
-        else:
-            pos += 1
+        pos = _space_run_end(cls, pos, n)
         out.append(text[start:pos])
     return out
+
+
+def _space_run_end(cls: list[int], pos: int, n: int) -> int:
+    """End of `\\s+(?!\\S)|\\s+` at `pos` (or of one other character)."""
+    spaces = 0
+    while pos + spaces < n and cls[pos + spaces] == SPACE:
+        spaces += 1
+    if spaces > 1 and pos + spaces < n:  # leave one space for the next word
+        return pos + spaces - 1
+    return pos + max(spaces, 1)
 
 
 def split_llama3(text: str, max_digits: int = 3) -> list[str]:
@@ -126,20 +128,13 @@ def split_llama3(text: str, max_digits: int = 3) -> list[str]:
                 pos += 1
             out.append(text[start:pos])
             continue
-        spaces = 0
-        last_newline_end = 0
-        while cl(pos + spaces) == SPACE:
-            if text[pos + spaces] in "\r\n":
-                last_newline_end = pos + spaces + 1
-            spaces += 1
-        if last_newline_end:  # \s*[\r\n]+
-            pos = last_newline_end
-        elif spaces > 1 and pos + spaces < n:
-            pos += spaces - 1
-        elif spaces > 0:
-            pos += spaces
-        else:
-            pos += 1
+        end, last_newline_end = pos, 0
+        while cl(end) == SPACE:
+            end += 1
+            if text[end - 1] in "\r\n":
+                last_newline_end = end
+        # \s*[\r\n]+ first, then as GPT-2
+        pos = last_newline_end or _space_run_end(cls, pos, n)
         out.append(text[start:pos])
     return out
 
