@@ -97,3 +97,18 @@ def test_help_and_version_import_no_engine():
     assert "HEAVY []" in out and "--gpu-layers" in out
     v = run("--version")
     assert v.returncode == 0 and b"chatterm" in v.stdout
+
+
+@pytest.mark.parametrize("magic", [b"lmgg", b"tjgg"])
+def test_corrupt_ggml_file_fails_cleanly(tmp_path, magic):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(magic + os.urandom(300_000))
+    cfg = tmp_path / "cfg"
+    (cfg / "chatterm").mkdir(parents=True)
+    (cfg / "chatterm" / "models.toml").write_text(
+        f'[models.old]\npath = "{bad}"\nengines = ["ctransformers"]\nmodel_type = "gptj"\ntemplate = "alpaca"\n')
+    r = subprocess.run([sys.executable, "-m", "chatterm", "-m", "old", "hi"], capture_output=True,
+                       env={**os.environ, "XDG_CONFIG_HOME": str(cfg)}, input=b"", timeout=120)
+    assert "bad.bin" in one_line_error(r)
+    # a GGML file without a model type is refused before anything loads it
+    assert "model type" in one_line_error(run("-m", str(bad), "hi"))

@@ -42,6 +42,25 @@ def _import_llm_module() -> Any:
     return llm_module
 
 
+def _probe_ggml(path: Path, model_type: str) -> None:
+    """Load a GGML file once in a child process first: GGML has no structure chatterm
+    can validate, and ctransformers' GGML loaders abort or segfault on corrupt files."""
+    import subprocess
+
+    code = ("import sys; from chatterm.engines.ctransformers_engine import _import_llm_module, _cpu_library;"
+            "m = _import_llm_module(); m.LLM(sys.argv[1], sys.argv[2], lib=_cpu_library())")
+    try:
+        result = subprocess.run([sys.executable, "-c", code, str(path), model_type],
+                                capture_output=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise EngineError(f"{path}: ctransformers did not finish loading it in 10 minutes") from None
+    if result.returncode < 0:
+        raise EngineError(f"{path}: ctransformers crashed reading it (signal {-result.returncode}): "
+                          f"corrupt, or not a {model_type} GGML model")
+    if result.returncode:
+        raise EngineError(f"{path}: ctransformers cannot load it as a {model_type} GGML model")
+
+
 def _cpu_library() -> str:
     """The bundled build for this CPU, read from /proc/cpuinfo; ctransformers' own
     detection runs py-cpuinfo, which costs about a second."""
@@ -91,6 +110,7 @@ class CTransformersEngine(Engine):
             if model_type not in GGML_MODEL_TYPES:
                 raise EngineError(f"{path}: a GGML file needs its model type (model_type in models.toml: "
                                   f"{', '.join(GGML_MODEL_TYPES)})")
+            _probe_ggml(path, model_type)
             load_path, self.chat_template, self.bos_id, self.add_bos = path, None, None, False
             self._eog = set()
             trained_ctx = None
