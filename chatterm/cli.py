@@ -117,7 +117,7 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
     text = "\n\n".join(p.strip("\n") for p in parts)
     if not text.strip():
         raise InputError("the prompt is empty")
-    loaded = one_shot(text, options)
+    loaded = one_shot(text, options, opts["color"])
     if interactive:
         from chatterm.repl import run_repl
 
@@ -125,7 +125,8 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
                  tty_input=not stdin_is_tty)
 
 
-def one_shot(text: str, options: Any) -> Any:
+def one_shot(text: str, options: Any, color: str = "auto") -> Any:
+    """Answer once: Markdown on a terminal (or --color always), plain text otherwise."""
     from chatterm.interrupt import ctrl_c_cancels
     from chatterm.loader import load_chat
     from chatterm.sanitize import clean
@@ -133,13 +134,24 @@ def one_shot(text: str, options: Any) -> Any:
     loaded = load_chat(options)
     chat = loaded.chat
     out = sys.stdout
+    renderer = None
+    if (out.isatty() and color != "never") or color == "always":
+        from chatterm.render import StreamRenderer, make_console
+        renderer = StreamRenderer(make_console(color))
     wrote_newline = True
     with ctrl_c_cancels() as cancelled:
-        for chunk in chat.send(text, cancelled):
-            out.write(clean(chunk))
-            out.flush()
-            wrote_newline = chunk.endswith("\n")
-    if not wrote_newline:
+        try:
+            for chunk in chat.send(text, cancelled):
+                if renderer is not None:
+                    renderer.feed(chunk)
+                    continue
+                out.write(clean(chunk))
+                out.flush()
+                wrote_newline = chunk.endswith("\n")
+        finally:
+            if renderer is not None:
+                renderer.finish()
+    if not wrote_newline and renderer is None:
         out.write("\n")
     out.flush()
     if chat.last is not None and chat.last.finish == "cancelled":

@@ -53,6 +53,13 @@ class _Tail:
             yield _markdown(text)
 
 
+def make_console(color: str = "auto", file: Any = None) -> Console:
+    """chatterm's console: rich markup off (nothing printed is ever parsed as markup)."""
+    return Console(file=file, markup=False, emoji=False, highlight=False,
+                   force_terminal=True if color == "always" else None,
+                   no_color=True if color == "never" else None)
+
+
 def _markdown(text: str) -> Markdown:
     return Markdown(text, code_theme=CODE_THEME, hyperlinks=False)
 

@@ -23,7 +23,7 @@ from chatterm import commands, paths, sessions
 from chatterm.errors import ChattermError, ContextOverflowError
 from chatterm.interrupt import CancelFlag, ctrl_c_cancels, no_echo
 from chatterm.loader import Loaded, RunOptions, load_chat
-from chatterm.render import CodeBlock, StreamRenderer
+from chatterm.render import CodeBlock, StreamRenderer, make_console
 
 ENDINGS = {"cancelled": "reply cut: /continue resumes it",
            "length": "reached max_tokens: /continue resumes it",
@@ -79,12 +79,6 @@ def _history() -> History:
         return FileHistory(str(path))
     except OSError:
         return InMemoryHistory()
-
-
-def make_console(color: str = "auto", file: Any = None) -> Console:
-    return Console(file=file, markup=False, emoji=False, highlight=False,
-                   force_terminal=True if color == "always" else None,
-                   no_color=True if color == "never" else None)
 
 
 class Repl:
