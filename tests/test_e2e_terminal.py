@@ -44,10 +44,14 @@ def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
     time.sleep(3.0)  # the reply is streaming (3000 tokens take far longer)
     child.sendintr()  # Ctrl-C stops the reply, not chatterm
     child.expect("reply cut", timeout=5)
+    child.sendline(f"/save {tmp_path / 'cut.json'}")
+    child.expect("saved to")
+    cut = json.loads((tmp_path / "cut.json").read_text())["messages"][-1]
+    assert cut["role"] == "assistant" and cut["finish"] == "cancelled" and len(cut["content"]) > 20
     child.sendline("/continue")
     time.sleep(2.0)
     child.sendintr()
-    child.expect("reply cut", timeout=5)
+    child.expect(["reply cut", "›"], timeout=5)  # cut again, or the continuation already ended
     child.sendline(f"/save {tmp_path / 'chat.json'}")
     child.expect("saved to")
     child.sendline("/exit")
@@ -56,7 +60,8 @@ def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
     assert child.exitstatus == 0
     saved = json.loads((tmp_path / "chat.json").read_text())
     story = saved["messages"][-1]
-    assert story["role"] == "assistant" and story["finish"] == "cancelled" and len(story["content"]) > 20
+    assert len(saved["messages"]) == len(json.loads((tmp_path / "cut.json").read_text())["messages"])
+    assert story["content"].startswith(cut["content"]) and len(story["content"]) > len(cut["content"])
     assert "Paris" in (tmp_path / "chat.md").read_text()
 
     again = spawn("-c")
