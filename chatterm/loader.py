@@ -40,10 +40,8 @@ def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
     spec = catalog.find(options.model)
     path = spec.model_path()
     kind = gguf.sniff(path)
-    trained_ctx = None
-    if kind == "gguf":
-        info = gguf.read(path)  # validates before any native code sees the file
-        trained_ctx = info.context_length
+    parsed = gguf.read(path) if kind == "gguf" else None  # validated before native code sees it
+    trained_ctx = parsed.context_length if parsed else None
     name = engines.choose(options.engine, path, spec.engines)
     if options.engine == "auto" and name not in spec.engines and kind == "gguf":
         raise ConfigError(f"model {spec.name!r} lists engines {spec.engines}; none is installed")
@@ -54,7 +52,7 @@ def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
         raise ConfigError("--ctx must be at least 16 tokens")
     engine = engines.load(name, LoadOptions(
         path=path, n_ctx=n_ctx, threads=options.threads or default_threads(),
-        gpu_layers=options.gpu_layers, model_type=spec.model_type))
+        gpu_layers=options.gpu_layers, model_type=spec.model_type, parsed=parsed))
     template = templates.resolve(options.template or spec.template, engine.chat_template,
                                  bos=engine.bos_text, eos=engine.eos_text)
     stops = list(spec.stop)

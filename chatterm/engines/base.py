@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
+
+from chatterm.gguf import GGUFFile
 
 
 @dataclass
@@ -39,7 +41,7 @@ class LoadOptions:
     threads: int
     gpu_layers: int | str = "auto"  # a count, or "auto": all layers when CUDA is usable
     model_type: str | None = None  # ctransformers' model type for GGML files
-    extra: dict[str, Any] = field(default_factory=dict)
+    parsed: GGUFFile | None = None  # the file as already read and validated, if GGUF
 
 
 def default_threads() -> int:

@@ -89,7 +89,7 @@ class CTransformersEngine(Engine):
         self._specials: list[tuple[str, int]] = []
         n_layers = 0
         if kind == "gguf":
-            model = gguf.read(path)
+            model = options.parsed or gguf.read(path)
             load_path = compat.compat_path(model)  # checks architecture and quant types
             md = model.metadata
             if md.get("tokenizer.ggml.model") == "gpt2":

@@ -42,11 +42,11 @@ class LlamaCppEngine(Engine):
         gpu = hardware.llamacpp_gpu_layers(options.gpu_layers, llama_cpp.llama_supports_gpu_offload())
         try:
             with _quiet_stderr():
-                llama_cpp.llama_log_set(_silent_log, None)
+                _silence_logs(llama_cpp)
                 self.llm = llama_cpp.Llama(
                     model_path=str(options.path), n_ctx=options.n_ctx, n_threads=options.threads,
                     n_threads_batch=options.threads, n_gpu_layers=gpu, flash_attn=True,
-                    verbose=False, **options.extra)
+                    verbose=False)
         except (ValueError, RuntimeError, OSError) as e:
             raise EngineError(f"llama.cpp could not load {options.path}: {_reason(e)}") from None
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
@@ -99,13 +99,12 @@ def _reason(error: Exception) -> str:
     return text
 
 
-def _silent_log(level: int, text: Any, user_data: Any) -> None:
-    pass
+
+_LOG_CALLBACK: Any = None  # ctypes callback: must stay alive as long as llama.cpp may call it
 
 
-try:  # llama_log_set needs a ctypes callback kept alive for the life of the process
-    import llama_cpp as _lc
-
-    _silent_log = _lc.llama_log_callback(_silent_log)  # type: ignore[assignment]
-except Exception:  # pragma: no cover - import failure is reported when loading
-    pass
+def _silence_logs(llama_cpp: Any) -> None:
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is None:
+        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
+        llama_cpp.llama_log_set(_LOG_CALLBACK, None)
