@@ -81,7 +81,7 @@ class BPETokenizer:
         # Longest first, as llama.cpp partitions (control/unknown only when special).
         self.specials = special_tokens(tokens, types, (CONTROL, USER_DEFINED, UNKNOWN))
         self.user_defined = special_tokens(tokens, types, (USER_DEFINED,))
-        self.pieces = [self._piece(i) for i in range(len(tokens))]
+        self._pieces: dict[int, bytes] = {}
         self._word_cache: dict[str, list[int]] = {}
 
     @classmethod
@@ -156,7 +156,10 @@ class BPETokenizer:
         """The bytes of one token; control tokens are empty unless `special`."""
         if not special and self.types[tid] in (CONTROL, UNKNOWN):
             return b""
-        return self.pieces[tid]
+        cached = self._pieces.get(tid)
+        if cached is None:
+            cached = self._pieces[tid] = self._piece(tid)
+        return cached
 
     def decode(self, ids: list[int], *, special: bool = False) -> str:
         return b"".join(self.piece(i, special=special) for i in ids).decode("utf-8", "replace")
