@@ -28,6 +28,17 @@ def spawn(private_dirs):
         child.terminate(force=True)
 
 
+def ask(child, question: str, answer: str) -> None:
+    child.sendline(question)
+    child.expect(answer)
+    child.expect("›")  # the prompt is back
+
+
+def quit_(child) -> None:
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+
+
 def session_files():
     from chatterm import sessions
     return sorted(sessions.sessions_dir().glob("*.json"))
@@ -35,9 +46,7 @@ def session_files():
 
 def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
     child = spawn("--temperature", "0", "--max-tokens", "3000")
-    child.sendline("What is the capital of France?")
-    child.expect("Paris")
-    child.expect("›")  # the prompt is back
+    ask(child, "What is the capital of France?", "Paris")
     child.sendline(f"/save {tmp_path / 'chat.md'}")
     child.expect("saved to")
     child.sendline("Write a very long story about a dragon and a knight, with many chapters.")
@@ -54,8 +63,7 @@ def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
     child.expect(["reply cut", "›"], timeout=5)  # cut again, or the continuation already ended
     child.sendline(f"/save {tmp_path / 'chat.json'}")
     child.expect("saved to")
-    child.sendline("/exit")
-    child.expect(pexpect.EOF)
+    quit_(child)
     child.close()
     assert child.exitstatus == 0
     saved = json.loads((tmp_path / "chat.json").read_text())
@@ -67,15 +75,12 @@ def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
     again = spawn("-c")
     again.expect("Paris")  # the conversation is shown again
     again.expect(f"{len(saved['messages'])} messages")
-    again.sendline("/exit")
-    again.expect(pexpect.EOF)
+    quit_(again)
 
 
 def test_kill_9_keeps_every_completed_turn(spawn):
     child = spawn("--temperature", "0", "--session", "crashy")
-    child.sendline("What is the capital of France?")
-    child.expect("Paris")
-    child.expect("›")
+    ask(child, "What is the capital of France?", "Paris")
     child.sendline("Write a long essay about the history of Rome.")
     time.sleep(2.5)
     os.kill(child.pid, signal.SIGKILL)
@@ -87,8 +92,7 @@ def test_kill_9_keeps_every_completed_turn(spawn):
 
     resumed = spawn("--session", "crashy")
     resumed.expect("Paris")
-    resumed.sendline("/exit")
-    resumed.expect(pexpect.EOF)
+    quit_(resumed)
 
 
 def test_chinese_and_a_code_block_render(spawn):
@@ -103,8 +107,6 @@ def test_chinese_and_a_code_block_render(spawn):
         time.sleep(0.2)
     reply = messages[-1]["content"]
     assert any("\u4e00" <= ch <= "\u9fff" for ch in reply) and "\ufffd" not in reply
-    child.sendline("Write a Python function that returns the square of a number, in a Markdown code block.")
-    child.expect(r"\[1\] python")
-    child.expect("›")
-    child.sendline("/exit")
-    child.expect(pexpect.EOF)
+    ask(child, "Write a Python function that returns the square of a number, in a Markdown code block.",
+        r"\[1\] python")
+    quit_(child)
