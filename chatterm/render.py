@@ -13,6 +13,7 @@ Markdown and Syntax render it literally, links show their address.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,20 @@ def make_console(color: str = "auto", file: Any = None) -> Console:
     return Console(file=file, markup=False, emoji=False, highlight=False,
                    force_terminal=True if color == "always" else None,
                    no_color=True if color == "never" else None)
+
+
+@functools.lru_cache(maxsize=16)
+def _highlighter(language: str) -> Syntax:
+    """One Syntax (and pygments lexer) per language: looking a lexer up by name costs
+    more than highlighting a line, and code is highlighted line by line."""
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+
+    try:
+        lexer = get_lexer_by_name(language)
+    except ClassNotFound:
+        lexer = get_lexer_by_name("text")
+    return Syntax("", lexer, theme=CODE_THEME, word_wrap=True, background_color="default")
 
 
 def _markdown(text: str) -> Markdown:
@@ -144,9 +159,11 @@ class StreamRenderer:
             text, self._block = "\n".join(self._block), []
             self._print(_markdown(text))
 
-    def _code_line(self, line: str) -> Syntax:
-        language = self._fence[1] if self._fence else "text"
-        return Syntax(line, language, theme=CODE_THEME, word_wrap=True, background_color="default")
+    def _code_line(self, line: str) -> Text:
+        text = _highlighter(self._fence[1] if self._fence else "text").highlight(line)
+        if text.plain.endswith("\n"):
+            text.right_crop(1)
+        return text
 
     # ------------------------------------------------------------ output
     def _print(self, renderable: Any) -> None:

@@ -92,5 +92,8 @@ class Engine(ABC):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
+    def reset(self) -> None:
+        """Forget what was evaluated: the next prompt is evaluated in full."""
+
     def close(self) -> None:
         """Free the model now rather than at interpreter exit."""

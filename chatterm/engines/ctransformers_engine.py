@@ -177,6 +177,10 @@ class CTransformersEngine(Engine):
             yield token
             pending = [token]
 
+    def reset(self) -> None:
+        # LLM.reset() does this too, with a deprecation warning on every call.
+        self.llm._context.clear()
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is not None:

@@ -1,0 +1,216 @@
+"""python -m chatterm.bench [--runs N] [--json FILE] [--quick] ...  (README: 'Performance')"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+from pathlib import Path
+
+from chatterm import engines
+from chatterm.bench import engine as eb
+from chatterm.bench import llama_bench, process, renderer, report
+from chatterm.bench.stats import Figure, Target
+from chatterm.bench.terminal import PseudoTerminal
+from chatterm.engines.base import default_threads
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m chatterm.bench", description=__doc__)
+    p.add_argument("--engine", choices=["all", *engines.ENGINE_NAMES], default="all")
+    p.add_argument("--threads", type=int, default=default_threads())
+    p.add_argument("--runs", type=int, default=9, help="repetitions of every measurement")
+    p.add_argument("--decode-tokens", type=int, default=256)
+    p.add_argument("--turns", type=int, default=10)
+    p.add_argument("--reply-tokens", type=int, default=120, help="reply length in the multi-turn chat")
+    p.add_argument("--render-tokens", default="1000,4000,16000")
+    p.add_argument("--one-shot-tokens", type=int, default=64)
+    p.add_argument("--only", default="render,engine,llama-bench,process",
+                   help="sections to run, comma-separated")
+    p.add_argument("--llama-bench", metavar="PATH", help="llama-bench binary (default: bench/build-llama-bench.sh's)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test, not figures")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.runs, args.decode_tokens, args.turns, args.reply_tokens = 1, 8, 2, 8
+        args.render_tokens, args.one_shot_tokens = "100,200,400", 4
+    args.render_tokens = [int(x) for x in args.render_tokens.split(",")]
+    args.only = set(args.only.split(","))
+    return args
+
+
+def ratio(values_a: list[float], values_b: list[float], scale: float = 1.0) -> list[float]:
+    return [a / b * scale for a, b in zip(values_a, values_b)]
+
+
+def bench_renderer(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
+    section = "Renderer (synthetic Markdown with code, into a pseudo terminal)"
+    times: dict[int, list[float]] = {}
+    with PseudoTerminal() as terminal:
+        renderer.render_time(renderer.synthetic_tokens(200), terminal)  # imports, lexers, caches
+        for _ in range(args.runs):
+            for n in args.render_tokens:
+                times.setdefault(n, []).append(renderer.render_time(renderer.synthetic_tokens(n), terminal))
+    for n, values in times.items():
+        figures.append(Figure(section, f"{n:,} tokens", "tok/s", [n / t for t in values]))
+    small, large = args.render_tokens[0], args.render_tokens[-1]
+    grow = Figure(section, f"time({large:,}) / time({small:,})", "x", ratio(times[large], times[small]))
+    figures.append(grow)
+    slowest = min(statistics.median(n / t for t in v) for n, v in times.items())
+    targets.append(Target("renderer tokens/s (slowest size, median)", slowest, 20_000, True))
+    targets.append(Target(f"renderer time({large:,})/time({small:,})", grow.median,
+                          20 * large / small / 16, False))
+
+
+def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
+    section = f"Engine {name} (default model, {args.threads} threads, greedy)"
+    loaded = eb.load(name, args.threads)
+    engine = loaded.chat.engine
+    reference = llama_bench.find(args.llama_bench) if name == "llama.cpp" and "llama-bench" in args.only else None
+    if name == "llama.cpp" and "llama-bench" in args.only and reference is None:
+        print("llama-bench: not found; build it with bench/build-llama-bench.sh (or pass --llama-bench)",
+              file=sys.stderr)
+    flash_attn = getattr(engine, "flash_attn", False)
+    model = loaded.path
+    try:
+        eb.warm_up(loaded)
+        prompt = eb.decode_prompt(loaded, args.decode_tokens)
+        long_ids = eb.long_text_ids(engine)
+        raw, pipe, pp, tg = [], [], [], []
+        with PseudoTerminal() as terminal:
+            for i in range(args.runs):
+                # Interleaved, in alternating order: this machine drifts by 15-20%, and
+                # drift must hit both sides of a ratio alike.
+                first, second = (raw, pipe) if i % 2 == 0 else (pipe, raw)
+                for side in (first, second):
+                    side.append(eb.raw_decode(engine, prompt, args.decode_tokens) if side is raw
+                                else eb.pipeline_decode(loaded, args.decode_tokens, terminal)[0])
+                pp.append(eb.raw_prompt(engine, long_ids))
+                if reference:
+                    tg.append(llama_bench.decode_rate(reference, model, args.threads, flash_attn,
+                                                      args.decode_tokens, len(prompt)))
+            turns: list[list[tuple[float, int]]] = []
+            for _ in range(args.runs):
+                turns.append(eb.conversation(loaded, args.turns, args.reply_tokens, terminal))
+    finally:
+        engine.close()
+        del loaded, engine
+        gc.collect()
+    share = Figure(section, "pipeline / raw engine", "%", ratio(pipe, raw, 100))
+    figures += [Figure(section, f"raw engine decode ({args.decode_tokens} tokens)", "tok/s", raw,
+                       note=f"prompt {len(prompt)} tokens"),
+                Figure(section, f"raw engine prompt ({eb.PROMPT_TOKENS} tokens)", "tok/s", pp),
+                Figure(section, "chatterm pipeline decode (to a pty)", "tok/s", pipe), share]
+    targets.append(Target(f"{name}: pipeline / raw engine decode (%)", share.median, 97, True))
+    if tg:
+        fa = "on" if flash_attn else "off"
+        versus = Figure(section, "pipeline / llama-bench tg", "%", ratio(pipe, tg, 100))
+        figures += [Figure(section, f"llama-bench tg{args.decode_tokens} @ d{len(prompt)} (fa {fa})", "tok/s",
+                           tg, note=str(reference)),
+                    Figure(section, f"llama-bench pp{eb.PROMPT_TOKENS} (fa {fa})", "tok/s",
+                           llama_bench.prompt_rates(reference, model, args.threads, flash_attn,
+                                                    args.runs)),
+                    versus]
+        targets.append(Target(f"{name}: pipeline / llama-bench tg (%)", versus.median, 95, True))
+    for i in range(args.turns):
+        figures.append(Figure(section, f"time to first token, turn {i + 1}", "ms",
+                              [run[i][0] * 1000 for run in turns], note=f"prompt {turns[0][i][1]:,} tokens"))
+    growth = Figure(section, f"TTFT turn {args.turns} / turn 1", "x", [r[-1][0] / r[0][0] for r in turns])
+    figures.append(growth)
+    targets.append(Target(f"{name}: TTFT turn {args.turns} / turn 1", growth.median, 1.3, False))
+
+
+def bench_process(args: argparse.Namespace, names: list[str], figures: list[Figure],
+                  targets: list[Target]) -> None:
+    section = "Whole process (fresh process each run; default model)"
+    helps = [process.help_time() for _ in range(max(args.runs, 3))]
+    figures.append(Figure(section, "chatterm --help", "s", helps))
+    targets.append(Target("chatterm --help (s)", statistics.median(helps), 0.15, False))
+    setup = one_shot_setup()
+    for name in names:
+        ours, theirs = [], []
+        for i in range(args.runs):  # interleaved, alternating which goes first
+            first, second = (ours, theirs) if i % 2 == 0 else (theirs, ours)
+            for side in (first, second):
+                side.append(process.chatterm_one_shot(name, args.threads, args.one_shot_tokens) if side is ours
+                            else process.minimal_one_shot(name, args.threads, args.one_shot_tokens, setup))
+        label = f"{name} one-shot ({args.one_shot_tokens} tokens)"
+        figures += [
+            Figure(section, f"chatterm {label}: first byte", "s", [r.first_byte_s for r in ours]),
+            Figure(section, f"chatterm {label}: total", "s", [r.total_s for r in ours]),
+            Figure(section, f"chatterm {label}: peak RSS", "MB", [r.max_rss_kb / 1024 for r in ours]),
+            Figure(section, f"minimal script {label}: first byte", "s", [r.first_byte_s for r in theirs]),
+            Figure(section, f"minimal script {label}: total", "s", [r.total_s for r in theirs]),
+            Figure(section, f"minimal script {label}: peak RSS", "MB", [r.max_rss_kb / 1024 for r in theirs]),
+        ]
+        share = Figure(section, f"{name}: chatterm total / minimal script total", "x",
+                       ratio([r.total_s for r in ours], [r.total_s for r in theirs]))
+        if name == "llama.cpp":  # same text expected: same template, greedy
+            same = ours[0].output.strip() == theirs[0].output.strip()
+            share.note = "same reply" if same else "replies differ"
+        figures.append(share)
+        targets.append(Target(f"{name}: one-shot total / minimal script", share.median, 1.10, False))
+
+
+def one_shot_setup() -> dict:
+    """What chatterm's one-shot uses, for the minimal scripts to use too."""
+    from chatterm import compat, gguf
+    from chatterm.bpe_tokenizer import BPETokenizer
+    from chatterm.catalog import Catalog
+    from chatterm.engines.ctransformers_engine import _cpu_library
+    from chatterm.templates import resolve
+
+    spec = Catalog.load().find(None)
+    parsed = gguf.read(spec.model_path())
+    messages = [{"role": "system", "content": spec.system}] if spec.system else []
+    messages.append({"role": "user", "content": process.ONE_SHOT_QUESTION})
+    tokenizer = BPETokenizer.from_gguf(parsed)
+    bos = eos = ""
+    text = resolve(spec.template, parsed.chat_template, bos=bos, eos=eos).render(messages, add_generation_prompt=True)
+    flash_attn = False
+    if engines.installed("llama.cpp"):
+        import llama_cpp
+
+        from chatterm.engines.llamacpp_engine import flash_attention
+        from chatterm.hardware import llamacpp_gpu_layers
+        flash_attn = flash_attention(llamacpp_gpu_layers("auto", llama_cpp.llama_supports_gpu_offload()))
+    return {"path": str(spec.model_path()), "compat_path": str(compat.compat_path(parsed)),
+            "flash_attn": flash_attn,
+            "n_ctx": min(spec.context_length or 4096, parsed.context_length or 4096),
+            "messages": messages, "ids": tokenizer.encode(text), "lib": _cpu_library()}
+
+
+def progress(what: str) -> None:
+    print(f"chatterm.bench: {what} ...", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = [n for n in engines.ENGINE_NAMES if args.engine in ("all", n) and engines.installed(n)]
+    header = {"machine": report.machine(),
+              "settings": {"threads": args.threads, "runs": args.runs, "engines": ", ".join(names),
+                           "decode tokens": args.decode_tokens, "turns": args.turns,
+                           "reply tokens": args.reply_tokens}}
+    figures: list[Figure] = []
+    targets: list[Target] = []
+    # Whole processes first, while this one is small: a child's peak RSS counts the
+    # memory of the process that spawned it until it execs.
+    if "process" in args.only:
+        progress("whole-process timings")
+        bench_process(args, names, figures, targets)
+    if "render" in args.only:
+        progress("renderer")
+        bench_renderer(args, figures, targets)
+    if "engine" in args.only:
+        for name in names:
+            progress(f"engine {name}")
+            bench_engine(name, args, figures, targets)
+    report.print_table(sys.stdout, header, figures, targets)
+    if args.json:
+        report.write_json(args.json, header, figures, targets)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Each engine three ways, on the same loaded model and settings:
+
+- raw: the engine library's own loop (llama-cpp-python's `Llama.generate`;
+  ctransformers' `LLM.eval`/`LLM.sample`, the loop its `LLM.generate` runs);
+- pipeline: chatterm's path a user sees: chat template -> `Chat` -> `Generation` ->
+  `StreamRenderer` painting Markdown into a pseudo terminal;
+- conversation: time to first token for every turn of a multi-turn chat.
+
+Decode is greedy and ignores end-of-generation, so every run streams the same number
+of tokens; rates count tokens after the first (the first one pays for the prompt).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator, Sequence
+
+from chatterm.chat import Chat
+from chatterm.engines.base import Engine, Sampling
+from chatterm.loader import Loaded, RunOptions, load_chat
+from chatterm.render import StreamRenderer
+
+from chatterm.bench.terminal import PseudoTerminal
+
+DECODE_QUESTION = "Write a long story about a lighthouse keeper who finds a message in a bottle."
+# Ten questions of similar length that get long answers: with 120-token replies the
+# history is ~1,500 tokens by the tenth turn.
+QUESTIONS = [
+    "Explain in detail how a steam engine works, step by step.",
+    "Describe the water cycle in detail, with examples from nature.",
+    "Explain how vaccines train the immune system, in detail.",
+    "Write a detailed guide to planting a vegetable garden in spring.",
+    "Explain in detail how a computer CPU executes a program.",
+    "Describe in detail the history of the printing press in Europe.",
+    "Explain in detail how airplanes stay in the air during flight.",
+    "Describe in detail how bread is made from wheat to loaf.",
+    "Explain in detail how the internet sends data between computers.",
+    "Describe in detail the life cycle of a star like the Sun.",
+]
+PROMPT_TOKENS = 128  # prompt-processing figure: a 128-token prompt, like llama-bench pp128
+
+
+def load(engine: str, threads: int) -> Loaded:
+    return load_chat(RunOptions(engine=engine, threads=threads))
+
+
+def fresh_chat(loaded: Loaded, sampling: Sampling) -> Chat:
+    """A new conversation on the loaded engine, the engine's evaluated state forgotten."""
+    old = loaded.chat
+    system = old.messages[0]["content"] if old.messages and old.messages[0]["role"] == "system" else None
+    old.engine.reset()
+    return Chat(old.engine, old.template, sampling, old.stop, system=system)
+
+
+def greedy(max_tokens: int, repeat_penalty: float = 1.0) -> Sampling:
+    return Sampling(temperature=0.0, repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=0)
+
+
+@contextlib.contextmanager
+def eog_ignored(engine: Engine) -> Iterator[None]:
+    """The engine's end-of-generation check still runs (it is part of the per-token
+    cost) but never ends the reply."""
+    real = engine.is_eog
+    engine.is_eog = lambda token: real(token) and False  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del engine.is_eog
+
+
+def decode_prompt(loaded: Loaded, n: int) -> list[int]:
+    chat = fresh_chat(loaded, greedy(n))
+    return chat.fit([*chat.messages, {"role": "user", "content": DECODE_QUESTION}])[1]
+
+
+# ------------------------------------------------------------------ raw engine loops
+def _raw_tokens(engine: Engine, prompt: Sequence[int], sampling: Sampling) -> Iterator[int]:
+    engine.reset()
+    if engine.name == "llama.cpp":
+        yield from engine.llm.generate(  # type: ignore[attr-defined]
+            list(prompt), top_k=sampling.top_k, top_p=sampling.top_p, temp=0.0,
+            repeat_penalty=sampling.repeat_penalty, reset=True)
+        return
+    llm = engine.llm  # type: ignore[attr-defined]
+    llm.eval(list(prompt))
+    while True:
+        token = llm.sample(top_k=1, top_p=sampling.top_p, temperature=1.0,
+                           repetition_penalty=sampling.repeat_penalty, seed=0)
+        yield token
+        llm.eval([token])
+
+
+def raw_decode(engine: Engine, prompt: Sequence[int], n: int) -> float:
+    """Tokens/s of the engine's own loop for `n` tokens (after the first)."""
+    first = 0.0
+    count = 0
+    stream = _raw_tokens(engine, prompt, greedy(n))
+    for _ in stream:
+        count += 1
+        if count == 1:
+            first = time.perf_counter()
+        if count == n:
+            break
+    elapsed = time.perf_counter() - first
+    stream.close()
+    return (count - 1) / elapsed
+
+
+def raw_prompt(engine: Engine, text_ids: Sequence[int]) -> float:
+    """Prompt tokens/s: evaluating PROMPT_TOKENS tokens in one call, from scratch."""
+    ids = list(text_ids[:PROMPT_TOKENS])
+    engine.reset()
+    start = time.perf_counter()
+    engine.llm.eval(ids)  # type: ignore[attr-defined]  (both libraries name it eval)
+    return len(ids) / (time.perf_counter() - start)
+
+
+def long_text_ids(engine: Engine) -> list[int]:
+    text = " ".join(QUESTIONS) * 4
+    ids = engine.tokenize(text)
+    assert len(ids) >= PROMPT_TOKENS, len(ids)
+    return ids
+
+
+# ------------------------------------------------------------------ chatterm's path
+def pipeline_decode(loaded: Loaded, n: int, terminal: PseudoTerminal) -> tuple[float, int]:
+    """Tokens/s through template, chat, generation and the Markdown renderer into a
+    pseudo terminal, as the REPL runs a reply; and the tokens streamed."""
+    chat = fresh_chat(loaded, greedy(n))
+    renderer = StreamRenderer(terminal.console())
+    with eog_ignored(chat.engine):
+        try:
+            for chunk in chat.send(DECODE_QUESTION):
+                renderer.feed(chunk)
+        finally:
+            renderer.finish()
+    assert chat.last is not None
+    return chat.last.tokens_per_s, len(chat.last.tokens)
+
+
+def conversation(loaded: Loaded, turns: int, reply_tokens: int,
+                 terminal: PseudoTerminal) -> list[tuple[float, int]]:
+    """(time to first token in s, prompt tokens) for each turn of one conversation.
+    The clock starts when the message is sent (template and tokenizing included) and
+    stops when the first text reaches the renderer."""
+    sampling = loaded.chat.sampling.updated(temperature=0.0, max_tokens=reply_tokens, seed=0)
+    chat = fresh_chat(loaded, sampling)
+    result = []
+    for question in (QUESTIONS * (turns // len(QUESTIONS) + 1))[:turns]:
+        renderer = StreamRenderer(terminal.console())
+        start = time.perf_counter()
+        first = None
+        try:
+            for chunk in chat.send(question):
+                if first is None:
+                    first = time.perf_counter() - start
+                renderer.feed(chunk)
+        finally:
+            renderer.finish()
+        assert chat.last is not None
+        result.append((first if first is not None else float("nan"), len(chat.last.prompt)))
+    return result
+
+
+def warm_up(loaded: Loaded) -> None:
+    """One short reply first: the first evaluation allocates buffers and pages the model in."""
+    chat = fresh_chat(loaded, greedy(8))
+    for _ in chat.send("Hello"):
+        pass

@@ -1,0 +1,53 @@
+"""llama.cpp's own figures from `llama-bench`, built from the llama.cpp that the installed
+llama-cpp-python vendors (bench/build-llama-bench.sh), run with chatterm's settings:
+same model, threads and flash-attention choice, decode measured at the chat prompt's depth."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from chatterm.paths import cache_dir
+
+
+def find(explicit: str | None = None) -> Path | None:
+    """--llama-bench, $LLAMA_BENCH, the build script's output for the installed version, or PATH."""
+    candidates = [explicit, os.environ.get("LLAMA_BENCH")]
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+        candidates.append(str(cache_dir() / f"llama-bench-{version}" / "bin" / "llama-bench"))
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    candidates.append(shutil.which("llama-bench"))
+    for c in candidates:
+        if c and Path(c).is_file() and os.access(c, os.X_OK):
+            return Path(c)
+    return None
+
+
+def prompt_rates(binary: Path, model: str, threads: int, flash_attn: bool, repetitions: int) -> list[float]:
+    """Tokens/s evaluating a 128-token prompt into an empty context (pp128), per repetition."""
+    return _samples(_run(binary, model, threads, flash_attn, repetitions, "-p", "128", "-n", "0"))
+
+
+def decode_rate(binary: Path, model: str, threads: int, flash_attn: bool, n_gen: int, depth: int) -> float:
+    """Tokens/s generating `n_gen` tokens after `depth` tokens of context (tgN @ dD), one run."""
+    return _samples(_run(binary, model, threads, flash_attn, 1, "-p", "0", "-n", str(n_gen), "-d", str(depth)))[0]
+
+
+def _run(binary: Path, model: str, threads: int, flash_attn: bool, repetitions: int,
+         *test: str) -> subprocess.CompletedProcess:
+    command = [str(binary), "-m", model, "-t", str(threads), "-fa", "on" if flash_attn else "off",
+               "-r", str(repetitions), "-o", "json", *test]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+def _samples(result: subprocess.CompletedProcess) -> list[float]:
+    if result.returncode:
+        raise RuntimeError(f"llama-bench failed: {result.stderr.strip().splitlines()[-1:]}")
+    rows = json.loads(result.stdout)
+    return [float(x) for x in rows[0]["samples_ts"]]
