@@ -8,6 +8,7 @@ Every problem names the file, the entry and what is wrong.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,16 +26,17 @@ else:  # pragma: no cover
 ENGINES = ("llama.cpp", "ctransformers")
 SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float,
                  "repeat_penalty": float, "seed": int, "max_tokens": int}
-SOURCE_KEYS = ("path", "package", "hf_repo")
+SOURCE_KEYS = ("path", "package", "hf_repo", "base_url")
+REMOTE_KEYS = {"model", "api_key_env", "timeout"}  # entries with base_url only
 ENTRY_KEYS = {"description", *SOURCE_KEYS, "file", "engines", "architecture", "model_type",
-              "template", "context_length", "stop", "sampling", "system"}
+              "template", "context_length", "stop", "sampling", "system", *REMOTE_KEYS}
 
 
 @dataclass
 class ModelSpec:
     name: str
-    source: str  # "path" | "package" | "hf_repo"
-    location: str  # the path, the package name or the repository
+    source: str  # "path" | "package" | "hf_repo" | "base_url"
+    location: str  # the path, the package name, the repository or the server's URL
     file: str | None = None
     engines: list[str] = field(default_factory=lambda: list(ENGINES))
     architecture: str | None = None
@@ -46,6 +48,13 @@ class ModelSpec:
     description: str = ""
     system: str | None = None  # default system prompt; -s replaces it
     origin: str = ""  # the models.toml it came from
+    remote_model: str | None = None  # base_url entries: the server's name for the model
+    api_key_env: str | None = None  # base_url entries: the variable holding the API key
+    timeout: float = 60.0  # base_url entries: seconds to wait for the server
+
+    @property
+    def remote(self) -> bool:
+        return self.source == "base_url"
 
     def model_path(self) -> Path:
         """The local file; a ModelFileError says how to get it when it is missing."""
@@ -100,8 +109,10 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
         raise ConfigError(f"{where}: needs exactly one of path, package, hf_repo "
                           f"(has {', '.join(sources) or 'none'})")
     source = sources[0]
-    if source != "path" and not isinstance(raw.get("file"), str):
+    if source in ("package", "hf_repo") and not isinstance(raw.get("file"), str):
         raise ConfigError(f"{where}: {source} needs a 'file' name")
+    if source != "base_url" and REMOTE_KEYS & set(raw):
+        raise ConfigError(f"{where}: {sorted(REMOTE_KEYS & set(raw))[0]} is for base_url entries only")
 
     def typed(key: str, kind: type, default: Any = None) -> Any:
         value = raw.get(key, default)
@@ -110,6 +121,22 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
         return value
 
     location = typed(source, str)
+    if source == "base_url":
+        timeout = raw.get("timeout", 60.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(f"{where}: timeout must be a positive number of seconds")
+        api_key_env = typed("api_key_env", str)
+        if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+            raise ConfigError(f"{where}: api_key_env must name an environment variable, not hold the key")
+        template = typed("template", str, "gguf")  # gguf: the server's own; a preset enables /continue
+        if template != "gguf" and template not in PRESETS:
+            raise ConfigError(f"{where}: template {template!r} is not 'gguf' or a preset ({', '.join(PRESETS)})")
+        return ModelSpec(name=name, source=source, location=location, engines=["remote"],
+                         template=template, context_length=typed("context_length", int),
+                         sampling=_sampling(where, typed("sampling", dict, {})),
+                         description=typed("description", str, ""), system=typed("system", str),
+                         origin=str(path), remote_model=typed("model", str),
+                         api_key_env=api_key_env, timeout=float(timeout))
     engines = typed("engines", list, list(ENGINES))
     bad = [e for e in engines if e not in ENGINES]
     if bad or not engines:
@@ -125,7 +152,16 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
     stop = typed("stop", list, [])
     if not all(isinstance(s, str) and s for s in stop):
         raise ConfigError(f"{where}: stop must be a list of non-empty strings")
-    sampling = typed("sampling", dict, {})
+    sampling = _sampling(where, typed("sampling", dict, {}))
+    return ModelSpec(name=name, source=source, location=location, file=typed("file", str),
+                     engines=engines, architecture=typed("architecture", str),
+                     model_type=typed("model_type", str), template=template,
+                     context_length=ctx, stop=stop, sampling=sampling,
+                     description=typed("description", str, ""), system=typed("system", str),
+                     origin=str(path))
+
+
+def _sampling(where: str, sampling: dict) -> dict:
     for key, value in sampling.items():
         kind = SAMPLING_KEYS.get(key)
         if kind is None:
@@ -133,12 +169,13 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
                               f"(allowed: {', '.join(SAMPLING_KEYS)})")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise ConfigError(f"{where}: sampling.{key} must be a number")
-    return ModelSpec(name=name, source=source, location=location, file=typed("file", str),
-                     engines=engines, architecture=typed("architecture", str),
-                     model_type=typed("model_type", str), template=template,
-                     context_length=ctx, stop=stop, sampling=sampling,
-                     description=typed("description", str, ""), system=typed("system", str),
-                     origin=str(path))
+    return sampling
+
+
+def remote_spec(base_url: str, model: str | None, api_key_env: str | None) -> ModelSpec:
+    """The entry `--base-url` stands for: the server's model `model` (or its first)."""
+    return ModelSpec(name=model or "remote", source="base_url", location=base_url, engines=["remote"],
+                     remote_model=model, api_key_env=api_key_env)
 
 
 class Catalog:

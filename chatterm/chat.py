@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from chatterm import generation
+from chatterm import context_window, generation
 from chatterm.engines.base import Engine, Sampling
-from chatterm.errors import ContextOverflowError
 from chatterm.templates import ChatTemplate
 
 
@@ -39,6 +38,11 @@ class Chat:
         self.dropped = 0  # oldest messages left out of the last prompt to fit the window
         self.on_change: Callable[[], None] = lambda: None  # persistence hook (the REPL saves)
 
+    @property
+    def context_used(self) -> int:
+        """Tokens in the context window now (for the toolbar and /stats)."""
+        return len(self.cache.ids)
+
     # ------------------------------------------------------------ prompt
     def _tokenize(self, text: str) -> list[int]:
         cache = self.cache
@@ -56,25 +60,15 @@ class Chat:
         return text, self._tokenize(text)
 
     def fit(self, messages: list[dict], tail: str = "") -> tuple[str, list[int]]:
-        """Render `messages`, dropping the oldest turns (never the system prompt) until
-        the prompt leaves room for a reply. The newest message alone too large: error."""
+        """Render `messages`, leaving out the oldest turns until a reply has room."""
+        def measure(kept: list[dict]) -> tuple[int, tuple[str, list[int]]]:
+            text, ids = self.render(kept, tail)
+            return len(ids), (text, ids)
+
         n_ctx = self.engine.n_ctx
-        reserve = min(self.sampling.max_tokens, max(16, n_ctx // 4))
-        system = [m for m in messages[:1] if m["role"] == "system"]
-        rest = messages[len(system):]
-        dropped = 0
-        while True:
-            text, ids = self.render(system + rest, tail)
-            if len(ids) + reserve <= n_ctx or len(rest) <= 1 and len(ids) < n_ctx:
-                self.dropped = dropped
-                return text, ids
-            if len(rest) <= 1:
-                raise ContextOverflowError(
-                    f"the prompt is {len(ids):,} tokens; the context window holds {n_ctx:,} "
-                    "(shorten it, or raise --ctx)")
-            cut = 2 if len(rest) > 2 and rest[0]["role"] == "user" else 1
-            rest = rest[cut:]
-            dropped += cut
+        prompt, self.dropped = context_window.fit(
+            messages, measure, n_ctx, context_window.reply_reserve(n_ctx, self.sampling.max_tokens))
+        return prompt
 
     # ------------------------------------------------------------ turns
     def send(self, text: str, cancelled: Callable[[], bool] = lambda: False) -> Iterator[str]:

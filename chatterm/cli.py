@@ -28,6 +28,9 @@ def _gpu_layers(ctx: click.Context, param: click.Parameter, value: str) -> int |
 @click.option("-m", "--model", metavar="NAME|PATH", help="A models.toml entry or a .gguf/.bin file (default: smollm2).")
 @click.option("--engine", type=click.Choice(["auto", "llama.cpp", "ctransformers"]), default="auto", show_default=True,
               help="auto: ctransformers for GGML files, else llama.cpp when installed (README: 'Engines').")
+@click.option("--base-url", metavar="URL", help="Chat with a model on an OpenAI-compatible server "
+              "(vLLM, TGI, SGLang, llama-server, ollama), e.g. http://127.0.0.1:8000/v1; -m names its model.")
+@click.option("--api-key-env", metavar="VAR", help="Environment variable holding the server's API key.")
 @click.option("--gpu-layers", default="auto", show_default=True, callback=_gpu_layers, metavar="N|auto",
               help="Layers to offload to a CUDA GPU: auto = all when a GPU and a CUDA build are present, 0 = CPU.")
 @click.option("--threads", type=click.IntRange(1, 512), help="CPU threads (default: the cores available).")
@@ -93,7 +96,7 @@ def _run_options(opts: dict[str, Any]) -> Any:
 
     return RunOptions(model=opts["model"], engine=opts["engine"], gpu_layers=opts["gpu_layers"],
                       threads=opts["threads"], ctx=opts["ctx"], template=opts["template"],
-                      system=opts["system"],
+                      system=opts["system"], base_url=opts["base_url"], api_key_env=opts["api_key_env"],
                       sampling={k: opts[k] for k in SAMPLING_OPTIONS if opts[k] is not None})
 
 

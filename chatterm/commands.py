@@ -169,7 +169,7 @@ def _stats(repl: "Repl", arg: str) -> None:
     chat, gen = repl.chat, repl.chat.last
     lines = [f"model     {repl.loaded.spec.name}  {repl.loaded.path}",
              f"engine    {repl.loaded.engine_name} on {chat.engine.device}",
-             f"context   {len(chat.cache.ids):,} / {chat.engine.n_ctx:,} tokens",
+             f"context   {chat.context_used:,} / {chat.engine.n_ctx:,} tokens",
              f"messages  {len(chat.messages)}  (session {repl.session.name})"]
     if gen is not None:
         lines.append(f"last      {len(gen.tokens)} tokens, {gen.tokens_per_s:.1f} tok/s, "

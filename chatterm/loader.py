@@ -3,11 +3,12 @@ chat template, sampling. One path for the one-shot CLI and the REPL."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from chatterm import engines, gguf, templates
-from chatterm.catalog import Catalog, ModelSpec
+from chatterm.catalog import Catalog, ModelSpec, remote_spec
 from chatterm.chat import Chat
 from chatterm.engines.base import LoadOptions, Sampling, default_threads
 from chatterm.errors import ConfigError
@@ -25,19 +26,25 @@ class RunOptions:
     template: str | None = None
     system: str | None = None
     sampling: dict[str, Any] = field(default_factory=dict)  # only what the user set
+    base_url: str | None = None  # an OpenAI-compatible server instead of a local model
+    api_key_env: str | None = None
 
 
 @dataclass
 class Loaded:
-    chat: Chat
+    chat: Any  # Chat, or RemoteChat for a model on a server
     spec: ModelSpec
     engine_name: str
     path: str
 
 
 def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
+    if options.base_url:
+        return _load_remote(remote_spec(options.base_url, options.model, options.api_key_env), options)
     catalog = catalog or Catalog.load()
     spec = catalog.find(options.model)
+    if spec.remote:
+        return _load_remote(spec, options)
     path = spec.model_path()
     kind = gguf.sniff(path)
     parsed = gguf.read(path) if kind == "gguf" else None  # validated before native code sees it
@@ -61,3 +68,19 @@ def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
     sampling = Sampling().updated(**spec.sampling).updated(**options.sampling)
     chat = Chat(engine, template, sampling, stops, system=options.system or spec.system)
     return Loaded(chat, spec, name, str(path))
+
+
+def _load_remote(spec: ModelSpec, options: RunOptions) -> Loaded:
+    from chatterm.engines.remote_engine import RemoteEngine
+    from chatterm.remote_chat import RemoteChat
+
+    engine = RemoteEngine(spec.location, spec.remote_model, options.api_key_env or spec.api_key_env,
+                          timeout=spec.timeout, n_ctx=options.ctx or spec.context_length)
+    choice = options.template or spec.template
+    template = templates.resolve(choice, None, bos="", eos="") if choice != "gguf" else None
+    sampling = Sampling().updated(**spec.sampling).updated(**options.sampling)
+    chat = RemoteChat(engine, sampling, list(spec.stop), system=options.system or spec.system,
+                      template=template)
+    if not spec.remote_model:  # --base-url without -m: name it as the server does (a path, for some)
+        spec = dataclasses.replace(spec, name=engine.model.rstrip("/").rsplit("/", 1)[-1] or spec.name)
+    return Loaded(chat, spec, engine.name, spec.location)

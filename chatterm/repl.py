@@ -143,7 +143,7 @@ class Repl:
 
     def toolbar(self) -> list[tuple[str, str]]:
         chat, gen = self.chat, self.chat.last
-        used, total = len(chat.cache.ids), chat.engine.n_ctx
+        used, total = chat.context_used, chat.engine.n_ctx
         speed = f" · {gen.tokens_per_s:.1f} tok/s" if gen is not None and gen.tokens_per_s else ""
         return [("class:bottom-toolbar",
                  f" {self.loaded.spec.name} · {self.loaded.engine_name} · {chat.engine.device} · "

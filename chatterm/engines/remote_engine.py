@@ -1,0 +1,294 @@
+"""A model served elsewhere, over the OpenAI-compatible HTTP API that vLLM, TGI,
+SGLang, llama.cpp's llama-server, llama-cpp-python's server and ollama all speak.
+
+The server owns the tokenizer and the chat template, so this engine works on messages
+and text, not token ids: `chatterm.remote_chat.RemoteChat` drives it. Streams arrive as
+server-sent events and are read on a worker thread, so Ctrl-C closes the connection at
+once instead of waiting for the server's next token. The API key is read from the
+environment when a request is made and is never stored, logged or shown.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import re
+import threading
+from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
+
+from chatterm import sse
+from chatterm.errors import ConfigError, EngineError
+
+DEFAULT_CTX = 4096  # when neither the user nor the server says
+BYTES_PER_TOKEN_ESTIMATE = 3  # see estimate_tokens
+
+
+class RemoteError(EngineError):
+    """The server failed or refused: one line, the session goes on."""
+
+
+def estimate_tokens(text: str) -> int:
+    """Used only when the server has no tokenize endpoint: UTF-8 bytes / 3, rounded up.
+    English runs ~4 bytes a token and CJK ~3 bytes a character-token, so this errs
+    toward counting too many: turns are dropped a little early, never too late."""
+    return math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN_ESTIMATE)
+
+
+class RemoteEngine:
+    name = "remote"
+
+    def __init__(self, base_url: str, model: str | None = None, api_key_env: str | None = None,
+                 timeout: float = 60.0, n_ctx: int | None = None):
+        try:
+            import httpx
+        except ImportError:  # pragma: no cover - a declared dependency
+            raise EngineError("httpx is not installed; pip install httpx") from None
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, not {base_url!r}")
+        self._httpx = httpx
+        self.base_url = base_url.rstrip("/")
+        self._root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+        self.api_key_env = api_key_env
+        if api_key_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
+            # Not echoed: it may be the key itself, pasted in the wrong place.
+            raise ConfigError("--api-key-env / api_key_env takes the name of an environment variable "
+                              "that holds the key, not the key")
+        if api_key_env and not os.environ.get(api_key_env):
+            raise ConfigError(f"${api_key_env} is not set: it should hold the API key for {self.base_url}")
+        self.timeout = timeout
+        self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        self.device = parts.netloc
+        self.model = model or self._first_model()
+        self.n_ctx = n_ctx or self._server_context() or DEFAULT_CTX
+        self._tokenize: Callable[[str], int] | None = None
+        self.counts_exactly = True  # False once we fall back to the estimate
+        self._counted: dict[str, int] = {}
+        self.finish_reason: str | None = None  # of the last stream: "stop", "length", ...
+
+    # ------------------------------------------------------------ requests
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            response = self.client.request(method, url, headers=self._headers(), **kwargs)
+        except self._httpx.HTTPError as e:
+            raise RemoteError(self._network_error(e)) from None
+        if response.status_code >= 400:
+            raise RemoteError(self._http_error(response.status_code, response.text))
+        try:
+            return response.json()
+        except ValueError:
+            raise RemoteError(f"{url}: the server answered with something that is not JSON") from None
+
+    def _first_model(self) -> str:
+        data = self._request("GET", f"{self.base_url}/models")
+        models = data.get("data") if isinstance(data, dict) else None
+        if not models or not isinstance(models[0], dict) or "id" not in models[0]:
+            raise RemoteError(f"{self.base_url}/models lists no model; name one with -m")
+        return str(models[0]["id"])
+
+    def _server_context(self) -> int | None:
+        """vLLM lists max_model_len with its models; llama-server has /props."""
+        for url, find in ((f"{self.base_url}/models", _vllm_ctx), (f"{self._root}/props", _llama_server_ctx)):
+            try:
+                response = self.client.get(url, headers=self._headers(), timeout=min(self.timeout, 5.0))
+                if response.status_code == 200:
+                    n = find(response.json())
+                    if isinstance(n, int) and n > 0:
+                        return n
+            except (self._httpx.HTTPError, ValueError, KeyError, TypeError, IndexError):
+                continue
+        return None
+
+    # ------------------------------------------------------------ tokens
+    def count_tokens(self, text: str) -> int:
+        cached = self._counted.get(text)
+        if cached is None:
+            if self._tokenize is None:
+                self._tokenize = self._find_tokenizer(text)
+            cached = self._counted[text] = self._tokenize(text)
+        return cached
+
+    def _find_tokenizer(self, sample: str) -> Callable[[str], int]:
+        """The first tokenize endpoint the server answers: llama-cpp-python's, then the
+        /tokenize of llama-server, vLLM and SGLang, then TGI's. Else the estimate."""
+        candidates = [
+            (f"{self._root}/extras/tokenize/count", lambda t: {"input": t, "model": self.model}),
+            (f"{self._root}/tokenize", lambda t: {"content": t, "prompt": t, "model": self.model,
+                                                  "add_special": False, "add_special_tokens": False}),
+            (f"{self._root}/tokenize", lambda t: {"inputs": t}),
+        ]
+        for url, body in candidates:
+            try:
+                response = self.client.post(url, json=body(sample), headers=self._headers(),
+                                            timeout=min(self.timeout, 5.0))
+                if response.status_code == 200 and _token_count(response.json()) is not None:
+                    return lambda t, url=url, body=body: self._count_with(url, body(t))
+            except (self._httpx.HTTPError, ValueError):
+                continue
+        self.counts_exactly = False
+        return estimate_tokens
+
+    def _count_with(self, url: str, body: dict) -> int:
+        count = _token_count(self._request("POST", url, json=body))
+        if count is None:
+            raise RemoteError(f"{url}: unexpected answer")
+        return count
+
+    # ------------------------------------------------------------ streaming
+    def stream(self, path: str, payload: dict, cancelled: Callable[[], bool]) -> Iterator[str]:
+        """Text deltas of a streamed completion at `path` ("chat/completions" or
+        "completions"). Closing the generator (or cancelling) closes the connection."""
+        self.finish_reason = None
+        items: queue.Queue = queue.Queue()
+        opened: list[Any] = []
+        stop = threading.Event()
+
+        def read() -> None:
+            try:
+                with self.client.stream("POST", f"{self.base_url}/{path}", json={**payload, "stream": True},
+                                        headers=self._headers()) as response:
+                    opened.append(response)
+                    if response.status_code >= 400:
+                        body = response.read().decode("utf-8", "replace")
+                        items.put(("error", RemoteError(self._http_error(response.status_code, body, path))))
+                        return
+                    for event in sse.events(response.iter_bytes()):
+                        if stop.is_set():
+                            return
+                        items.put(("event", event))
+                items.put(("end", None))
+            except sse.MalformedStream as e:
+                items.put(("error", RemoteError(f"malformed stream from {self.base_url}: {e}")))
+            except self._httpx.HTTPError as e:
+                if not stop.is_set():
+                    items.put(("error", RemoteError(self._network_error(e, during_reply=True))))
+            except Exception as e:  # anything else on the worker must still reach the user
+                items.put(("error", RemoteError(f"{type(e).__name__}: {e}")))
+
+        worker = threading.Thread(target=read, name="chatterm-remote", daemon=True)
+        worker.start()
+        try:
+            while True:
+                try:
+                    kind, item = items.get(timeout=0.05)
+                except queue.Empty:
+                    if cancelled():
+                        return
+                    continue
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise item
+                text = _delta_text(item)
+                self.finish_reason = _finish_reason(item) or self.finish_reason
+                if text:
+                    yield text
+                if cancelled():
+                    return
+        finally:
+            stop.set()
+            for response in opened:
+                response.close()  # the worker's read fails at once; it is a daemon thread
+
+    # ------------------------------------------------------------ errors
+    def _network_error(self, error: Exception, during_reply: bool = False) -> str:
+        httpx = self._httpx
+        where = self.base_url
+        if isinstance(error, httpx.ConnectTimeout):
+            return f"{where}: no connection within {min(self.timeout, 10.0):g} s"
+        if isinstance(error, httpx.TimeoutException):
+            return f"{where}: the server sent nothing for {self.timeout:g} s (timeout)"
+        if isinstance(error, httpx.ConnectError):
+            return f"cannot connect to {where}: {_reason(error)} (is the server running?)"
+        if during_reply or isinstance(error, (httpx.RemoteProtocolError, httpx.ReadError)):
+            return f"{where}: the connection broke off mid-reply ({_reason(error)})"
+        return f"{where}: {_reason(error)}"
+
+    def _http_error(self, status: int, body: str, path: str = "") -> str:
+        detail = _error_detail(body)
+        where = f"{self.base_url}/{path}" if path else self.base_url
+        if status in (401, 403):
+            hint = (f"check ${self.api_key_env}" if self.api_key_env
+                    else "set the key's environment variable with --api-key-env")
+            return f"{where}: the server refused the request (HTTP {status}{detail}): {hint}"
+        if status == 404:
+            return f"{where}: not found (HTTP 404{detail}): check base_url (usually ending in /v1) and the model name {self.model_name!r}"
+        if status == 429:
+            return f"{where}: rate limited (HTTP 429{detail}); wait and try again"
+        if status >= 500:
+            return f"{where}: server error (HTTP {status}{detail})"
+        return f"{where}: request rejected (HTTP {status}{detail})"
+
+    @property
+    def model_name(self) -> str:
+        return getattr(self, "model", "") or ""
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _reason(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text[:160] or type(error).__name__
+
+
+def _error_detail(body: str) -> str:
+    """The server's own message, shortened and flattened to one line."""
+    import json
+
+    message = body
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict):
+            err = data.get("error", data.get("detail", data.get("message", data)))
+            message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+    except ValueError:
+        pass
+    message = " ".join(str(message).split())[:200]
+    return f": {message}" if message else ""
+
+
+def _delta_text(event: Any) -> str:
+    if not isinstance(event, dict):
+        raise RemoteError("malformed stream: an event that is not a JSON object")
+    if "error" in event:
+        import json
+        raise RemoteError(f"the server reported an error mid-reply{_error_detail(json.dumps(event))}")
+    choices = event.get("choices") or []
+    if not choices:
+        return ""  # usage or keep-alive events
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    delta = choice.get("delta")
+    text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+    return text if isinstance(text, str) else ""
+
+
+def _finish_reason(event: dict) -> str | None:
+    choices = event.get("choices") or []
+    reason = choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
+    return reason if isinstance(reason, str) else None
+
+
+def _token_count(data: Any) -> int | None:
+    if isinstance(data, dict):
+        if isinstance(data.get("count"), int):
+            return data["count"]
+        if isinstance(data.get("tokens"), list):
+            return len(data["tokens"])
+        return None
+    return len(data) if isinstance(data, list) else None
+
+
+def _vllm_ctx(data: Any) -> Any:
+    return data["data"][0]["max_model_len"]
+
+
+def _llama_server_ctx(data: Any) -> Any:
+    return data["default_generation_settings"]["n_ctx"]
+

@@ -1,0 +1,58 @@
+"""Server-sent events, as OpenAI-compatible servers stream them: `data: {...}` lines,
+events separated by blank lines, `data: [DONE]` at the end, `:` comments ignored.
+
+Bytes in, decoded JSON payloads out. Malformed input raises `MalformedStream` rather
+than passing anything odd on; lines are bounded so a hostile server cannot make the
+client buffer without limit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Iterator
+
+MAX_LINE = 1 << 20  # 1 MiB: far above any real event
+
+
+class MalformedStream(ValueError):
+    pass
+
+
+def lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+        if len(buffer) > MAX_LINE:
+            raise MalformedStream(f"a line longer than {MAX_LINE:,} bytes")
+    if buffer.strip():
+        yield buffer.rstrip(b"\r").decode("utf-8", "replace")
+
+
+def events(chunks: Iterable[bytes]) -> Iterator[Any]:
+    """Each event's data as parsed JSON; stops at [DONE]."""
+    data: list[str] = []
+    for line in _with_final_blank(lines(chunks)):  # a last event may lack its blank line
+        if not line:
+            if data:
+                payload = "\n".join(data)
+                data = []
+                if payload.strip() == "[DONE]":
+                    return
+                try:
+                    yield json.loads(payload)
+                except json.JSONDecodeError:
+                    raise MalformedStream(f"an event that is not JSON: {payload[:60]!r}") from None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+
+
+def _with_final_blank(source: Iterator[str]) -> Iterator[str]:
+    yield from source
+    yield ""
