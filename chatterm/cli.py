@@ -71,7 +71,9 @@ def main(prompt: tuple[str, ...], **opts: Any) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"chatterm: error: {' '.join(message.split())}", err=True)
+    from chatterm.sanitize import clean  # messages may quote a server or a file name
+
+    click.echo(f"chatterm: error: {clean(' '.join(message.split()))}", err=True)
     sys.exit(code)
 
 

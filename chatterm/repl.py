@@ -24,6 +24,7 @@ from chatterm.errors import ChattermError, ContextOverflowError
 from chatterm.interrupt import CancelFlag, ctrl_c_cancels, no_echo
 from chatterm.loader import Loaded, RunOptions, load_chat
 from chatterm.render import CodeBlock, StreamRenderer, make_console
+from chatterm.sanitize import clean
 
 ENDINGS = {"cancelled": "reply cut: /continue resumes it",
            "length": "reached max_tokens: /continue resumes it",
@@ -232,7 +233,7 @@ class Repl:
         self.console.print(Text(text, style="dim"))
 
     def error(self, text: str) -> None:
-        self.console.print(Text(f"error: {' '.join(text.split())}", style="bold red"))
+        self.console.print(Text(f"error: {clean(' '.join(text.split()))}", style="bold red"))
 
 
 def open_session(name: str | None, resume: bool) -> sessions.Session:

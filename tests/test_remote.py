@@ -277,3 +277,11 @@ def test_old_turns_leave_the_window_and_oversized_prompts_are_refused():
         with pytest.raises(ContextOverflowError, match="estimated"):
             "".join(chat.send("y" * 400))
         assert chat.messages[-1]["content"] == "ok"  # the refused message was not added
+
+
+def test_hostile_error_messages_are_shown_inert():
+    body = b'{"error": {"message": "\\u001b]52;c;ZXZpbA==\\u0007boom \\u001b[2J"}}'
+    with FakeServer(status=500, body=body) as fake:
+        r = run("--base-url", fake.url, "Hi")
+    line = one_line_error(r)
+    assert "boom" in line and "\x1b" not in r.stderr.decode() and "\x07" not in r.stderr.decode()
