@@ -13,10 +13,12 @@ if [ ! -d "$root/src/vendor/llama.cpp" ]; then
   "$python" -m pip download --quiet --no-deps --no-binary :all: -d "$root" "llama-cpp-python==$version"
   tar -xzf "$root"/llama_cpp_python-"$version".tar.gz -C "$root/src" --strip-components=1
 fi
-# CPU build with the options llama-cpp-python's wheel uses on this machine (native ISA).
+# Built as llama-cpp-python builds (shared libraries, native ISA): the benchmark runs it
+# with LD_LIBRARY_PATH set to llama-cpp-python's own libraries, so llama-bench and
+# chatterm execute the very same llama.cpp machine code.
 cmake -S "$root/src/vendor/llama.cpp" -B "$root/build" -DCMAKE_BUILD_TYPE=Release \
-  -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DBUILD_SHARED_LIBS=OFF \
+  -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DBUILD_SHARED_LIBS=ON \
   ${LLAMA_BENCH_CMAKE_ARGS:-} >/dev/null
 cmake --build "$root/build" --target llama-bench -j "$(nproc)" >/dev/null
-mkdir -p "$root/bin" && cp "$root/build/bin/llama-bench" "$root/bin/"
+rm -rf "$root/bin" && cp -a "$root/build/bin" "$root/bin"
 echo "$root/bin/llama-bench"

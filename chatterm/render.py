@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +110,11 @@ class StreamRenderer:
                 self._line(line)
         if rest:
             self._partial.append(rest)
+        if self._live:
+            now = time.monotonic()
+            if now >= self._next_paint:  # at most FPS paints a second; a slow stream paints every token
+                self._next_paint = now + 1 / FPS
+                self._live.refresh()
 
     def finish(self) -> None:
         if self._partial:
@@ -176,9 +182,13 @@ class StreamRenderer:
             return
         from rich.live import Live
 
-        self._live = Live(_Tail(self), console=self.console, refresh_per_second=FPS,
+        # Painted from feed(), between tokens, not by Live's own thread: on a CPU whose
+        # cores all run the engine, a painting thread preempts an engine thread mid-step
+        # and the others wait for it at the step's barrier.
+        self._live = Live(_Tail(self), console=self.console, auto_refresh=False,
                           transient=True, vertical_overflow="crop")
         self._live.start()
+        self._next_paint = 0.0
 
     def _stop_live(self) -> None:
         if self._live:

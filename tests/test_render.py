@@ -136,3 +136,20 @@ def test_cost_per_token_does_not_grow_with_reply_length():
         return time.perf_counter() - t
     small, large = seconds(100), seconds(1600)
     assert large / small < 16 * 2.5  # linear, with slack for noise (quadratic would be ~256x)
+
+
+def test_the_open_line_shows_while_it_streams_without_a_paint_thread():
+    import threading
+    import time
+
+    console = terminal_console()
+    before = threading.active_count()
+    r = StreamRenderer(console)
+    r.feed("Hello, ")
+    time.sleep(0.1)  # longer than a frame: the next token paints at once
+    r.feed("streaming world")
+    shown = console.file.getvalue()
+    assert "streaming world" in shown  # visible before the line (or reply) ends
+    assert threading.active_count() == before  # painted from feed(), no refresh thread
+    r.finish()
+    assert screen_lines(console.file.getvalue())[:1] == ["Hello, streaming world"]

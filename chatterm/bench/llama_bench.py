@@ -5,6 +5,7 @@ same model, threads and flash-attention choice, decode measured at the chat prom
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -39,11 +40,25 @@ def decode_rate(binary: Path, model: str, threads: int, flash_attn: bool, n_gen:
     return _samples(_run(binary, model, threads, flash_attn, 1, "-p", "0", "-n", str(n_gen), "-d", str(depth)))[0]
 
 
+def engine_libraries() -> str | None:
+    """llama-cpp-python's own llama.cpp libraries: a shared-library llama-bench loads
+    them instead of its build's, and measures the very code chatterm runs."""
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    lib = Path(list(spec.submodule_search_locations)[0]) / "lib"
+    return str(lib) if lib.is_dir() else None
+
+
 def _run(binary: Path, model: str, threads: int, flash_attn: bool, repetitions: int,
          *test: str) -> subprocess.CompletedProcess:
     command = [str(binary), "-m", model, "-t", str(threads), "-fa", "on" if flash_attn else "off",
                "-r", str(repetitions), "-o", "json", *test]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ)
+    libraries = engine_libraries()
+    if libraries:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [libraries, env.get("LD_LIBRARY_PATH")]))
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
 def _samples(result: subprocess.CompletedProcess) -> list[float]:
