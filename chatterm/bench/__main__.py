@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reply-tokens", type=int, default=120, help="reply length in the multi-turn chat")
     p.add_argument("--render-tokens", default="1000,4000,16000")
     p.add_argument("--one-shot-tokens", type=int, default=64)
+    p.add_argument("--process-runs", type=int, default=15,
+                   help="repetitions of the whole-process timings (cheap, and the noisiest)")
     p.add_argument("--only", default="render,engine,llama-bench,process",
                    help="sections to run, comma-separated")
     p.add_argument("--llama-bench", metavar="PATH", help="llama-bench binary (default: bench/build-llama-bench.sh's)")
@@ -33,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test, not figures")
     args = p.parse_args(argv)
     if args.quick:
-        args.runs, args.decode_tokens, args.turns, args.reply_tokens = 1, 8, 2, 8
+        args.runs, args.decode_tokens, args.turns, args.reply_tokens, args.process_runs = 1, 8, 2, 8, 1
         args.render_tokens, args.one_shot_tokens = "100,200,400", 4
     args.render_tokens = [int(x) for x in args.render_tokens.split(",")]
     args.only = set(args.only.split(","))
@@ -124,13 +126,13 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
 def bench_process(args: argparse.Namespace, names: list[str], figures: list[Figure],
                   targets: list[Target]) -> None:
     section = "Whole process (fresh process each run; default model)"
-    helps = [process.help_time() for _ in range(max(args.runs, 3))]
+    helps = [process.help_time() for _ in range(args.process_runs)]
     figures.append(Figure(section, "chatterm --help", "s", helps))
     targets.append(Target("chatterm --help (s)", statistics.median(helps), 0.15, False))
     setup = one_shot_setup()
     for name in names:
         ours, theirs = [], []
-        for i in range(args.runs):  # interleaved, alternating which goes first
+        for i in range(args.process_runs):  # interleaved, alternating which goes first
             first, second = (ours, theirs) if i % 2 == 0 else (theirs, ours)
             for side in (first, second):
                 side.append(process.chatterm_one_shot(name, args.threads, args.one_shot_tokens) if side is ours
