@@ -84,6 +84,26 @@ def test_second_turn_evaluates_only_new_tokens(chat_factory):
     assert len(prompt) - len(before) < 20
 
 
+def test_second_turn_feeds_the_engine_only_new_tokens(chat_factory):
+    chat = chat_factory(max_tokens=24)
+    "".join(chat.send("Name a colour."))
+    engine = chat.engine
+    # The native evaluation call of each engine, spied on.
+    target, name = (engine, "_decode") if engine.name == "llama.cpp" else (engine.llm, "eval")
+    original, fed = getattr(target, name), []
+
+    def spy(tokens, *args, **kwargs):
+        fed.append(len(tokens))
+        return original(tokens, *args, **kwargs)
+    setattr(target, name, spy)
+    try:
+        "".join(chat.send("Name another one."))
+    finally:
+        delattr(target, name)
+    assert len(chat.last.prompt) > 40
+    assert 0 < fed[0] < 20  # the new message and the turn markers, not the history
+
+
 def test_stop_string_cuts_the_reply(chat_factory):
     chat = chat_factory(max_tokens=64)
     chat.stop = chat.stop + ["Paris"]

@@ -96,10 +96,13 @@ class LlamaCppEngine(Engine):
             # batch and single-token kernels round differently and a seeded reply must
             # not change because its prompt is cached.
             keep = min(keep, self._last_prompt[1])
-        self._last_prompt = (prompt, keep)
         if keep < len(self._evaluated):
-            lib.llama_memory_seq_rm(self._memory, -1, keep, -1)
-            del self._evaluated[keep:]
+            if lib.llama_memory_seq_rm(self._memory, -1, keep, -1):
+                del self._evaluated[keep:]
+            else:  # some caches (recurrent, sliding-window) cannot drop a tail: start over
+                self.reset()
+                keep = 0
+        self._last_prompt = (prompt, keep)
         chain = self._sampler_chain(sampling, prompt[-LAST_N_TOKENS:])
         try:
             self._decode(prompt[keep:])
