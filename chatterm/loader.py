@@ -38,6 +38,13 @@ class Loaded:
     path: str
 
 
+def context_size(requested: int | None, spec: ModelSpec, trained: int | None) -> int:
+    """--ctx, else the entry's, else the model's capped at DEFAULT_CTX_CAP; never above
+    what the model was trained for."""
+    n_ctx = requested or spec.context_length or min(trained or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
+    return min(n_ctx, trained) if trained else n_ctx
+
+
 def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
     if options.base_url:
         return _load_remote(remote_spec(options.base_url, options.model, options.api_key_env), options)
@@ -52,9 +59,7 @@ def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
     name = engines.choose(options.engine, path, spec.engines)
     if options.engine == "auto" and name not in spec.engines and kind == "gguf":
         raise ConfigError(f"model {spec.name!r} lists engines {spec.engines}; none is installed")
-    n_ctx = options.ctx or spec.context_length or min(trained_ctx or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
-    if trained_ctx:
-        n_ctx = min(n_ctx, trained_ctx)
+    n_ctx = context_size(options.ctx, spec, trained_ctx)
     if n_ctx < 16:
         raise ConfigError("--ctx must be at least 16 tokens")
     engine = engines.load(name, LoadOptions(

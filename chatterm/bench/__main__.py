@@ -161,6 +161,7 @@ def one_shot_setup() -> dict:
     from chatterm.bpe_tokenizer import BPETokenizer
     from chatterm.catalog import Catalog
     from chatterm.engines.ctransformers_engine import _cpu_library
+    from chatterm.loader import context_size
     from chatterm.templates import resolve
 
     spec = Catalog.load().find(None)
@@ -168,8 +169,7 @@ def one_shot_setup() -> dict:
     messages = [{"role": "system", "content": spec.system}] if spec.system else []
     messages.append({"role": "user", "content": process.ONE_SHOT_QUESTION})
     tokenizer = BPETokenizer.from_gguf(parsed)
-    bos = eos = ""
-    text = resolve(spec.template, parsed.chat_template, bos=bos, eos=eos).render(messages, add_generation_prompt=True)
+    text = resolve(spec.template, parsed.chat_template, bos="", eos="").render(messages, add_generation_prompt=True)
     flash_attn = False
     if engines.installed("llama.cpp"):
         import llama_cpp
@@ -179,7 +179,7 @@ def one_shot_setup() -> dict:
         flash_attn = flash_attention(llamacpp_gpu_layers("auto", llama_cpp.llama_supports_gpu_offload()))
     return {"path": str(spec.model_path()), "compat_path": str(compat.compat_path(parsed)),
             "flash_attn": flash_attn,
-            "n_ctx": min(spec.context_length or 4096, parsed.context_length or 4096),
+            "n_ctx": context_size(None, spec, parsed.context_length),
             "messages": messages, "ids": tokenizer.encode(text), "lib": _cpu_library()}
 
 
