@@ -16,9 +16,10 @@ def reply_reserve(n_ctx: int, max_tokens: int) -> int:
 
 
 def fit(messages: list[dict], measure: Callable[[list[dict]], tuple[int, P]], n_ctx: int,
-        reserve: int, estimated: bool = False) -> tuple[P, int]:
+        reserve: int, size_note: str = "") -> tuple[P, int]:
     """(measure's result for the newest messages that fit, how many were left out).
-    `measure` gives a prompt's size in tokens and whatever the caller needs from it.
+    `measure` gives a prompt's size in tokens and whatever the caller needs from it;
+    `size_note` qualifies that size in the error (how it was counted).
     The newest message alone too large: ContextOverflowError."""
     system = [m for m in messages[:1] if m["role"] == "system"]
     rest = messages[len(system):]
@@ -28,8 +29,7 @@ def fit(messages: list[dict], measure: Callable[[list[dict]], tuple[int, P]], n_
         if size + reserve <= n_ctx or len(rest) <= 1 and size < n_ctx:
             return prompt, dropped
         if len(rest) <= 1:
-            how = " (estimated: the server has no tokenize endpoint)" if estimated else ""
-            raise ContextOverflowError(f"the prompt is {size:,} tokens{how}; the context window holds "
+            raise ContextOverflowError(f"the prompt is {size:,} tokens{size_note}; the context window holds "
                                        f"{n_ctx:,} (shorten it, or raise --ctx)")
         cut = 2 if len(rest) > 2 and rest[0]["role"] == "user" else 1  # a whole exchange
         rest = rest[cut:]

@@ -75,7 +75,7 @@ class RemoteChat:
         n_ctx = self.engine.n_ctx
         prompt, self.dropped = context_window.fit(
             messages, measure, n_ctx, context_window.reply_reserve(n_ctx, self.sampling.max_tokens),
-            estimated=not self.engine.counts_exactly)
+            size_note="" if self.engine.counts_exactly else " (estimated: the server has no tokenize endpoint)")
         return prompt
 
     def _payload(self, room: int) -> dict[str, Any]:
