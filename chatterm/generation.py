@@ -39,9 +39,7 @@ class Generation:
 
     @property
     def tokens_per_s(self) -> float:
-        decode_s = self.elapsed_s - (self.first_token_s or 0.0)
-        n = len(self.tokens) - 1
-        return n / decode_s if n > 0 and decode_s > 0 else 0.0
+        return decode_rate(len(self.tokens), self.elapsed_s, self.first_token_s)
 
     def __iter__(self) -> Iterator[str]:
         engine, stops = self.engine, self.stop
@@ -100,6 +98,13 @@ class Generation:
         for _ in self:
             pass
         return self.text
+
+
+def decode_rate(n_tokens: int, elapsed_s: float, first_token_s: float | None) -> float:
+    """Tokens a second after the first (which pays for the prompt); 0 when unknown."""
+    decode_s = elapsed_s - (first_token_s or 0.0)
+    n = n_tokens - 1
+    return n / decode_s if n > 0 and decode_s > 0 else 0.0
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:

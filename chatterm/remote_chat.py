@@ -41,9 +41,7 @@ class RemoteReply:
 
     @property
     def tokens_per_s(self) -> float:
-        decode_s = self.elapsed_s - (self.first_token_s or 0.0)
-        n = len(self.chunks) - 1
-        return n / decode_s if n > 0 and decode_s > 0 else 0.0
+        return generation.decode_rate(len(self.chunks), self.elapsed_s, self.first_token_s)
 
 
 class RemoteChat:
