@@ -10,6 +10,7 @@ environment when a request is made and is never stored, logged or shown.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import queue
@@ -61,7 +62,9 @@ class RemoteEngine:
         self.timeout = timeout
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
         self.device = parts.netloc
-        self.model = model or self._first_model()
+        self.model = model or ""  # named in errors, so set before the first request
+        if not self.model:
+            self.model = self._first_model()
         self.n_ctx = n_ctx or self._server_context() or DEFAULT_CTX
         self._tokenize: Callable[[str], int] | None = None
         self.counts_exactly = True  # False once we fall back to the estimate
@@ -218,16 +221,12 @@ class RemoteEngine:
                     else "set the key's environment variable with --api-key-env")
             return f"{where}: the server refused the request (HTTP {status}{detail}): {hint}"
         if status == 404:
-            return f"{where}: not found (HTTP 404{detail}): check base_url (usually ending in /v1) and the model name {self.model_name!r}"
+            return f"{where}: not found (HTTP 404{detail}): check base_url (usually ending in /v1) and the model name {self.model!r}"
         if status == 429:
             return f"{where}: rate limited (HTTP 429{detail}); wait and try again"
         if status >= 500:
             return f"{where}: server error (HTTP {status}{detail})"
         return f"{where}: request rejected (HTTP {status}{detail})"
-
-    @property
-    def model_name(self) -> str:
-        return getattr(self, "model", "") or ""
 
     def close(self) -> None:
         self.client.close()
@@ -239,17 +238,18 @@ def _reason(error: Exception) -> str:
 
 
 def _error_detail(body: str) -> str:
-    """The server's own message, shortened and flattened to one line."""
-    import json
-
-    message = body
+    """The server's own message from an error body, shortened to one line."""
     try:
-        data = json.loads(body)
-        if isinstance(data, dict):
-            err = data.get("error", data.get("detail", data.get("message", data)))
-            message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+        return _message_detail(json.loads(body))
     except ValueError:
-        pass
+        return _message_detail(body)
+
+
+def _message_detail(data: Any) -> str:
+    message = data
+    if isinstance(data, dict):
+        err = data.get("error", data.get("detail", data.get("message", data)))
+        message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
     message = " ".join(str(message).split())[:200]
     return f": {message}" if message else ""
 
@@ -258,8 +258,7 @@ def _delta_text(event: Any) -> str:
     if not isinstance(event, dict):
         raise RemoteError("malformed stream: an event that is not a JSON object")
     if "error" in event:
-        import json
-        raise RemoteError(f"the server reported an error mid-reply{_error_detail(json.dumps(event))}")
+        raise RemoteError(f"the server reported an error mid-reply{_message_detail(event)}")
     choices = event.get("choices") or []
     if not choices:
         return ""  # usage or keep-alive events
