@@ -132,7 +132,7 @@ class LlamaCppEngine(Engine):
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         add = lambda sampler: lib.llama_sampler_chain_add(chain, sampler)  # noqa: E731
         greedy = sampling.temperature <= 0 or sampling.top_k == 1
-        top_k = sampling.top_k if sampling.top_k > 0 else 0
+        top_k = max(sampling.top_k, 0)
         if top_k or greedy:
             add(lib.llama_sampler_init_top_k(top_k or 40))
         if sampling.repeat_penalty != 1.0:
