@@ -69,8 +69,9 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
     section = f"Engine {name} (default model, {args.threads} threads, greedy)"
     loaded = eb.load(name, args.threads)
     engine = loaded.chat.engine
-    reference = llama_bench.find(args.llama_bench) if name == "llama.cpp" and "llama-bench" in args.only else None
-    if name == "llama.cpp" and "llama-bench" in args.only and reference is None:
+    wants_reference = name == "llama.cpp" and "llama-bench" in args.only
+    reference = llama_bench.find(args.llama_bench) if wants_reference else None
+    if wants_reference and reference is None:
         print("llama-bench: not found; build it with bench/build-llama-bench.sh (or pass --llama-bench)",
               file=sys.stderr)
     flash_attn = getattr(engine, "flash_attn", False)
