@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from chatterm import context_window, generation
+from chatterm import context_window, generation, templates
 from chatterm.engines.base import Engine, Sampling
 from chatterm.templates import ChatTemplate
 
@@ -24,12 +24,16 @@ class PromptCache:
 
 
 class Chat:
-    def __init__(self, engine: Engine, template: ChatTemplate, sampling: Sampling,
+    def __init__(self, engine: Engine, template: ChatTemplate | str, sampling: Sampling,
                  stop: list[str] | None = None, system: str | None = None):
+        """`template`: a ChatTemplate, or its choice ("gguf": the file's own, else a
+        preset name), resolved when first needed: an engine still loading in its worker
+        does not know its file's template yet, and the prompt must not wait for it."""
         self.engine = engine
-        self.template = template
+        self._template = template if isinstance(template, ChatTemplate) else None
+        self._template_choice = template if isinstance(template, str) else ""
         self.sampling = sampling
-        self.stop = list(stop or [])
+        self.stop = list(stop or [])  # the model's stop strings; the template's are added
         self.messages: list[dict] = []
         if system:
             self.messages.append({"role": "system", "content": system})
@@ -37,6 +41,22 @@ class Chat:
         self.last: generation.Generation | None = None
         self.dropped = 0  # oldest messages left out of the last prompt to fit the window
         self.on_change: Callable[[], None] = lambda: None  # persistence hook (the REPL saves)
+
+    def engine_ready(self, cancelled: Callable[[], bool] = lambda: False) -> bool:
+        """Wait for the model to load (see `Engine.wait_ready`)."""
+        return self.engine.wait_ready(cancelled)
+
+    @property
+    def template(self) -> ChatTemplate:
+        if self._template is None:
+            engine = self.engine
+            self._template = templates.resolve(self._template_choice, engine.chat_template,
+                                               bos=engine.bos_text, eos=engine.eos_text)
+        return self._template
+
+    def stops(self) -> list[str]:
+        """The model's stop strings and those its template's preset needs."""
+        return self.stop + [s for s in templates.PRESET_STOPS.get(self.template.name, []) if s not in self.stop]
 
     @property
     def context_used(self) -> int:
@@ -90,7 +110,7 @@ class Chat:
 
     def _generate(self, prompt_text: str, ids: list[int], extend: dict | None,
                   cancelled: Callable[[], bool]) -> Iterator[str]:
-        gen = generation.Generation(self.engine, ids, self.sampling, self.stop, cancelled)
+        gen = generation.Generation(self.engine, ids, self.sampling, self.stops(), cancelled)
         self.last = gen
         try:
             yield from gen
@@ -101,6 +121,11 @@ class Chat:
                 self.messages.append(extend)
             extend["content"] += gen.text
             extend["finish"] = gen.finish
-            self.cache = PromptCache(prompt_text + self.engine.detokenize(gen.tokens, special=True),
-                                     ids + gen.tokens)
+            if gen.finish == generation.ERROR:
+                # The engine failed or died: a new one (perhaps another engine, with
+                # another tokenizer) starts from the text, not from these ids.
+                self.cache = PromptCache()
+            else:
+                self.cache = PromptCache(prompt_text + self.engine.detokenize(gen.tokens, special=True),
+                                         ids + gen.tokens)
             self.on_change()

@@ -122,7 +122,7 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
     text = "\n\n".join(p.strip("\n") for p in parts)
     if not text.strip():
         raise InputError("the prompt is empty")
-    loaded = one_shot(text, options, opts["color"])
+    loaded = one_shot(text, options, opts["color"], keep=bool(interactive))
     if interactive:
         from chatterm.repl import run_repl
 
@@ -130,13 +130,17 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
                  tty_input=not stdin_is_tty)
 
 
-def one_shot(text: str, options: Any, color: str = "auto") -> Any:
-    """Answer once: Markdown on a terminal (or --color always), plain text otherwise."""
+def one_shot(text: str, options: Any, color: str = "auto", keep: bool = False) -> Any:
+    """Answer once: Markdown on a terminal (or --color always), plain text otherwise.
+    An engine crash is one line and exit status 1: no restart for a single answer,
+    unless the chat goes on (`keep`: -i)."""
+    import dataclasses
+
     from chatterm.interrupt import ctrl_c_cancels
     from chatterm.loader import load_chat
     from chatterm.sanitize import clean
 
-    loaded = load_chat(options)
+    loaded = load_chat(dataclasses.replace(options, restart=keep))
     chat = loaded.chat
     out = sys.stdout
     renderer = None
@@ -145,6 +149,10 @@ def one_shot(text: str, options: Any, color: str = "auto") -> Any:
         renderer = StreamRenderer(make_console(color))
     wrote_newline = True
     with ctrl_c_cancels() as cancelled:
+        if not chat.engine_ready(cancelled):
+            sys.exit(130)
+        for note in chat.engine.notes:
+            click.echo(f"chatterm: {note}", err=True)
         try:
             for chunk in chat.send(text, cancelled):
                 if renderer is not None:
@@ -156,9 +164,11 @@ def one_shot(text: str, options: Any, color: str = "auto") -> Any:
         finally:
             if renderer is not None:
                 renderer.finish()
-    if not wrote_newline and renderer is None:
-        out.write("\n")
-    out.flush()
+            if not wrote_newline and renderer is None:
+                out.write("\n")  # the error line, if any, starts on a line of its own
+            out.flush()
+    if not keep:
+        chat.engine.close()  # the worker exits now, not whenever it notices chatterm is gone
     if chat.last is not None and chat.last.finish == "cancelled":
         sys.exit(130)
     return loaded

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from chatterm import sessions
+from chatterm import generation, sessions
 from chatterm.errors import ChattermError
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def _continue(repl: "Repl", arg: str) -> None:
     last = repl.chat.messages[-1] if repl.chat.messages else None
     if not last or last["role"] != "assistant":
         raise ChattermError("there is no reply to continue")
-    if last.get("finish") in ("eog", "stop", None):
+    if last.get("finish") not in generation.CUT:
         repl.note("the last reply was complete; continuing anyway")
     repl.stream(repl.chat.continue_reply(repl.cancel_flag()))
 
@@ -167,9 +167,14 @@ def _model(repl: "Repl", arg: str) -> None:
 def _stats(repl: "Repl", arg: str) -> None:
     """Context use, speed of the last reply, model and engine."""
     chat, gen = repl.chat, repl.chat.last
+    if not repl.wait_for_engine(chat, f"loading {repl.loaded.spec.name}…"):
+        return
+    engine = chat.engine
+    worker = f", worker pid {engine.pid}" if hasattr(engine, "pid") else ""
     lines = [f"model     {repl.loaded.spec.name}  {repl.loaded.path}",
-             f"engine    {repl.loaded.engine_name} on {chat.engine.device}",
-             f"context   {chat.context_used:,} / {chat.engine.n_ctx:,} tokens",
+             f"engine    {repl.loaded.engine_name} on {engine.device}{worker}",
+             *(f"settings  {note}" for note in engine.notes),
+             f"context   {chat.context_used:,} / {engine.n_ctx:,} tokens",
              f"messages  {len(chat.messages)}  (session {repl.session.name})"]
     if gen is not None:
         lines.append(f"last      {len(gen.tokens)} tokens, {gen.tokens_per_s:.1f} tok/s, "

@@ -8,6 +8,10 @@ class ChattermError(Exception):
 
     exit_code = 1
 
+    def adding(self, text: str) -> str:
+        """The message with `text` added, where it reads best (before any reference)."""
+        return f"{self}{text}"
+
 
 class ModelFileError(ChattermError):
     """A model file is missing, unreadable, corrupt or of a kind no engine reads."""

@@ -12,9 +12,11 @@ import time
 from typing import Callable, Iterator, Sequence
 
 from chatterm.engines.base import Engine, Sampling
+from chatterm.errors import EngineError
 
-# Why a reply ended.
-EOG, STOP, LENGTH, CONTEXT, CANCELLED = "eog", "stop", "length", "context", "cancelled"
+# Why a reply ended. ERROR: the engine failed or died mid-reply (the text so far is kept).
+EOG, STOP, LENGTH, CONTEXT, CANCELLED, ERROR = "eog", "stop", "length", "context", "cancelled", "error"
+CUT = (LENGTH, CANCELLED, ERROR)  # replies /continue can carry on
 
 
 class Generation:
@@ -48,14 +50,15 @@ class Generation:
         hold = max((len(s) for s in stops), default=1) - 1
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         pending = ""  # decoded text held back: it may be the start of a stop string
+        ignore_eog = self.sampling.ignore_eog
         start = time.perf_counter()
-        stream = engine.generate(self.prompt, self.sampling) if budget > 0 else iter(())
+        stream = engine.generate(self.prompt, self.sampling, self.cancelled) if budget > 0 else iter(())
         try:
             for token in stream:
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - start
                 self.tokens.append(token)
-                if engine.is_eog(token):
+                if engine.is_eog(token) and not ignore_eog:
                     self.finish = EOG
                     break
                 pending += decoder.decode(engine.piece(token))
@@ -78,10 +81,13 @@ class Generation:
                 if self.cancelled():
                     self.finish = CANCELLED
                     break
-            else:
-                self.finish = self.finish or (CONTEXT if budget <= 0 else EOG)
+            else:  # the engine stopped: cancelled while reading the prompt, or out of room
+                self.finish = CANCELLED if self.cancelled() else CONTEXT if budget <= 0 else EOG
         except KeyboardInterrupt:
             self.finish = CANCELLED
+        except EngineError:
+            self.finish = ERROR
+            raise
         finally:
             close = getattr(stream, "close", None)
             if close:

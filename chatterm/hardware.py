@@ -1,19 +1,45 @@
-"""Is there a CUDA GPU, and may the installed engine builds use it?
+"""What this machine can run: CPU features, and whether there is a CUDA GPU that the
+installed engine builds may use.
 
-`--gpu-layers auto` offloads every layer when both hold and runs on the CPU otherwise;
-the choice is said once per process (on stderr) so a user is never left guessing.
+Engines ask here and record what they decided as notes (`Engine.notes`): the user sees
+them once, and `/stats` shows them, so nobody is left guessing why a model runs where
+and how it does.
 """
 
 from __future__ import annotations
 
 import ctypes
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 ALL_LAYERS = 1_000_000  # "as many as the model has" for engines that want a number
 
-_said: set[str] = set()
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The feature flags of the first CPU in /proc/cpuinfo; empty where there is none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def repack_off_reason(flags: frozenset[str] | None = None) -> str | None:
+    """Why llama.cpp must load without extra buffer types (weight repacking), or None.
+
+    On CPUs with AMX, a native llama.cpp build routes matrix products of repacked
+    weights through `ggml_backend_amx_mul_mat`, which crashes (SIGSEGV) on the first
+    decode (ggml-org/llama.cpp#20824, unfixed; shared/notes/engines.md). Without extra
+    buffer types the same CPU decodes at full speed with the AVX-512 kernels. Other CPUs
+    keep repacking: it speeds up Q4_0, IQ4_NL and Q4_K there."""
+    flags = cpu_flags() if flags is None else flags
+    if flags & {"amx_int8", "amx_tile", "amx_bf16"}:
+        return "weight repacking off: AMX (llama.cpp's AMX kernels crash, llama.cpp#20824)"
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -31,12 +57,6 @@ def cuda_device_count() -> int:
     return 0
 
 
-def say_once(message: str) -> None:
-    if message not in _said:
-        _said.add(message)
-        print(f"chatterm: {message}", file=sys.stderr)
-
-
 def parse_gpu_layers(value: str | int) -> int | str:
     if value == "auto":
         return "auto"
@@ -49,18 +69,17 @@ def parse_gpu_layers(value: str | int) -> int | str:
     return n
 
 
-def llamacpp_gpu_layers(requested: int | str, build_has_cuda: bool) -> int:
-    """llama.cpp's n_gpu_layers (-1 = all) for a request of a count or 'auto'."""
+def llamacpp_gpu_layers(requested: int | str, build_has_cuda: bool) -> tuple[int, str | None]:
+    """llama.cpp's n_gpu_layers (-1 = all) for a request of a count or 'auto', and a
+    note for the user when the request cannot be met or the CPU was chosen for them."""
     if requested == "auto":
         if build_has_cuda and cuda_device_count() > 0:
-            return -1
-        say_once("running on the CPU (" + ("no CUDA GPU found" if build_has_cuda else
-                 "this llama-cpp-python build has no CUDA; see README, 'GPU'") + ")")
-        return 0
+            return -1, None
+        return 0, "running on the CPU (" + ("no CUDA GPU found" if build_has_cuda else
+                                            "this llama-cpp-python build has no CUDA; see README, 'GPU'") + ")"
     if requested and not build_has_cuda:
-        say_once("this llama-cpp-python build has no GPU support; running on the CPU")
-        return 0
-    return int(requested)
+        return 0, "this llama-cpp-python build has no GPU support; running on the CPU"
+    return int(requested), None
 
 
 def ctransformers_cuda_ready() -> bool:
@@ -74,16 +93,15 @@ def ctransformers_cuda_ready() -> bool:
     return (base / "cuda_runtime/lib/libcudart.so.12").is_file() and (base / "cublas/lib/libcublas.so.12").is_file()
 
 
-def ctransformers_gpu_layers(requested: int | str, n_layers: int) -> int:
+def ctransformers_gpu_layers(requested: int | str, n_layers: int) -> tuple[int, str | None]:
     if requested == "auto":
         if cuda_device_count() > 0 and ctransformers_cuda_ready():
-            return n_layers or ALL_LAYERS
-        say_once("running on the CPU (" + ("no CUDA GPU found" if cuda_device_count() == 0 else
-                 "ctransformers' CUDA runtime is not installed: pip install 'ctransformers[cuda]'") + ")")
-        return 0
+            return n_layers or ALL_LAYERS, None
+        return 0, "running on the CPU (" + ("no CUDA GPU found" if cuda_device_count() == 0 else
+                                            "ctransformers' CUDA runtime is not installed: "
+                                            "pip install 'ctransformers[cuda]'") + ")"
     if requested == -1:
-        return n_layers or ALL_LAYERS
+        return n_layers or ALL_LAYERS, None
     if requested and not ctransformers_cuda_ready():
-        say_once("ctransformers' CUDA runtime is not installed (pip install 'ctransformers[cuda]'); running on the CPU")
-        return 0
-    return int(requested)
+        return 0, "ctransformers' CUDA runtime is not installed (pip install 'ctransformers[cuda]'); running on the CPU"
+    return int(requested), None

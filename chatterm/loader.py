@@ -1,5 +1,8 @@
-"""From command-line choices to a ready `Chat`: catalogue entry, file checks, engine,
-chat template, sampling. One path for the one-shot CLI and the REPL."""
+"""From command-line choices to a `Chat`: catalogue entry, engine, chat template,
+sampling. One path for the one-shot CLI and the REPL.
+
+A local model starts loading in an engine worker and `load_chat` returns at once; the
+chat waits for the model when it first needs it (`IsolatedEngine.wait_ready`)."""
 
 from __future__ import annotations
 
@@ -12,8 +15,6 @@ from chatterm.catalog import Catalog, ModelSpec, remote_spec
 from chatterm.chat import Chat
 from chatterm.engines.base import LoadOptions, Sampling, default_threads
 from chatterm.errors import ConfigError
-
-DEFAULT_CTX_CAP = 4096  # for models without a context_length entry: memory stays modest
 
 
 @dataclass
@@ -28,21 +29,20 @@ class RunOptions:
     sampling: dict[str, Any] = field(default_factory=dict)  # only what the user set
     base_url: str | None = None  # an OpenAI-compatible server instead of a local model
     api_key_env: str | None = None
+    isolated: bool = True  # False: the engine runs in this process (tests of the engines)
+    restart: bool = True  # restart a crashed engine (the one-shot CLI reports it instead)
 
 
 @dataclass
 class Loaded:
     chat: Any  # Chat, or RemoteChat for a model on a server
     spec: ModelSpec
-    engine_name: str
     path: str
 
-
-def context_size(requested: int | None, spec: ModelSpec, trained: int | None) -> int:
-    """--ctx, else the entry's, else the model's capped at DEFAULT_CTX_CAP; never above
-    what the model was trained for."""
-    n_ctx = requested or spec.context_length or min(trained or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
-    return min(n_ctx, trained) if trained else n_ctx
+    @property
+    def engine_name(self) -> str:
+        """The engine running now: a crash can switch it (`engines.recovery`)."""
+        return str(self.chat.engine.name)
 
 
 def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
@@ -53,26 +53,25 @@ def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
     if spec.remote:
         return _load_remote(spec, options)
     path = spec.model_path()
-    kind = gguf.sniff(path)
-    parsed = gguf.read(path) if kind == "gguf" else None  # validated before native code sees it
-    trained_ctx = parsed.context_length if parsed else None
+    kind = gguf.sniff(path)  # a missing or unreadable file is one line now, not in the worker
     name = engines.choose(options.engine, path, spec.engines)
     if options.engine == "auto" and name not in spec.engines and kind == "gguf":
         raise ConfigError(f"model {spec.name!r} lists engines {spec.engines}; none is installed")
-    n_ctx = context_size(options.ctx, spec, trained_ctx)
-    if n_ctx < 16:
+    n_ctx = options.ctx or spec.context_length
+    if n_ctx is not None and n_ctx < 16:
         raise ConfigError("--ctx must be at least 16 tokens")
-    engine = engines.load(name, LoadOptions(
-        path=path, n_ctx=n_ctx, threads=options.threads or default_threads(),
-        gpu_layers=options.gpu_layers, model_type=spec.model_type, parsed=parsed))
-    template = templates.resolve(options.template or spec.template, engine.chat_template,
-                                 bos=engine.bos_text, eos=engine.eos_text)
-    stops = list(spec.stop)
-    if template.name in templates.PRESET_STOPS:
-        stops += [s for s in templates.PRESET_STOPS[template.name] if s not in stops]
+    choice = options.template or spec.template
+    if choice != "gguf" and choice not in templates.PRESETS:
+        raise templates.unknown(choice)
+    load_options = LoadOptions(path=path, n_ctx=n_ctx, threads=options.threads or default_threads(),
+                               gpu_layers=options.gpu_layers, model_type=spec.model_type)
+    if options.isolated:
+        engine = engines.start(name, load_options, spec.name, spec.engines, restart=options.restart)
+    else:
+        engine = engines.load(name, load_options)
     sampling = Sampling().updated(**spec.sampling).updated(**options.sampling)
-    chat = Chat(engine, template, sampling, stops, system=options.system or spec.system)
-    return Loaded(chat, spec, name, str(path))
+    chat = Chat(engine, choice, sampling, list(spec.stop), system=options.system or spec.system)
+    return Loaded(chat, spec, str(path))
 
 
 def _load_remote(spec: ModelSpec, options: RunOptions) -> Loaded:
@@ -88,4 +87,4 @@ def _load_remote(spec: ModelSpec, options: RunOptions) -> Loaded:
                       template=template)
     if not spec.remote_model:  # --base-url without -m: name it as the server does (a path, for some)
         spec = dataclasses.replace(spec, name=engine.model.rstrip("/").rsplit("/", 1)[-1] or spec.name)
-    return Loaded(chat, spec, engine.name, spec.location)
+    return Loaded(chat, spec, spec.location)

@@ -30,3 +30,8 @@ def user_models_toml() -> Path:
 
 def downloaded_models_dir() -> Path:
     return data_dir() / "models"
+
+
+def state_dir() -> Path:
+    """Logs and other state worth keeping but not worth backing up."""
+    return _xdg("XDG_STATE_HOME", ".local/state")

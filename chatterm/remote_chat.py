@@ -59,6 +59,9 @@ class RemoteChat:
         self.context_used = 0
         self.on_change: Callable[[], None] = lambda: None
 
+    def engine_ready(self, cancelled: Callable[[], bool] = lambda: False) -> bool:
+        return True  # the server loaded its model; errors come with the first request
+
     # ------------------------------------------------------------ context
     def _tokens(self, messages: list[dict]) -> int:
         return sum(self.engine.count_tokens(m["content"]) + MESSAGE_OVERHEAD for m in messages)
@@ -131,13 +134,13 @@ class RemoteChat:
             if path == "completions" and "HTTP 404" in str(e):
                 e = RemoteError(f"{self.engine.base_url} has no completions API (HTTP 404): /continue "
                                 "needs it on a remote model")
-            reply.finish, error = "error", e
+            reply.finish, error = generation.ERROR, e
         except (KeyboardInterrupt, GeneratorExit):
             reply.finish = generation.CANCELLED
             raise
         finally:
             reply.elapsed_s = time.perf_counter() - start
-            if extend is None and (reply.chunks or reply.finish != "error"):
+            if extend is None and (reply.chunks or reply.finish != generation.ERROR):
                 extend = {"role": "assistant", "content": ""}
                 self.messages.append(extend)
             if extend is not None:

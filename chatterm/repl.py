@@ -2,15 +2,19 @@
 Markdown renderer, slash commands, and a session saved after every change.
 
 The loop never dies: an error while handling one input is one line, then the prompt
-comes back. Ctrl-C during a reply cancels the reply only; Ctrl-D or /exit quits.
+comes back. Ctrl-C during a reply cancels the reply only; Ctrl-D or /exit quits. The
+model loads in its engine worker while the first question is typed; when the engine
+crashes, the reply so far is kept and a new worker is loading before the next prompt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any, Callable, Iterable, Iterator
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.application import get_app, run_in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
@@ -20,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from chatterm import commands, paths, sessions
-from chatterm.errors import ChattermError, ContextOverflowError
+from chatterm.errors import ChattermError, EngineError
 from chatterm.interrupt import CancelFlag, ctrl_c_cancels, no_echo
 from chatterm.loader import Loaded, RunOptions, load_chat
 from chatterm.render import CodeBlock, StreamRenderer, make_console
@@ -29,6 +33,7 @@ from chatterm.sanitize import clean
 ENDINGS = {"cancelled": "reply cut: /continue resumes it",
            "length": "reached max_tokens: /continue resumes it",
            "context": "the context window is full"}
+WATCH_S = 0.1  # how often the prompt looks at a loading engine
 
 
 class SlashCompleter(Completer):
@@ -95,6 +100,7 @@ class Repl:
         self.code_blocks: list[CodeBlock] = []
         self.prefill = ""
         self._cancel = CancelFlag()
+        self._told: set[str] = set()  # engine notes already shown
         if not session.messages:
             session.messages = self.chat.messages  # the system prompt, or a piped-in turn
         self._bind_chat()
@@ -113,7 +119,8 @@ class Repl:
         sessions.clean_leftovers()
         while True:
             try:
-                text = self.prompt.prompt([("class:prompt", "› ")], default=self.prefill)
+                text = self.prompt.prompt([("class:prompt", "› ")], default=self.prefill,
+                                          pre_run=self._watch_engine)
             except KeyboardInterrupt:  # Ctrl-C at the prompt clears the line
                 self.prefill = ""
                 continue
@@ -129,9 +136,6 @@ class Repl:
                     self.ask(text[1:] if text.startswith("//") else text)
             except EOFError:
                 break
-            except ContextOverflowError as e:
-                self.error(str(e))
-                self.prefill = text  # too large: back in the input, for editing
             except ChattermError as e:
                 self.error(str(e))
             except Exception as e:  # the loop never dies
@@ -139,26 +143,90 @@ class Repl:
 
     def banner(self) -> None:
         l = self.loaded
-        self.note(f"chatterm · {l.spec.name} on {l.engine_name} ({self.chat.engine.device}) · "
+        self.note(f"chatterm · {l.spec.name} on {l.engine_name} · "
                   f"session {self.session.name} · /help for commands, Ctrl-D to quit")
 
     def toolbar(self) -> list[tuple[str, str]]:
         chat, gen = self.chat, self.chat.last
-        used, total = chat.context_used, chat.engine.n_ctx
+        state = chat.engine.state()  # never waits: the model may still be loading
+        if state == "ready":
+            used, total = chat.context_used, chat.engine.n_ctx
+            where = f"{chat.engine.device} · ctx {used:,}/{total:,} ({100 * used // max(total, 1)}%)"
+        else:
+            where = "no model: /model NAME" if state == "failed" else "loading the model…"
         speed = f" · {gen.tokens_per_s:.1f} tok/s" if gen is not None and gen.tokens_per_s else ""
-        return [("class:bottom-toolbar",
-                 f" {self.loaded.spec.name} · {self.loaded.engine_name} · {chat.engine.device} · "
-                 f"ctx {used:,}/{total:,} ({100 * used // max(total, 1)}%){speed} ")]
+        return [("class:bottom-toolbar", f" {self.loaded.spec.name} · {self.loaded.engine_name} · {where}{speed} ")]
+
+    async def _engine_news(self) -> None:
+        """While the prompt waits for input: tell what the loading engine settles on
+        (a failure, a crash, its notes) above the prompt as soon as it happens."""
+        engine = self.chat.engine
+        while True:
+            state = engine.state()
+            if state == "ready":
+                if any(n not in self._told for n in engine.notes):
+                    await run_in_terminal(self.tell_notes)
+                get_app().invalidate()  # the toolbar shows the device and context now
+                return
+            if state != "loading":
+                await run_in_terminal(self._tell_load_error)
+                get_app().invalidate()
+                if engine.state() != "loading":
+                    return
+            await asyncio.sleep(WATCH_S)
+
+    def _watch_engine(self) -> None:
+        get_app().create_background_task(self._engine_news())
+
+    def _tell_load_error(self) -> None:
+        try:
+            self.chat.engine_ready()
+        except ChattermError as e:
+            if str(e) not in self._told:  # a failed load is told once, not at every prompt
+                self._told.add(str(e))
+                self.error(str(e))
+
+    def tell_notes(self) -> None:
+        for note in self.chat.engine.notes:
+            if note not in self._told:
+                self._told.add(note)
+                self.note(note)
 
     # ------------------------------------------------------------ turns
     def ask(self, text: str) -> None:
-        self.stream(self.chat.send(text, self.cancel_flag()))
+        """A question that is not sent (the model did not load, the user stopped waiting
+        for it, it does not fit the window) goes back into the input, for editing."""
+        try:
+            sent = self.stream(self.chat.send(text, self.cancel_flag()))
+        except ChattermError:
+            self.prefill = text
+            raise
+        if not sent:
+            self.prefill = text
 
     def cancel_flag(self) -> Callable[[], bool]:
         return lambda: self._cancel()
 
-    def stream(self, chunks: Iterator[str]) -> None:
+    def wait_for_engine(self, chat: Any, what: str) -> bool:
+        """Wait for `chat`'s model to load, with a spinner; False at Ctrl-C."""
+        if chat.engine.state() == "ready":
+            return True
+        with ctrl_c_cancels() as flag, self.console.status(f"{what} (Ctrl-C to stop waiting)"):
+            try:
+                return bool(chat.engine_ready(flag))
+            except KeyboardInterrupt:
+                return False
+
+    def stream(self, chunks: Iterator[str]) -> bool:
+        """Render a reply as it streams; False if the model had not loaded and the
+        user stopped waiting for it (nothing was sent)."""
+        if not self.wait_for_engine(self.chat, f"loading {self.loaded.spec.name}…"):
+            self.note("(stopped waiting for the model)")
+            return False
+        self.tell_notes()
         renderer = StreamRenderer(self.console, markdown=self.console.is_terminal)
+        failure: EngineError | None = None
+        before = self.chat.last
         try:
             with ctrl_c_cancels() as flag, no_echo():
                 self._cancel = flag
@@ -169,6 +237,10 @@ class Repl:
                     renderer.finish()
         except KeyboardInterrupt:  # a second Ctrl-C during a long prompt evaluation
             pass
+        except EngineError as e:
+            if self.chat.last is before:
+                raise  # no reply started: the caller keeps what was asked
+            failure = e  # the reply so far is kept: said on the error's line
         finally:
             self._cancel = CancelFlag()
         if not self.console.is_terminal:
@@ -177,8 +249,13 @@ class Repl:
         gen = self.chat.last
         if self.chat.dropped:
             self.note(f"({self.chat.dropped} oldest messages left out to fit the context window)")
-        if gen is not None and gen.finish in ENDINGS:
+        if failure is not None:
+            kept = gen is not None and gen.text
+            self.error(failure.adding("; the reply so far is kept: /continue resumes it" if kept
+                                      else "; /retry asks again"))
+        elif gen is not None and gen.finish in ENDINGS:
             self.note(f"({ENDINGS[gen.finish]})")
+        return True
 
     # ------------------------------------------------------------ sessions
     def _bind_chat(self) -> None:
@@ -212,14 +289,26 @@ class Repl:
         self.note(f"session {self.session.name}: {len(self.chat.messages)} messages")
 
     def switch_model(self, name: str) -> None:
+        """The new model replaces the old one only once it has loaded: a model that
+        fails to load, or a Ctrl-C while it loads, leaves the chat as it was."""
         options = RunOptions(**{**self.options.__dict__, "model": name})
         loaded = self.loader(options)
+        try:
+            ready = self.wait_for_engine(loaded.chat, f"loading {loaded.spec.name}…")
+        except BaseException:
+            loaded.chat.engine.close()
+            raise
+        if not ready:
+            loaded.chat.engine.close()
+            self.note(f"(stopped loading {loaded.spec.name}; still chatting with {self.loaded.spec.name})")
+            return
         loaded.chat.sampling = loaded.chat.sampling.updated(**self.options.sampling)
         old = self.loaded
         self.loaded, self.options = loaded, options
         self._bind_chat()
         old.chat.engine.close()
         self.note(f"now chatting with {loaded.spec.name} on {loaded.engine_name} ({loaded.chat.engine.device})")
+        self.tell_notes()
 
     def _model_names(self) -> list[str]:
         from chatterm.catalog import Catalog
@@ -229,11 +318,13 @@ class Repl:
             return []
 
     # ------------------------------------------------------------ output
+    # One logical line each, wrapped by the terminal rather than broken by rich: a
+    # message copied from the screen (a path, a command to run) comes out whole.
     def note(self, text: str) -> None:
-        self.console.print(Text(text, style="dim"))
+        self.console.print(Text(text, style="dim"), soft_wrap=True)
 
     def error(self, text: str) -> None:
-        self.console.print(Text(f"error: {clean(' '.join(text.split()))}", style="bold red"))
+        self.console.print(Text(f"error: {clean(' '.join(text.split()))}", style="bold red"), soft_wrap=True)
 
 
 def open_session(name: str | None, resume: bool) -> sessions.Session:
@@ -268,6 +359,7 @@ def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = 
     if resumed:
         repl.replay()
     repl.run()
+    repl.chat.engine.close()
     if any(m["role"] != "system" for m in repl.chat.messages):
         repl.save()
         print(f"session saved: {repl.session.path} (chatterm -c resumes it)", file=sys.stderr)

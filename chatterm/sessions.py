@@ -158,7 +158,7 @@ def to_markdown(session: Session) -> str:
         out.append(f"## {titles[m['role']]}")
         out.append("")
         out.append(m["content"])
-        if m.get("finish") == "cancelled":
+        if m.get("finish") in ("cancelled", "error"):
             out.append("")
             out.append("*(reply cut)*")
         out.append("")

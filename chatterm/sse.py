@@ -12,6 +12,7 @@ import json
 from typing import Any, Iterable, Iterator
 
 MAX_LINE = 1 << 20  # 1 MiB: far above any real event
+DONE: Any = object()  # yielded last when the server ended the stream with [DONE]
 
 
 class MalformedStream(ValueError):
@@ -32,7 +33,8 @@ def lines(chunks: Iterable[bytes]) -> Iterator[str]:
 
 
 def events(chunks: Iterable[bytes]) -> Iterator[Any]:
-    """Each event's data as parsed JSON; stops at [DONE]."""
+    """Each event's data as parsed JSON, then DONE if the stream said [DONE]. A stream
+    that just ends (a proxy or server closed the connection) has no DONE."""
     data: list[str] = []
     for line in _with_final_blank(lines(chunks)):  # a last event may lack its blank line
         if not line:
@@ -40,6 +42,7 @@ def events(chunks: Iterable[bytes]) -> Iterator[Any]:
                 payload = "\n".join(data)
                 data = []
                 if payload.strip() == "[DONE]":
+                    yield DONE
                     return
                 try:
                     yield json.loads(payload)

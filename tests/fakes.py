@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
-from chatterm.engines.base import Engine, Sampling
+from chatterm.engines.base import Engine, Sampling, never
 
 
 class FakeEngine(Engine):
@@ -17,6 +17,7 @@ class FakeEngine(Engine):
     def __init__(self, n_ctx: int = 4096):
         self.n_ctx = n_ctx
         self.device = "CPU"
+        self.notes: list[str] = []
         self.chat_template = None
         self.bos_text = self.eos_text = ""
         self.add_bos, self.bos_id = False, None
@@ -36,7 +37,8 @@ class FakeEngine(Engine):
     def is_eog(self, token: int) -> bool:
         return token == self.EOT
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Iterator[int]:
+    def generate(self, prompt: Sequence[int], sampling: Sampling,
+                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
         import time
         self.prompts.append(list(prompt))
         reply = self.replies.pop(0) if self.replies else b"ok"

@@ -40,18 +40,21 @@ def test_figures_summarise_runs_and_targets_judge_them():
     assert Target("y", 1.2, 1.3, False).met and not Target("y", 1.31, 1.3, False).met
 
 
-def test_eog_ignored_keeps_the_check_but_not_its_verdict():
+def test_benchmark_replies_go_on_past_the_end_of_generation():
+    """The end-of-generation check still runs (it is part of the per-token cost) but
+    does not end a benchmark's reply."""
     engine = FakeEngine()
     engine.queue("ab")
-    with eb.eog_ignored(engine):
-        gen = Generation(engine, [1], Sampling(max_tokens=50))
-        assert gen.run() == "ab"
-        assert gen.tokens == [ord("a"), ord("b"), FakeEngine.EOT]  # went past the end of turn
-    assert engine.is_eog(FakeEngine.EOT)
+    checked = []
+    real = engine.is_eog
+    engine.is_eog = lambda token: checked.append(token) or real(token)  # type: ignore[method-assign]
+    gen = Generation(engine, [1], eb.greedy(50))
+    assert gen.run() == "ab"
+    assert gen.tokens == [ord("a"), ord("b"), FakeEngine.EOT] and FakeEngine.EOT in checked
     engine.queue("ab")
     gen = Generation(engine, [1], Sampling(max_tokens=50))
     gen.run()
-    assert gen.finish == "eog"
+    assert gen.finish == "eog" and gen.tokens[-1] == FakeEngine.EOT
 
 
 def test_quick_benchmark_run_prints_and_writes_every_section(tmp_path: Path, default_model_path: Path):

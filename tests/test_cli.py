@@ -8,11 +8,7 @@ import sys
 
 import pytest
 
-
-def run(*args, stdin: bytes | None = b"", timeout=120):
-    env = {**os.environ, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "chatterm", *args], input=stdin,
-                          capture_output=True, timeout=timeout, env=env)
+from tests.helpers import one_line_error, run
 
 
 @pytest.mark.parametrize("engine", ["ctransformers", "llama.cpp"])
@@ -36,14 +32,6 @@ def test_prompt_argument_then_stdin():
     r = run("--temperature", "0", "--max-tokens", "40", "Translate to French:", stdin=b"Good morning")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
-
-
-def one_line_error(r, code=1):
-    err = r.stderr.decode()
-    lines = [line for line in err.splitlines() if line.startswith("chatterm: error:")]
-    assert r.returncode == code, err
-    assert len(lines) == 1 and "Traceback" not in err
-    return lines[0]
 
 
 @pytest.mark.parametrize("engine", ["ctransformers", "llama.cpp"])

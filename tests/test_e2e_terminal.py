@@ -11,6 +11,8 @@ import time
 import pexpect
 import pytest
 
+from tests.helpers import worker_pid
+
 
 @pytest.fixture
 def spawn(private_dirs):
@@ -109,4 +111,42 @@ def test_chinese_and_a_code_block_render(spawn):
     assert any("\u4e00" <= ch <= "\u9fff" for ch in reply) and "\ufffd" not in reply
     ask(child, "Write a Python function that returns the square of a number, in a Markdown code block.",
         r"\[1\] python")
+    quit_(child)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGABRT, signal.SIGKILL], ids=lambda s: s.name)
+def test_engine_crash_mid_reply_the_chat_goes_on(spawn, sig):
+    child = spawn("--temperature", "0", "--max-tokens", "2000", "--session", "crash")
+    ask(child, "What is the capital of France?", "Paris")
+    child.sendline("Write a long essay about the history of Rome.")
+    child.expect("history of Rome")  # the question, echoed
+    time.sleep(1.5)  # the reply is streaming (2000 tokens take far longer)
+    os.kill(worker_pid(child.pid), sig)
+    child.expect(rf"the llama\.cpp engine crashed \({sig.name}")
+    child.expect("smollm2; restarting it")
+    child.expect("/continue resumes it")
+    ask(child, "What is the capital of Germany?", "Berlin")  # answered by the restarted engine
+    quit_(child)
+    messages = json.loads(session_files()[0].read_text())["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant",
+                                             "user", "assistant"]
+    assert "Paris" in messages[2]["content"] and messages[2]["finish"] == "eog"
+    cut = messages[4]
+    assert cut["finish"] == "error" and "Rome" in cut["content"]  # the part streamed, marked cut
+    assert "Berlin" in messages[6]["content"]
+
+
+def test_type_while_the_model_loads_and_stop_waiting_keeps_the_question(spawn):
+    child = spawn("--temperature", "0", "--session", "early")
+    worker = worker_pid(child.pid)
+    os.kill(worker, signal.SIGSTOP)  # still loading, for as long as this test wants
+    child.sendline("What is the capital of France?")
+    child.expect("loading smollm2")
+    child.sendintr()
+    child.expect("stopped waiting for the model")
+    child.expect("› What is the capital of France\\?")  # back in the input, nothing lost
+    os.kill(worker, signal.SIGCONT)
+    child.sendline("")  # Enter sends what is in the input
+    child.expect("Paris")
+    child.expect("›")
     quit_(child)

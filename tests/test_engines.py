@@ -27,7 +27,7 @@ def chat_factory(engine_name, tmp_path_factory):
         import os
         os.environ["XDG_CACHE_HOME"] = str(cache)  # one compat copy for the module
         if "chat" not in loaded:
-            loaded["chat"] = load_chat(RunOptions(engine=engine_name, threads=2)).chat
+            loaded["chat"] = load_chat(RunOptions(engine=engine_name, threads=2, isolated=False)).chat
         chat = loaded["chat"]
         chat.messages = chat.messages[:1]
         chat.sampling = Sampling().updated(**{**GREEDY, "max_tokens": 128, **sampling})
@@ -60,9 +60,9 @@ def test_max_tokens_and_continue_reuse_the_prefix(chat_factory):
     engine = chat.engine
     original = engine.generate
 
-    def counting(prompt, sampling):
+    def counting(prompt, sampling, cancelled):
         evaluated.append(len(prompt))
-        return original(prompt, sampling)
+        return original(prompt, sampling, cancelled)
     engine.generate = counting
     try:
         more = "".join(chat.continue_reply())

@@ -4,6 +4,7 @@ server will not do on demand: hostile content, malformed streams, errors, silenc
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,11 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chatterm.catalog import Catalog
 from chatterm.engines.remote_engine import RemoteError, estimate_tokens
 from chatterm.errors import ChattermError, ConfigError
 from chatterm.loader import RunOptions, load_chat
 from tests.fakeserver import DONE, FakeServer, event
-from tests.test_cli import one_line_error, run
+from tests.helpers import one_line_error, run
+
+
+# The server serves the default model: the system prompt its catalogue entry gives it.
+SYSTEM = Catalog.load().find("smollm2").system or ""
 
 
 def _free_port() -> int:
@@ -57,14 +63,14 @@ def server(default_model_path):
 
 
 def remote_chat(url: str, **sampling):
-    options = RunOptions(base_url=url, system="You are a helpful assistant.",
+    options = RunOptions(base_url=url, system=SYSTEM,
                          sampling={"temperature": 0.0, **sampling})
     return load_chat(options).chat
 
 
 # ------------------------------------------------------------------ a real server
 def test_one_shot_answer_from_the_server(server):
-    r = run("--base-url", server, "--temperature", "0", "-s", "You are a helpful assistant.",
+    r = run("--base-url", server, "--temperature", "0", "-s", SYSTEM,
             stdin=b"What is the capital of France?")
     assert r.returncode == 0, r.stderr
     assert "Paris" in r.stdout.decode()
@@ -169,6 +175,26 @@ def test_malformed_streams_are_one_line_errors(chunks, message):
     assert r.stdout.decode().startswith("Hello")  # what came before the fault was shown
 
 
+def test_a_stream_closed_before_the_end_is_a_cut_reply():
+    """No [DONE] and no finish_reason: a proxy or the server closed the connection."""
+    with FakeServer([event("Hello"), event(" wor")]) as fake:
+        r = run("--base-url", fake.url, "Hi")
+        assert "the stream ended before the reply did" in one_line_error(r)
+        assert r.stdout.decode().startswith("Hello wor")
+        chat = load_chat(RunOptions(base_url=fake.url)).chat
+        with pytest.raises(RemoteError, match="ended before the reply did"):
+            "".join(chat.send("Hi"))
+        assert chat.messages[-1] == {"role": "assistant", "content": "Hello wor", "finish": "error"}
+
+
+def test_a_finish_reason_without_done_is_a_whole_reply():
+    finished = b"data: " + json.dumps({"choices": [{"delta": {}, "index": 0, "finish_reason": "stop"}]}).encode()
+    with FakeServer([event("Hello"), finished + b"\n\n"]) as fake:
+        chat = load_chat(RunOptions(base_url=fake.url)).chat
+        assert "".join(chat.send("Hi")) == "Hello"
+        assert chat.messages[-1]["finish"] == "eog"
+
+
 @pytest.mark.parametrize("status, message", [
     (401, "refused the request (HTTP 401"), (403, "HTTP 403"), (404, "not found (HTTP 404"),
     (429, "rate limited"), (500, "server error (HTTP 500"), (503, "server error (HTTP 503"),
@@ -243,7 +269,7 @@ def test_repl_in_a_terminal_against_the_server(server, private_dirs, tmp_path):
     from tests.test_e2e_terminal import ask, quit_
     env = {**os.environ, "TERM": "xterm-256color"}
     child = pexpect.spawn(sys.executable, ["-m", "chatterm", "--base-url", server, "--temperature", "0",
-                                           "-s", "You are a helpful assistant.", "--max-tokens", "2000"],
+                                           "-s", SYSTEM, "--max-tokens", "2000"],
                           env=env, encoding="utf-8", timeout=60, dimensions=(30, 160))
     try:
         child.expect("/help for commands")

@@ -27,7 +27,7 @@ def fake_loaded(*replies, n_ctx=4096, name="fake") -> Loaded:
     engine = FakeEngine(n_ctx=n_ctx)
     engine.queue(*replies)
     chat = Chat(engine, resolve("chatml", None, bos="", eos=""), Sampling(max_tokens=200), system="SYS")
-    return Loaded(chat, ModelSpec(name=name, source="path", location="x"), "fake", "x")
+    return Loaded(chat, ModelSpec(name=name, source="path", location="x"), "x")
 
 
 def drive(keys: str, loaded: Loaded, session: sessions.Session | None = None, loader=None):

@@ -14,6 +14,7 @@ from chatterm.bench import llama_bench, process, renderer, report
 from chatterm.bench.stats import Figure, Target
 from chatterm.bench.terminal import PseudoTerminal
 from chatterm.engines.base import default_threads
+from chatterm.engines.llamacpp_engine import flash_attention
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,16 +69,16 @@ def bench_renderer(args: argparse.Namespace, figures: list[Figure], targets: lis
 def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
     section = f"Engine {name} (default model, {args.threads} threads, greedy)"
     loaded = eb.load(name, args.threads)
-    engine = loaded.chat.engine
+    engine = eb.load_raw(loaded, args.threads)
     wants_reference = name == "llama.cpp" and "llama-bench" in args.only
     reference = llama_bench.find(args.llama_bench) if wants_reference else None
     if wants_reference and reference is None:
         print("llama-bench: not found; build it with bench/build-llama-bench.sh (or pass --llama-bench)",
               file=sys.stderr)
-    flash_attn = getattr(engine, "flash_attn", False)
+    flash_attn = flash_attention(0 if engine.device == "CPU" else -1)
     model = loaded.path
     try:
-        eb.warm_up(loaded)
+        eb.warm_up(loaded, engine)
         prompt = eb.decode_prompt(loaded, args.decode_tokens)
         long_ids = eb.long_text_ids(engine)
         raw, pipe, pp, tg = [], [], [], []
@@ -98,6 +99,7 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
                 turns.append(eb.conversation(loaded, args.turns, args.reply_tokens, terminal))
     finally:
         engine.close()
+        loaded.chat.engine.close()
         del loaded, engine
         gc.collect()
     share = Figure(section, "pipeline / raw engine", "%", ratio(pipe, raw, 100))
@@ -161,8 +163,9 @@ def one_shot_setup() -> dict:
     from chatterm import compat, gguf
     from chatterm.bpe_tokenizer import BPETokenizer
     from chatterm.catalog import Catalog
-    from chatterm.engines.ctransformers_engine import _cpu_library
-    from chatterm.loader import context_size
+    from chatterm.engines.base import context_size
+    from chatterm.engines.ctransformers_engine import cpu_library
+    from chatterm.hardware import repack_off_reason
     from chatterm.templates import resolve
 
     spec = Catalog.load().find(None)
@@ -173,15 +176,13 @@ def one_shot_setup() -> dict:
     text = resolve(spec.template, parsed.chat_template, bos="", eos="").render(messages, add_generation_prompt=True)
     flash_attn = False
     if engines.installed("llama.cpp"):
-        import llama_cpp
-
-        from chatterm.engines.llamacpp_engine import flash_attention
+        from chatterm.engines.llamacpp_engine import bindings
         from chatterm.hardware import llamacpp_gpu_layers
-        flash_attn = flash_attention(llamacpp_gpu_layers("auto", llama_cpp.llama_supports_gpu_offload()))
+        flash_attn = flash_attention(llamacpp_gpu_layers("auto", bindings().llama_supports_gpu_offload())[0])
     return {"path": str(spec.model_path()), "compat_path": str(compat.compat_path(parsed)),
-            "flash_attn": flash_attn,
-            "n_ctx": context_size(None, spec, parsed.context_length),
-            "messages": messages, "ids": tokenizer.encode(text), "lib": _cpu_library()}
+            "flash_attn": flash_attn, "repack": repack_off_reason() is None,
+            "n_ctx": context_size(spec.context_length, parsed.context_length),
+            "messages": messages, "ids": tokenizer.encode(text), "lib": cpu_library()}
 
 
 def progress(what: str) -> None:

@@ -1,23 +1,26 @@
-"""Each engine three ways, on the same loaded model and settings:
+"""Each engine three ways, on the same model file and settings:
 
-- raw: the engine library's own loop (llama-cpp-python's `Llama.generate`;
-  ctransformers' `LLM.eval`/`LLM.sample`, the loop its `LLM.generate` runs);
+- raw: the engine in this process, driven by a bare loop: the native decode and
+  sampling calls and nothing else (llama.cpp's C API; ctransformers' `LLM.eval` and
+  `LLM.sample`, the loop its own `LLM.generate` runs);
 - pipeline: chatterm's path a user sees: chat template -> `Chat` -> `Generation` ->
-  `StreamRenderer` painting Markdown into a pseudo terminal;
+  the isolated engine worker and its pipe -> `StreamRenderer` painting Markdown into a
+  pseudo terminal;
 - conversation: time to first token for every turn of a multi-turn chat.
 
-Decode is greedy and ignores end-of-generation, so every run streams the same number
-of tokens; rates count tokens after the first (the first one pays for the prompt).
+Decode is greedy and goes on past end-of-generation, so every run streams the same
+number of tokens; rates count tokens after the first (the first one pays for the prompt).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import Iterator, Sequence
+from pathlib import Path
+from typing import Sequence
 
+from chatterm import engines
 from chatterm.chat import Chat
-from chatterm.engines.base import Engine, Sampling
+from chatterm.engines.base import Engine, LoadOptions, Sampling
 from chatterm.loader import Loaded, RunOptions, load_chat
 from chatterm.render import StreamRenderer
 
@@ -42,7 +45,16 @@ PROMPT_TOKENS = 128  # prompt-processing figure: a 128-token prompt, like llama-
 
 
 def load(engine: str, threads: int) -> Loaded:
-    return load_chat(RunOptions(engine=engine, threads=threads))
+    """chatterm's chat on `engine`, loaded (in its worker) before anything is timed."""
+    loaded = load_chat(RunOptions(engine=engine, threads=threads))
+    loaded.chat.engine_ready()
+    return loaded
+
+
+def load_raw(loaded: Loaded, threads: int) -> Engine:
+    """The same engine and model in this process, with the same context size."""
+    return engines.load(loaded.engine_name, LoadOptions(path=Path(loaded.path), n_ctx=loaded.chat.engine.n_ctx,
+                                                        threads=threads))
 
 
 def fresh_chat(loaded: Loaded, sampling: Sampling) -> Chat:
@@ -54,19 +66,10 @@ def fresh_chat(loaded: Loaded, sampling: Sampling) -> Chat:
 
 
 def greedy(max_tokens: int, repeat_penalty: float = 1.0) -> Sampling:
-    return Sampling(temperature=0.0, repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=0)
-
-
-@contextlib.contextmanager
-def eog_ignored(engine: Engine) -> Iterator[None]:
-    """The engine's end-of-generation check still runs (it is part of the per-token
-    cost) but never ends the reply."""
-    real = engine.is_eog
-    engine.is_eog = lambda token: real(token) and False  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del engine.is_eog
+    """The end-of-generation check still runs (it is part of the per-token cost) but
+    never ends the reply."""
+    return Sampling(temperature=0.0, repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=0,
+                    ignore_eog=True)
 
 
 def decode_prompt(loaded: Loaded, n: int) -> list[int]:
@@ -75,27 +78,12 @@ def decode_prompt(loaded: Loaded, n: int) -> list[int]:
 
 
 # ------------------------------------------------------------------ raw engine loops
-def _raw_tokens(engine: Engine, prompt: Sequence[int], sampling: Sampling) -> Iterator[int]:
-    engine.reset()
-    if engine.name == "llama.cpp":
-        yield from engine.llm.generate(  # type: ignore[attr-defined]
-            list(prompt), top_k=sampling.top_k, top_p=sampling.top_p, temp=0.0,
-            repeat_penalty=sampling.repeat_penalty, reset=True)
-        return
-    llm = engine.llm  # type: ignore[attr-defined]
-    llm.eval(list(prompt))
-    while True:
-        token = llm.sample(top_k=1, top_p=sampling.top_p, temperature=1.0,
-                           repetition_penalty=sampling.repeat_penalty, seed=0)
-        yield token
-        llm.eval([token])
-
-
 def raw_decode(engine: Engine, prompt: Sequence[int], n: int) -> float:
-    """Tokens/s of the engine's own loop for `n` tokens (after the first)."""
+    """Tokens/s of the bare engine loop for `n` tokens (after the first)."""
+    engine.reset()
     first = 0.0
     count = 0
-    stream = _raw_tokens(engine, prompt, greedy(n))
+    stream = engine.generate(prompt, greedy(n))
     for _ in stream:
         count += 1
         if count == 1:
@@ -108,12 +96,15 @@ def raw_decode(engine: Engine, prompt: Sequence[int], n: int) -> float:
 
 
 def raw_prompt(engine: Engine, text_ids: Sequence[int]) -> float:
-    """Prompt tokens/s: evaluating PROMPT_TOKENS tokens in one call, from scratch."""
+    """Prompt tokens/s: PROMPT_TOKENS tokens into an empty context, to the first token."""
     ids = list(text_ids[:PROMPT_TOKENS])
     engine.reset()
     start = time.perf_counter()
-    engine.llm.eval(ids)  # type: ignore[attr-defined]  (both libraries name it eval)
-    return len(ids) / (time.perf_counter() - start)
+    stream = engine.generate(ids, greedy(1))
+    next(stream)
+    elapsed = time.perf_counter() - start
+    stream.close()
+    return len(ids) / elapsed
 
 
 def long_text_ids(engine: Engine) -> list[int]:
@@ -129,12 +120,11 @@ def pipeline_decode(loaded: Loaded, n: int, terminal: PseudoTerminal) -> tuple[f
     pseudo terminal, as the REPL runs a reply; and the tokens streamed."""
     chat = fresh_chat(loaded, greedy(n))
     renderer = StreamRenderer(terminal.console())
-    with eog_ignored(chat.engine):
-        try:
-            for chunk in chat.send(DECODE_QUESTION):
-                renderer.feed(chunk)
-        finally:
-            renderer.finish()
+    try:
+        for chunk in chat.send(DECODE_QUESTION):
+            renderer.feed(chunk)
+    finally:
+        renderer.finish()
     assert chat.last is not None
     return chat.last.tokens_per_s, len(chat.last.tokens)
 
@@ -163,8 +153,9 @@ def conversation(loaded: Loaded, turns: int, reply_tokens: int,
     return result
 
 
-def warm_up(loaded: Loaded) -> None:
+def warm_up(loaded: Loaded, raw: Engine) -> None:
     """One short reply first: the first evaluation allocates buffers and pages the model in."""
     chat = fresh_chat(loaded, greedy(8))
     for _ in chat.send("Hello"):
         pass
+    raw_decode(raw, chat.last.prompt if chat.last else [1], 8)

@@ -1,6 +1,7 @@
 """llama.cpp's own figures from `llama-bench`, built from the llama.cpp that the installed
 llama-cpp-python vendors (bench/build-llama-bench.sh), run with chatterm's settings:
-same model, threads and flash-attention choice, decode measured at the chat prompt's depth."""
+same model, threads, flash-attention and weight-repacking choices, decode measured at the
+chat prompt's depth."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from chatterm.hardware import repack_off_reason
 from chatterm.paths import cache_dir
 
 
@@ -53,7 +55,7 @@ def engine_libraries() -> str | None:
 def _run(binary: Path, model: str, threads: int, flash_attn: bool, repetitions: int,
          *test: str) -> subprocess.CompletedProcess:
     command = [str(binary), "-m", model, "-t", str(threads), "-fa", "on" if flash_attn else "off",
-               "-r", str(repetitions), "-o", "json", *test]
+               "--repack", "0" if repack_off_reason() else "1", "-r", str(repetitions), "-o", "json", *test]
     env = dict(os.environ)
     libraries = engine_libraries()
     if libraries:

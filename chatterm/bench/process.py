@@ -61,8 +61,16 @@ def chatterm_one_shot(engine: str, threads: int, max_tokens: int) -> ProcessRun:
 # The minimal scripts: what a user writes against each library's public API.
 _LLAMA_CPP_SCRIPT = """
 import json, sys
+import llama_cpp.llama_cpp as lib
 from llama_cpp import Llama
 a = json.loads(sys.argv[1])
+if not a["repack"]:  # a CPU with AMX (chatterm.hardware.repack_off_reason): Llama has no option for it
+    defaults = lib.llama_model_default_params
+    def no_repack():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+    lib.llama_model_default_params = no_repack
 llm = Llama(model_path=a["path"], n_ctx=a["n_ctx"], n_threads=a["threads"],
             n_threads_batch=a["threads"], flash_attn=a["flash_attn"], verbose=False)
 for chunk in llm.create_chat_completion(a["messages"], stream=True, temperature=0.0,

@@ -1,6 +1,10 @@
 """Engine choice and loading. Engine modules are imported only here, on demand, so
 `chatterm --help` never pays for llama_cpp or ctransformers.
 
+`start` runs an engine isolated in a worker process, as chatterm always does for a
+chat: native code that crashes takes down the worker, never the conversation. `load`
+runs one in this process: the worker itself, and tests and benchmarks of the engines.
+
 The `auto` rule, in order:
 1. A GGML (.bin) file: ctransformers, the only engine that still reads GGML.
 2. A GGUF file: llama.cpp when installed and listed for the model. It reads every
@@ -24,7 +28,7 @@ _MODULES = {"llama.cpp": ("llama_cpp", "chatterm.engines.llamacpp_engine", "Llam
             "ctransformers": ("ctransformers", "chatterm.engines.ctransformers_engine",
                               "CTransformersEngine")}
 
-__all__ = ["Engine", "LoadOptions", "Sampling", "choose", "load", "ENGINE_NAMES"]
+__all__ = ["Engine", "LoadOptions", "Sampling", "choose", "load", "start", "ENGINE_NAMES"]
 
 
 def installed(name: str) -> bool:
@@ -52,10 +56,28 @@ def choose(requested: str, path: Path, allowed: Sequence[str]) -> str:
     raise EngineError(f"no installed engine can run {path} (tried {', '.join(candidates)})")
 
 
+def alternatives(path: Path, allowed: Sequence[str]) -> list[str]:
+    """Engines that may run `path` if the chosen one keeps crashing on it."""
+    names = ["ctransformers"] if gguf.sniff(path) == "ggml" else [e for e in ENGINE_NAMES if e in allowed]
+    return [n for n in names if installed(n)]
+
+
 def load(name: str, options: LoadOptions) -> Engine:
+    """`name` loaded in this process; a GGUF file is validated before native code reads it."""
+    import dataclasses
     import importlib
 
+    if options.parsed is None and gguf.sniff(options.path) == "gguf":
+        options = dataclasses.replace(options, parsed=gguf.read(options.path))
     _, module_name, class_name = _MODULES[name]
     module = importlib.import_module(module_name)
     engine: Engine = getattr(module, class_name)(options)
     return engine
+
+
+def start(name: str, options: LoadOptions, model: str, allowed: Sequence[str] = ENGINE_NAMES,
+          restart: bool = True) -> Engine:
+    """`name` loading in a worker process, now; see `chatterm.engines.isolated`."""
+    from chatterm.engines.isolated import IsolatedEngine
+
+    return IsolatedEngine(name, options, model, alternatives(options.path, allowed), restart=restart)

@@ -2,7 +2,8 @@
 
 An engine turns token ids into sampled token ids and knows its vocabulary. Everything
 above it (UTF-8 assembly, stop strings, limits, cancellation, chat templates) lives once
-in `chatterm.generation` and `chatterm.prompt`, so both engines behave alike.
+in `chatterm.generation` and `chatterm.chat`, so both engines behave alike, whether they
+run in this process or isolated in a worker (`chatterm.engines.isolated`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 from chatterm.gguf import GGUFFile
 
@@ -24,6 +25,7 @@ class Sampling:
     repeat_penalty: float = 1.1
     seed: int | None = None
     max_tokens: int = 1024
+    ignore_eog: bool = False  # go on past end of generation to max_tokens (benchmarks; llama.cpp's --ignore-eos)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -34,14 +36,34 @@ class Sampling:
         return Sampling(**{**self.__dict__, **known})
 
 
+DEFAULT_CTX_CAP = 4096  # for models without a context_length entry: memory stays modest
+
+
 @dataclass
 class LoadOptions:
     path: Path
-    n_ctx: int
+    n_ctx: int | None  # None: the model's trained context, capped at DEFAULT_CTX_CAP
     threads: int
     gpu_layers: int | str = "auto"  # a count, or "auto": all layers when CUDA is usable
     model_type: str | None = None  # ctransformers' model type for GGML files
     parsed: GGUFFile | None = None  # the file as already read and validated, if GGUF
+    safe: bool = False  # after repeated crashes: CPU only, no weight repacking
+    native_logs: bool = False  # let the library log to stderr (the worker's log file)
+
+
+def context_size(requested: int | None, trained: int | None) -> int:
+    """The context window to allocate: the request (--ctx, else the catalogue entry's),
+    else the model's trained size capped at DEFAULT_CTX_CAP; never above what the
+    model was trained for."""
+    n_ctx = requested or min(trained or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
+    return min(n_ctx, trained) if trained else n_ctx
+
+
+SAFE_SETTINGS = "safe settings after repeated crashes: CPU only, no weight repacking"
+
+
+def never() -> bool:
+    return False
 
 
 def default_threads() -> int:
@@ -60,6 +82,7 @@ class Engine(ABC):
 
     n_ctx: int
     device: str  # for people: "CPU" or "CUDA (30/30 layers)"
+    notes: list[str]  # settings chosen for this machine, and why (shown once, and by /stats)
     chat_template: str | None  # the file's own Jinja template, if any
     bos_text: str
     eos_text: str
@@ -79,12 +102,24 @@ class Engine(ABC):
         """True for end-of-generation tokens (EOS, end-of-turn, ...)."""
 
     @abstractmethod
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Iterator[int]:
+    def generate(self, prompt: Sequence[int], sampling: Sampling,
+                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
         """Evaluate `prompt` and yield sampled tokens until the consumer stops.
 
         The longest common prefix with what the engine evaluated before is reused, so a
         new turn (or a continuation) evaluates only the new tokens. A token is evaluated
-        only when the next one is asked for, so stopping costs nothing extra."""
+        only when the next one is asked for, so stopping costs nothing extra.
+        `cancelled` is polled while the prompt is evaluated (which can take minutes on
+        a long history): once it is true the generator ends without a token."""
+
+    def wait_ready(self, cancelled: Callable[[], bool] = never) -> bool:
+        """Wait until the model is loaded; False if `cancelled` first. An engine in this
+        process is loaded once constructed; one in a worker loads in the background."""
+        return True
+
+    def state(self) -> str:
+        """"loading", "ready", "failed" or "crashed", without waiting."""
+        return "ready"
 
     def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
         return b"".join(self.piece(t, special=special) for t in tokens).decode("utf-8", "replace")

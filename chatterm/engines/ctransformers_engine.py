@@ -1,78 +1,41 @@
 """ctransformers: GGML families natively, and modern GGUF llama files through a
 compatible copy (`chatterm.compat`) with chatterm's own tokenizer.
 
-ctransformers logs nothing and aborts on some malformed files, so every file is
-validated by `chatterm.gguf` before the library sees it.
+ctransformers logs nothing and aborts on some malformed files: GGUF files are validated
+by `chatterm.gguf` before the library sees them, and GGML files, which have no structure
+to validate, are read only in the isolated worker (`chatterm.engines.isolated`), where a
+crash is one line.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
-import types
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from chatterm import compat, gguf, hardware
 from chatterm.bpe_tokenizer import CONTROL, USER_DEFINED, BPETokenizer, partition, special_tokens
-from chatterm.engines.base import Engine, LoadOptions, Sampling
+from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never
+from chatterm.engines.libraries import import_bare
 from chatterm.errors import EngineError
 
 GGML_MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "dolly-v2", "falcon", "llama", "mpt",
                     "replit", "starcoder", "gpt_bigcode")
-EVAL_CHUNK = 64  # prompt tokens per native call: bounds how long Ctrl-C waits
+EVAL_CHUNK = 64  # prompt tokens per native call: Ctrl-C is checked between calls
 LAST_N_TOKENS = 64  # repeat-penalty window, as llama.cpp's default
 
 
-def _import_llm_module() -> Any:
-    """`ctransformers.llm` without the package's __init__, which imports
-    huggingface_hub (0.27 s, shared/notes/engines.md) for hub downloads chatterm never does."""
-    if "ctransformers.llm" in sys.modules:
-        return sys.modules["ctransformers.llm"]
-    spec = importlib.util.find_spec("ctransformers")
-    if spec is None or not spec.submodule_search_locations:
+def _llm_module() -> Any:
+    llm_module = import_bare("ctransformers", "llm")
+    if llm_module is None:
         raise EngineError("ctransformers is not installed; pip install ctransformers")
-    if "ctransformers" not in sys.modules:
-        package = types.ModuleType("ctransformers")
-        package.__path__ = list(spec.submodule_search_locations)
-        package.__spec__ = spec
-        sys.modules["ctransformers"] = package
-    import ctransformers.llm as llm_module
     return llm_module
 
 
-def _probe_ggml(path: Path, model_type: str) -> None:
-    """Load a GGML file once in a child process first: GGML has no structure chatterm
-    can validate, and ctransformers' GGML loaders abort or segfault on corrupt files."""
-    import subprocess
-
-    code = ("import sys; from chatterm.engines.ctransformers_engine import _import_llm_module, _cpu_library;"
-            "m = _import_llm_module(); m.LLM(sys.argv[1], sys.argv[2], lib=_cpu_library())")
-    try:
-        result = subprocess.run([sys.executable, "-c", code, str(path), model_type],
-                                capture_output=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        raise EngineError(f"{path}: ctransformers did not finish loading it in 10 minutes") from None
-    if result.returncode < 0:
-        raise EngineError(f"{path}: ctransformers crashed reading it (signal {-result.returncode}): "
-                          f"corrupt, or not a {model_type} GGML model")
-    if result.returncode:
-        raise EngineError(f"{path}: ctransformers cannot load it as a {model_type} GGML model")
-
-
-def _cpu_library() -> str:
-    """The bundled build for this CPU, read from /proc/cpuinfo; ctransformers' own
-    detection runs py-cpuinfo, which costs about a second."""
-    try:
-        flags = set()
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        return "basic"
+def cpu_library() -> str:
+    """The bundled build for this CPU; ctransformers' own detection runs py-cpuinfo,
+    which costs about a second."""
+    flags = hardware.cpu_flags()
     if "avx2" in flags:
         return "avx2"
     return "avx" if {"avx", "f16c"} <= flags else "basic"
@@ -82,7 +45,7 @@ class CTransformersEngine(Engine):
     name = "ctransformers"
 
     def __init__(self, options: LoadOptions):
-        llm_module = _import_llm_module()
+        llm_module = _llm_module()
         path = Path(options.path)
         kind = gguf.sniff(path)
         self.tokenizer: BPETokenizer | None = None
@@ -110,17 +73,17 @@ class CTransformersEngine(Engine):
             if model_type not in GGML_MODEL_TYPES:
                 raise EngineError(f"{path}: a GGML file needs its model type (model_type in models.toml: "
                                   f"{', '.join(GGML_MODEL_TYPES)})")
-            _probe_ggml(path, model_type)
             load_path, self.chat_template, self.bos_id, self.add_bos = path, None, None, False
             self._eog = set()
             trained_ctx = None
-        gpu = hardware.ctransformers_gpu_layers(options.gpu_layers, n_layers)
-        n_ctx = min(options.n_ctx, trained_ctx) if trained_ctx else options.n_ctx
+        gpu, note = hardware.ctransformers_gpu_layers(0 if options.safe else options.gpu_layers, n_layers)
+        self.notes = [n for n in (note, SAFE_SETTINGS if options.safe else None) if n]
+        n_ctx = context_size(options.n_ctx, trained_ctx)
         config = llm_module.Config(context_length=n_ctx, gpu_layers=gpu, threads=options.threads,
                                    batch_size=EVAL_CHUNK)
         try:
             self.llm = llm_module.LLM(str(load_path), model_type, config=config,
-                                      lib=None if gpu else _cpu_library())
+                                      lib=None if gpu else cpu_library())
         except (RuntimeError, ValueError, OSError) as e:
             raise EngineError(f"ctransformers could not load {path}: {str(e).splitlines()[0]}") from None
         self.threads = options.threads
@@ -157,7 +120,8 @@ class CTransformersEngine(Engine):
     def is_eog(self, token: int) -> bool:
         return token in self._eog or self.llm.is_eos_token(token)
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Iterator[int]:
+    def generate(self, prompt: Sequence[int], sampling: Sampling,
+                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
         llm = self.llm
         pending = list(llm.prepare_inputs_for_generation(list(prompt), reset=True))
         # ctransformers seeds a fresh mt19937 on every sample call (with time() when the
@@ -167,15 +131,17 @@ class CTransformersEngine(Engine):
         top_k = 1 if greedy else sampling.top_k
         temperature = 1.0 if greedy else sampling.temperature
         step = 0
+        for i in range(0, len(pending), EVAL_CHUNK):
+            if cancelled():
+                return
+            llm.eval(pending[i:i + EVAL_CHUNK], batch_size=EVAL_CHUNK, threads=self.threads)
         while True:
-            for i in range(0, len(pending), EVAL_CHUNK):
-                llm.eval(pending[i:i + EVAL_CHUNK], batch_size=EVAL_CHUNK, threads=self.threads)
             token = llm.sample(top_k=top_k, top_p=sampling.top_p, temperature=temperature,
                                repetition_penalty=sampling.repeat_penalty,
                                last_n_tokens=LAST_N_TOKENS, seed=(seed + step) & 0x7FFFFFFF)
             step += 1
             yield token
-            pending = [token]
+            llm.eval([token], batch_size=EVAL_CHUNK, threads=self.threads)
 
     def reset(self) -> None:
         # LLM.reset() does this too, with a deprecation warning on every call.

@@ -1,94 +1,125 @@
-"""llama.cpp through llama-cpp-python: every architecture current llama.cpp supports."""
+"""llama.cpp through llama-cpp-python's ctypes bindings: every architecture current
+llama.cpp supports.
+
+chatterm drives llama.cpp's C API directly rather than the `Llama` class: `Llama`
+copies the vocabulary's logits into numpy after every token (3-5% of decode time here),
+imports numpy and jinja2 at start-up, and cannot load a model without weight repacking,
+which CPUs with AMX need (`hardware.repack_off_reason`).
+"""
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import os
 import random
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from chatterm import hardware
-from chatterm.engines.base import Engine, LoadOptions, Sampling
+from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never
+from chatterm.engines.libraries import import_bare
 from chatterm.errors import EngineError
 
+LAST_N_TOKENS = 64  # repeat-penalty window, llama.cpp's default
+N_BATCH = 512  # prompt tokens per llama_decode call (llama.cpp's default batch)
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """llama.cpp prints load diagnostics straight to fd 2; keep the terminal clean."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+
+def bindings() -> Any:
+    lib = import_bare("llama_cpp", "llama_cpp")
+    if lib is None:
+        raise EngineError("llama-cpp-python is not installed; pip install llama-cpp-python")
+    return lib
 
 
 class LlamaCppEngine(Engine):
     name = "llama.cpp"
 
     def __init__(self, options: LoadOptions):
-        try:
-            import llama_cpp
-        except ImportError as e:
-            raise EngineError(f"llama-cpp-python is not installed ({e}); pip install llama-cpp-python") from None
-        self._lib = llama_cpp
-        gpu = hardware.llamacpp_gpu_layers(options.gpu_layers, llama_cpp.llama_supports_gpu_offload())
+        self._lib = lib = bindings()
+        self._model = self._ctx = None
+        _init_backend(lib, options.native_logs)
+        self.notes = []
+        gpu, note = hardware.llamacpp_gpu_layers(0 if options.safe else options.gpu_layers,
+                                                 lib.llama_supports_gpu_offload())
+        self.notes += [note] if note else []
+        repack_off = SAFE_SETTINGS if options.safe else hardware.repack_off_reason()
+        self.notes += [repack_off] if repack_off else []
         self.flash_attn = flash_attention(gpu)
-        try:
-            with _quiet_stderr():
-                _silence_logs(llama_cpp)
-                self.llm = llama_cpp.Llama(
-                    model_path=str(options.path), n_ctx=options.n_ctx, n_threads=options.threads,
-                    n_threads_batch=options.threads, n_gpu_layers=gpu, flash_attn=self.flash_attn,
-                    verbose=False)
-        except (ValueError, RuntimeError, OSError) as e:
-            raise EngineError(f"llama.cpp could not load {options.path}: {_reason(e)}") from None
-        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
-        self.n_ctx = self.llm.n_ctx()
-        n_layers = llama_cpp.llama_model_n_layer(self.llm.model)
+
+        params = lib.llama_model_default_params()
+        params.n_gpu_layers = 0x7FFFFFFF if gpu == -1 else gpu  # INT32_MAX: every layer
+        params.use_extra_bufts = repack_off is None
+        self._model = lib.llama_model_load_from_file(str(options.path).encode(), params)
+        if not self._model:
+            raise EngineError(f"llama.cpp could not load {options.path} (not a model it can run, "
+                              "or not enough memory)")
+        trained = lib.llama_model_n_ctx_train(self._model)
+        n_ctx = context_size(options.n_ctx, trained if trained > 0 else None)
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = cparams.n_ubatch = min(n_ctx, N_BATCH)
+        cparams.n_threads = cparams.n_threads_batch = options.threads
+        cparams.flash_attn_type = (lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
+                                   else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        cparams.no_perf = True
+        self._ctx = lib.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            self.close()
+            raise EngineError(f"llama.cpp could not create a {n_ctx}-token context for {options.path} "
+                              "(not enough memory? try a smaller --ctx)")
+        self._vocab = lib.llama_model_get_vocab(self._model)
+        self._pieces: dict[int, bytes] = {}
+        self._piece_buf = ctypes.create_string_buffer(64)
+        self._memory = lib.llama_get_memory(self._ctx)
+        self._n_batch = lib.llama_n_batch(self._ctx)
+        self._n_vocab = lib.llama_vocab_n_tokens(self._vocab)
+        self.n_ctx = lib.llama_n_ctx(self._ctx)
+        n_layers = lib.llama_model_n_layer(self._model)
         self.device = f"CUDA ({min(gpu, n_layers) if gpu >= 0 else n_layers}/{n_layers} layers)" if gpu else "CPU"
-        meta = self.llm.metadata
-        self.chat_template = meta.get("tokenizer.chat_template")
-        self.bos_id = self.llm.token_bos() if self.llm.token_bos() >= 0 else None
-        eos = self.llm.token_eos()
+        template = lib.llama_model_chat_template(self._model, None)
+        self.chat_template = template.decode("utf-8", "replace") if template else None
+        bos, eos = lib.llama_vocab_bos(self._vocab), lib.llama_vocab_eos(self._vocab)
+        self.bos_id = bos if bos >= 0 else None
         self.bos_text = self._special_text(self.bos_id)
         self.eos_text = self._special_text(eos if eos >= 0 else None)
-        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
-        self._pieces: dict[int, bytes] = {}
-        self._ctx = self.llm._ctx.ctx
-        self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self._n_batch = llama_cpp.llama_n_batch(self._ctx)
-        self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
         self._evaluated: list[int] = []  # token ids in the KV cache, in order
         self._last_prompt: tuple[list[int], int] = ([], 0)  # and where its evaluation began
+        self._cancelled: Callable[[], bool] = never
+        # Called by llama.cpp between graph nodes while a prompt is evaluated; kept
+        # alive here for as long as llama.cpp may call it.
+        self._abort = lib.ggml_abort_callback(lambda _: self._cancelled())
 
     def _special_text(self, token: int | None) -> str:
-        return "" if token is None else self.llm.detokenize([token], special=True).decode("utf-8", "replace")
+        return "" if token is None else self.piece(token, special=True).decode("utf-8", "replace")
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=False, special=special)
+        lib, data = self._lib, text.encode("utf-8", "surrogatepass")
+        room = len(data) + 2
+        while True:
+            ids = (lib.llama_token * room)()
+            n = lib.llama_tokenize(self._vocab, data, len(data), ids, room, False, special)
+            if n >= 0:
+                return ids[:n]
+            room = -n
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
-        if special:
-            return self.llm.detokenize([token], special=True)
-        cached = self._pieces.get(token)
+        cached = None if special else self._pieces.get(token)
         if cached is None:
-            cached = self._pieces[token] = self.llm.detokenize([token], special=False)
+            buf = self._piece_buf
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+            cached = buf.raw[:n]
+            if not special:
+                self._pieces[token] = cached
         return cached
 
     def is_eog(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling) -> Iterator[int]:
-        # llama.cpp's C API directly rather than Llama.generate, which copies the
-        # vocabulary's logits into numpy after every token: 3-5% of decode time here.
+    def generate(self, prompt: Sequence[int], sampling: Sampling,
+                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
         lib, prompt = self._lib, list(prompt)
         keep = _common_prefix(self._evaluated, prompt, len(prompt) - 1)  # re-evaluate >= 1 token
         if prompt == self._last_prompt[0]:
@@ -96,16 +127,12 @@ class LlamaCppEngine(Engine):
             # batch and single-token kernels round differently and a seeded reply must
             # not change because its prompt is cached.
             keep = min(keep, self._last_prompt[1])
-        if keep < len(self._evaluated):
-            if lib.llama_memory_seq_rm(self._memory, -1, keep, -1):
-                del self._evaluated[keep:]
-            else:  # some caches (recurrent, sliding-window) cannot drop a tail: start over
-                self.reset()
-                keep = 0
-        self._last_prompt = (prompt, keep)
+        self._forget_after(keep)
+        self._last_prompt = (prompt, len(self._evaluated))
         chain = self._sampler_chain(sampling, prompt[-LAST_N_TOKENS:])
         try:
-            self._decode(prompt[keep:])
+            if not self._decode(prompt[len(self._evaluated):], cancelled):
+                return
             while True:
                 token = lib.llama_sampler_sample(chain, self._ctx, -1)
                 yield token
@@ -113,16 +140,41 @@ class LlamaCppEngine(Engine):
         finally:
             lib.llama_sampler_free(chain)
 
-    def _decode(self, tokens: list[int]) -> None:
-        lib = self._lib
-        for i in range(0, len(tokens), self._n_batch):
-            chunk = tokens[i:i + self._n_batch]
-            ids = (lib.llama_token * len(chunk))(*chunk)
-            status = lib.llama_decode(self._ctx, lib.llama_batch_get_one(ids, len(chunk)))
-            if status != 0:
+    def _forget_after(self, keep: int) -> None:
+        if keep < len(self._evaluated):
+            if self._lib.llama_memory_seq_rm(self._memory, -1, keep, -1):
+                del self._evaluated[keep:]
+            else:  # some caches (recurrent, sliding-window) cannot drop a tail: start over
                 self.reset()
-                raise EngineError(f"llama.cpp could not evaluate the prompt (llama_decode returned {status})")
-            self._evaluated += chunk
+
+    def _decode(self, tokens: list[int], cancelled: Callable[[], bool] = never) -> bool:
+        """Evaluate `tokens`; False if `cancelled` stopped a prompt evaluation. The abort
+        callback is set for prompts only: llama.cpp calls it between every two graph
+        nodes, which a single-token step would pay for on every token."""
+        lib = self._lib
+        watch = len(tokens) > 1 and cancelled is not never
+        if watch:
+            self._cancelled = cancelled
+            lib.llama_set_abort_callback(self._ctx, self._abort, None)
+        try:
+            for i in range(0, len(tokens), self._n_batch):
+                if watch and cancelled():
+                    return False
+                chunk = tokens[i:i + self._n_batch]
+                ids = (lib.llama_token * len(chunk))(*chunk)
+                status = lib.llama_decode(self._ctx, lib.llama_batch_get_one(ids, len(chunk)))
+                if status == 2:  # aborted: llama.cpp dropped the unfinished batch's positions
+                    self._forget_after(len(self._evaluated))
+                    return False
+                if status != 0:
+                    self.reset()
+                    raise EngineError(f"llama.cpp could not evaluate the prompt (llama_decode returned {status})")
+                self._evaluated += chunk
+            return True
+        finally:
+            if watch:
+                lib.llama_set_abort_callback(self._ctx, ctypes.cast(None, lib.ggml_abort_callback), None)
+                self._cancelled = never
 
     def _sampler_chain(self, sampling: Sampling, history: list[int]) -> Any:
         """top-k before the repeat penalty: the penalty looks up every candidate it is
@@ -153,15 +205,14 @@ class LlamaCppEngine(Engine):
         self._lib.llama_memory_clear(self._memory, True)
         self._evaluated = []
         self._last_prompt = ([], 0)
-        self.llm.reset()  # Llama's own record of the cache, for anyone using its API
 
     def close(self) -> None:
-        llm = getattr(self, "llm", None)
-        if llm is not None:
-            llm.close()
-
-
-LAST_N_TOKENS = 64  # repeat-penalty window, llama.cpp's default
+        if self._ctx:
+            self._lib.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            self._lib.llama_model_free(self._model)
+            self._model = None
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
@@ -181,17 +232,24 @@ def flash_attention(gpu_layers: int) -> bool:
     return gpu_layers != 0
 
 
-def _reason(error: Exception) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text
+_BACKEND: dict[str, Any] = {}  # once per process; the log callback must outlive every call
+_LOG_DEBUG, _LOG_CONT = 1, 5  # ggml_log_level: DEBUG, and CONT (continues the last line's level)
 
 
+def _init_backend(lib: Any, native_logs: bool) -> None:
+    """llama.cpp's log: to stderr in the worker (`native_logs`: its stderr is the engine
+    log) minus the ~2,000 debug lines of every load; nowhere in any other process,
+    where stderr is the terminal."""
+    if _BACKEND:
+        return
+    lib.llama_backend_init()
+    last = [0]
 
-_LOG_CALLBACK: Any = None  # ctypes callback: must stay alive as long as llama.cpp may call it
+    def log(level: int, text: bytes, user_data: Any) -> None:
+        if level != _LOG_CONT:
+            last[0] = level
+        if native_logs and last[0] != _LOG_DEBUG:
+            os.write(2, text)
 
-
-def _silence_logs(llama_cpp: Any) -> None:
-    global _LOG_CALLBACK
-    if _LOG_CALLBACK is None:
-        _LOG_CALLBACK = llama_cpp.llama_log_callback(lambda level, text, user_data: None)
-        llama_cpp.llama_log_set(_LOG_CALLBACK, None)
+    _BACKEND["log"] = lib.llama_log_callback(log)
+    lib.llama_log_set(_BACKEND["log"], None)

@@ -62,6 +62,7 @@ class RemoteEngine:
         self.timeout = timeout
         self.client = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
         self.device = parts.netloc
+        self.notes: list[str] = []
         self.model = model or ""  # named in errors, so set before the first request
         if not self.model:
             self.model = self._first_model()
@@ -70,6 +71,9 @@ class RemoteEngine:
         self.counts_exactly = True  # False once we fall back to the estimate
         self._counted: dict[str, int] = {}
         self.finish_reason: str | None = None  # of the last stream: "stop", "length", ...
+
+    def state(self) -> str:
+        return "ready"  # the server loaded its model; errors come with the first request
 
     # ------------------------------------------------------------ requests
     def _headers(self) -> dict[str, str]:
@@ -161,11 +165,15 @@ class RemoteEngine:
                         body = response.read().decode("utf-8", "replace")
                         items.put(("error", RemoteError(self._http_error(response.status_code, body, path))))
                         return
+                    done = False
                     for event in sse.events(response.iter_bytes()):
                         if stop.is_set():
                             return
-                        items.put(("event", event))
-                items.put(("end", None))
+                        if event is sse.DONE:
+                            done = True
+                        else:
+                            items.put(("event", event))
+                items.put(("end", done))
             except sse.MalformedStream as e:
                 items.put(("error", RemoteError(f"malformed stream from {self.base_url}: {e}")))
             except self._httpx.HTTPError as e:
@@ -185,6 +193,9 @@ class RemoteEngine:
                         return
                     continue
                 if kind == "end":
+                    if not item and self.finish_reason is None:
+                        raise RemoteError(f"{self.base_url}: the stream ended before the reply did "
+                                          "(no [DONE], no finish_reason: a proxy or the server closed it)")
                     return
                 if kind == "error":
                     raise item

@@ -1,0 +1,396 @@
+"""An engine in a worker process: the `Engine` interface over pipes, and the crash
+handling that keeps a chat alive when native code dies.
+
+The worker (`chatterm.engines.worker`) starts loading at once and chatterm goes on
+without waiting: the prompt can be typed while a model loads. Tokens stream ahead of
+the reader with their text, so a reply costs one small pipe read per token. When the
+worker dies (a signal, an abort, the out-of-memory killer) the caller gets one
+`EngineCrashed` line naming signal, engine and model, and a new worker is already
+loading: the same settings, then safe ones, then the other engine (`recovery`).
+A worker that does not stop within STOP_GRACE_S of being asked is killed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator, Sequence
+
+from chatterm import errors, paths
+from chatterm.engines import wire
+from chatterm.engines.base import Engine, LoadOptions, Sampling, never
+from chatterm.engines.recovery import GENERATING, LOADING, PROMPT, Attempt, Recovery
+from chatterm.engines.worker import start_request
+from chatterm.errors import ChattermError, EngineError
+
+POLL_S = 0.05  # how often a wait looks at Ctrl-C and the stop deadline
+STOP_GRACE_S = 2.0  # a worker asked to stop that has not stopped by then is killed
+LOG_MAX_BYTES = 1 << 20
+
+# The worker imports the chatterm this process runs, not whichever one its working
+# directory or PYTHONPATH would find first: sys.path[0] (the working directory, for -c)
+# becomes this chatterm's parent folder, or is dropped when that folder is on the path.
+_BOOT = ("import sys; root = sys.argv.pop(1); sys.path[0:1] = [] if root in sys.path[1:] else [root]; "
+         "from chatterm.engines.worker import main; main()")
+_ROOT = str(Path(__file__).resolve().parents[2])
+
+SIGNAL_HINTS = {
+    signal.SIGILL: "illegal instruction: the engine was built for another CPU? "
+                   "pip install --force-reinstall --no-cache-dir llama-cpp-python",
+    signal.SIGKILL: "killed: out of memory?",
+    signal.SIGBUS: "bus error: the model file changed or its disk went away?",
+}
+
+
+class EngineCrashed(EngineError):
+    """The worker died, or had to be killed; a new one may already be loading."""
+
+    def __init__(self, summary: str, log: Path | None = None):
+        super().__init__(summary + (f" (log: {log})" if log else ""))
+        self.summary, self.log = summary, log
+
+    def adding(self, text: str) -> str:
+        return self.summary + text + (f" (log: {self.log})" if self.log else "")
+
+
+def log_path() -> Path:
+    return paths.state_dir() / "engine.log"
+
+
+def _open_log(header: str) -> IO[bytes] | int:
+    """The worker's stderr: the engine log, restarted when it grows past LOG_MAX_BYTES."""
+    path = log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists() and path.stat().st_size > LOG_MAX_BYTES:
+            path.replace(path.with_suffix(".log.1"))
+        log = open(path, "ab")
+        log.write(f"\n=== {datetime.now().isoformat(timespec='seconds')} {header}\n".encode())
+        log.flush()
+        return log
+    except OSError:  # an unwritable state folder costs the log, not the chat
+        return subprocess.DEVNULL
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            sig = signal.Signals(-code)
+        except ValueError:
+            return f"signal {-code}"
+        hint = SIGNAL_HINTS.get(sig)
+        return f"{sig.name}: {hint}" if hint else sig.name
+    return f"exit status {code}"
+
+
+class IsolatedEngine(Engine):
+    """`name` is the engine running now: a crash can switch it (see `recovery`)."""
+
+    def __init__(self, engine: str, options: LoadOptions, model: str,
+                 alternatives: Sequence[str] = (), restart: bool = True):
+        self.model = model  # for messages: the catalogue name
+        self.options = options
+        self.restart = restart  # False: a crash ends this engine (the one-shot CLI)
+        self.recovery = Recovery(engine, [a for a in alternatives if a != engine])
+        self._start(self.recovery.current)
+
+    # ------------------------------------------------------------ the worker
+    def _start(self, attempt: Attempt) -> None:
+        self.name = attempt.engine
+        self.attempt = attempt
+        options = dataclasses.replace(self.options, safe=attempt.safe)
+        log = _open_log(f"{attempt.engine}{' (safe settings)' if attempt.safe else ''}: "
+                        f"{self.model} ({options.path})")
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, _ROOT, start_request(attempt.engine, options)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                start_new_session=True)  # the terminal's Ctrl-C is chatterm's to handle, not the worker's
+        except OSError as e:
+            raise EngineError(f"cannot start the engine worker: {e}") from None
+        finally:
+            if not isinstance(log, int):
+                log.close()
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._in, self._out = self._proc.stdin.fileno(), self._proc.stdout.fileno()
+        self._reader = wire.Reader(self._out)
+        self._info: dict[str, Any] | None = None
+        self._failed: ChattermError | None = None  # loading failed, or crashes used up the ladder
+        self._crash: EngineCrashed | None = None  # a crash while loading, not yet told
+        self._stop_asked: float | None = None
+        self._killed = False  # by chatterm, for not stopping
+        self._streaming = False  # a generation is open: its frames are the only ones to read
+        self._next_id = 0
+        self._pieces: dict[int, bytes] = {}
+        self._eog: set[int] = set()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _kill(self) -> None:
+        self._killed = True
+        try:
+            self._proc.kill()
+        except ProcessLookupError:
+            pass
+
+    def _died(self, point: str) -> EngineCrashed:
+        """The worker's end of the pipe closed: say how it ended, start the next attempt."""
+        try:
+            code = self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            code = self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            try:
+                pipe.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+        if self._killed:
+            what = f"the {self.name} engine did not stop within {STOP_GRACE_S:g} s and was killed; restarting it"
+            self._start(self.attempt)  # a hang the user cut short is no crash
+            return EngineCrashed(what)
+        subject = f"loading {self.options.path}" if point == LOADING else f"{point} with {self.model}"
+        what = f"the {self.name} engine crashed ({_exit_text(code)}) while {subject}"
+        attempt = self.recovery.after_crash(point) if self.restart else None
+        if attempt is not None:
+            what += f"; {attempt.says(self.attempt)}"
+            self._start(attempt)
+        else:
+            if self.restart:
+                what += "; it crashed at the same point with every engine and setting: /model to choose another"
+            self._failed = EngineCrashed(what, log_path())
+        return EngineCrashed(what, log_path())
+
+    # ------------------------------------------------------------ frames
+    def _send(self, kind: bytes, payload: bytes, point: str) -> None:
+        try:
+            wire.write_all(self._in, wire.frame(kind, payload))
+        except (BrokenPipeError, ConnectionResetError):
+            self._drain_to_eof()
+            raise self._died(point) from None
+
+    def _drain_to_eof(self) -> None:
+        while self._reader.fill():
+            pass
+
+    def _receive(self, point: str, poll: Callable[[], bool] | None = None) -> tuple[bytes, bytes] | None:
+        """The next frame; None once `poll` (called every POLL_S while waiting) says to
+        stop waiting. End of file: EngineCrashed."""
+        while True:
+            frame = self._reader.pop()
+            if frame is not None:
+                return frame
+            readable, _, _ = select.select([self._out], [], [], POLL_S)
+            if not readable:
+                if poll is not None and poll():
+                    return None
+                continue
+            if not self._reader.fill():
+                raise self._died(point)
+
+    def _request(self, op: str, point: str, **args: Any) -> int:
+        self._next_id += 1
+        self._send(wire.REQUEST, json.dumps({"id": self._next_id, "op": op, **args}).encode(), point)
+        return self._next_id
+
+    def _settle(self, rid: int, point: str) -> None:
+        """Wait out request `rid` (its result or its generation's end) after the caller
+        gave up on it, so no stale frame reaches the next request. Kills the worker when
+        it does not finish within STOP_GRACE_S, or at another Ctrl-C."""
+        deadline = time.monotonic() + STOP_GRACE_S
+
+        def overdue() -> bool:
+            if time.monotonic() > deadline and not self._killed:
+                self._kill()  # the read sees end of file next
+            return False
+
+        try:
+            while True:
+                frame = self._receive(point, overdue)
+                if frame and frame[0] in (wire.RESULT, wire.END) and json.loads(frame[1])["id"] == rid:
+                    return
+        except KeyboardInterrupt:
+            self._kill()
+            self._drain_to_eof()
+            raise self._died(point) from None
+
+    # ------------------------------------------------------------ loading
+    def state(self) -> str:
+        """"loading", "ready", "failed", or "crashed" (while loading; the next attempt is
+        loading, and `wait_ready` tells the crash), without waiting."""
+        if self._info is None and self._failed is None and self._crash is None \
+                and select.select([self._out], [], [], 0)[0]:
+            try:
+                self.wait_ready()
+            except EngineCrashed as crash:
+                self._crash = crash
+            except ChattermError:
+                pass
+        if self._info is not None:
+            return "ready"
+        return "failed" if self._failed is not None else "crashed" if self._crash is not None else "loading"
+
+    def wait_ready(self, cancelled: Callable[[], bool] = never) -> bool:
+        """Wait for the model to load; False if `cancelled` first. Raises why loading
+        failed (the same error each time), or a crash while loading (once: the next
+        attempt is loading by then)."""
+        if self._crash is not None:
+            crash, self._crash = self._crash, None
+            raise crash
+        while self._info is None:
+            if self._failed is not None:
+                raise self._failed
+            frame = self._receive(LOADING, cancelled)
+            if frame is None:
+                return False
+            kind, payload = frame
+            if kind == wire.READY:
+                message = json.loads(payload)
+                if "error" in message:
+                    self._failed = _error(message["error"])
+                    raise self._failed
+                self._info = message
+        return True
+
+    def _describe(self, key: str) -> Any:
+        self.wait_ready()
+        assert self._info is not None
+        return self._info[key]
+
+    n_ctx = property(lambda self: self._describe("n_ctx"))  # type: ignore[assignment]
+    device = property(lambda self: self._describe("device"))  # type: ignore[assignment]
+    notes = property(lambda self: self._describe("notes"))  # type: ignore[assignment]
+    chat_template = property(lambda self: self._describe("chat_template"))  # type: ignore[assignment]
+    bos_text = property(lambda self: self._describe("bos_text"))  # type: ignore[assignment]
+    eos_text = property(lambda self: self._describe("eos_text"))  # type: ignore[assignment]
+    add_bos = property(lambda self: self._describe("add_bos"))  # type: ignore[assignment]
+    bos_id = property(lambda self: self._describe("bos_id"))  # type: ignore[assignment]
+
+    # ------------------------------------------------------------ requests
+    def _call(self, op: str, **args: Any) -> Any:
+        if self._streaming:  # its answer would queue behind the reply, whose tokens it would eat
+            raise RuntimeError(f"engine request {op!r} while a reply streams")
+        self.wait_ready()
+        point = f"answering {op}"
+        rid = self._request(op, point, **args)
+        try:
+            while True:
+                frame = self._receive(point)
+                assert frame is not None
+                kind, payload = frame
+                if kind == wire.RESULT:
+                    message = json.loads(payload)
+                    if message["id"] == rid:
+                        if "error" in message:
+                            raise _error(message["error"])
+                        return message["value"]
+        except KeyboardInterrupt:
+            self._settle(rid, point)
+            raise
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return self._call("tokenize", text=text, special=special)
+
+    def count_tokens(self, text: str) -> int:
+        return self._call("count_tokens", text=text)
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        cached = None if special else self._pieces.get(token)
+        if cached is None:
+            cached = bytes.fromhex(self._call("piece", token=token, special=special))
+            if not special:
+                self._pieces[token] = cached
+        return cached
+
+    def detokenize(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        return self._call("detokenize", tokens=list(tokens), special=special)
+
+    def is_eog(self, token: int) -> bool:
+        if token in self._pieces:  # every streamed token: no request while a reply streams
+            return token in self._eog
+        return self._call("is_eog", token=token)
+
+    def reset(self) -> None:
+        self._call("reset")
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling,
+                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
+        if not self.wait_ready(cancelled) or cancelled():
+            return
+        limit = max(0, min(sampling.max_tokens, self.n_ctx - len(prompt)))
+        point = PROMPT
+        rid = self._request("generate", point, prompt=list(prompt),
+                            sampling=dataclasses.asdict(sampling), limit=limit)
+
+        def stop_when_cancelled() -> bool:
+            if self._stop_asked is None:
+                if cancelled():
+                    self._stop_asked = time.monotonic()
+                    self._send(wire.STOP, str(rid).encode(), point)
+            elif time.monotonic() - self._stop_asked > STOP_GRACE_S and not self._killed:
+                self._kill()  # hung in native code: the read sees end of file next
+            return False
+
+        finished = False  # the worker said the generation is over: nothing left to wait for
+        self._streaming = True
+        try:
+            while True:
+                frame = self._receive(point, stop_when_cancelled)
+                assert frame is not None
+                kind, payload = frame
+                if kind == wire.TOKEN:
+                    token, eog, text = wire.unpack_token(payload)
+                    self._pieces[token] = text
+                    if eog:
+                        self._eog.add(token)
+                    point = GENERATING
+                    yield token
+                elif kind in (wire.END, wire.RESULT):
+                    message = json.loads(payload)
+                    if message["id"] != rid:
+                        continue
+                    finished = True
+                    if "error" in message:
+                        raise _error(message["error"])
+                    return
+        except EngineCrashed:
+            finished = True  # that worker is gone
+            raise
+        finally:
+            self._stop_asked = None
+            self._streaming = False
+            if not finished:  # the caller stopped reading (or Ctrl-C): stop the worker too
+                self._send(wire.STOP, str(rid).encode(), point)
+                self._settle(rid, point)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._send(wire.REQUEST, json.dumps({"id": 0, "op": "close"}).encode(), "closing")
+                self._proc.wait(timeout=STOP_GRACE_S)
+            except (ChattermError, subprocess.TimeoutExpired):
+                self._kill()
+                self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            try:
+                pipe.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+
+
+def _error(error: dict[str, str]) -> ChattermError:
+    """The worker's error as the same class here (a ModelFileError stays one)."""
+    cls = getattr(errors, error.get("type", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, ChattermError)):
+        cls = EngineError
+    return cls(error["message"])

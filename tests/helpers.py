@@ -1,0 +1,50 @@
+"""Helpers shared by test modules (test modules never import each other)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def run(*args: str, stdin: bytes | None = b"", timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real `chatterm`, as a user runs it, to completion."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "chatterm", *args], input=stdin,
+                          capture_output=True, timeout=timeout, env=env)
+
+
+def one_line_error(r: subprocess.CompletedProcess, code: int = 1) -> str:
+    """The one `chatterm: error:` line of a run that failed with `code`, and no traceback."""
+    err = r.stderr.decode()
+    lines = [line for line in err.splitlines() if line.startswith("chatterm: error:")]
+    assert r.returncode == code, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of `pid` (zombies, dead but not yet reaped, left out)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
+                continue
+            if int(ppid) == pid and state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def worker_pid(chatterm_pid: int, not_pid: int | None = None, timeout: float = 30) -> int:
+    """The engine worker of the chatterm process `chatterm_pid` (another than `not_pid`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = [p for p in children(chatterm_pid) if p != not_pid]
+        if workers:
+            return workers[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no engine worker under pid {chatterm_pid}")
