@@ -57,8 +57,10 @@ class LazyStrings(Sequence):
         if self._items is None:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
-                r = _Reader(f.read(self.nbytes), self.nbytes, self.path)
-            self._items = [r.string() for _ in range(self.count)]
+                data = f.read(self.nbytes)
+            if len(data) != self.nbytes:
+                raise ModelFileError(f"{self.path}: truncated (the file changed while in use)")
+            self._items = _strings(data, self.count)
         return self._items
 
     def __len__(self) -> int:
@@ -69,6 +71,20 @@ class LazyStrings(Sequence):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._load())
+
+
+def _strings(data: bytes, count: int) -> list[str]:
+    """`count` length-prefixed strings laid end to end, whose bounds `read` checked.
+    One tight loop: a vocabulary's 49k tokens and 49k merges decode in a fraction of the
+    time a bounds-checked cursor takes, and ctransformers' tokenizer waits for them."""
+    items, pos, unpack = [], 0, _U64.unpack_from
+    for _ in range(count):
+        n = unpack(data, pos)[0]
+        pos += 8
+        # Some vocabularies hold invalid UTF-8 pieces: surrogate escapes keep them lossless.
+        items.append(data[pos:pos + n].decode("utf-8", "surrogateescape"))
+        pos += n
+    return items
 
 
 # A file claiming more entries than this is corrupt, not large (real ones have < 2k).
