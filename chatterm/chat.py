@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from chatterm import context_window, generation, templates
-from chatterm.engines.base import Engine, Sampling
+from chatterm.engines.base import Engine, Sampling, never
 from chatterm.templates import ChatTemplate
 
 
@@ -42,7 +42,7 @@ class Chat:
         self.dropped = 0  # oldest messages left out of the last prompt to fit the window
         self.on_change: Callable[[], None] = lambda: None  # persistence hook (the REPL saves)
 
-    def engine_ready(self, cancelled: Callable[[], bool] = lambda: False) -> bool:
+    def engine_ready(self, cancelled: Callable[[], bool] = never) -> bool:
         """Wait for the model to load (see `Engine.wait_ready`)."""
         return self.engine.wait_ready(cancelled)
 

@@ -60,9 +60,7 @@ def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
     n_ctx = options.ctx or spec.context_length
     if n_ctx is not None and n_ctx < 16:
         raise ConfigError("--ctx must be at least 16 tokens")
-    choice = options.template or spec.template
-    if choice != "gguf" and choice not in templates.PRESETS:
-        raise templates.unknown(choice)
+    choice = templates.check(options.template or spec.template)  # before a worker starts
     load_options = LoadOptions(path=path, n_ctx=n_ctx, threads=options.threads or default_threads(),
                                gpu_layers=options.gpu_layers, model_type=spec.model_type)
     if options.isolated:

@@ -101,6 +101,7 @@ class Repl:
         self.prefill = ""
         self._cancel = CancelFlag()
         self._told: set[str] = set()  # engine notes already shown
+        self._started = False  # a first input was handled: the chat is under way
         if not session.messages:
             session.messages = self.chat.messages  # the system prompt, or a piped-in turn
         self._bind_chat()
@@ -129,6 +130,7 @@ class Repl:
             self.prefill = ""
             if not text.strip():
                 continue
+            self._started = True
             try:
                 if text.startswith("/") and not text.startswith("//"):
                     commands.dispatch(self, text)
@@ -159,7 +161,7 @@ class Repl:
 
     async def _engine_news(self) -> None:
         """While the prompt waits for input: tell what the loading engine settles on
-        (a failure, a crash, its notes) above the prompt as soon as it happens."""
+        (its notes, a failure, a crash while loading) above the prompt when it happens."""
         engine = self.chat.engine
         while True:
             state = engine.state()
@@ -169,22 +171,25 @@ class Repl:
                 get_app().invalidate()  # the toolbar shows the device and context now
                 return
             if state != "loading":
-                await run_in_terminal(self._tell_load_error)
+                try:
+                    self.chat.engine_ready()  # raises the failure, or the crash (once)
+                except ChattermError as e:
+                    app = get_app()
+                    if state == "failed" and not self._started and not app.current_buffer.text:
+                        # The model chatterm was started with cannot load, and nothing
+                        # was typed yet: one line and exit status 1, as before a prompt.
+                        app.exit(exception=e)
+                        return
+                    if str(e) not in self._told:  # a failed load is told once, not at every prompt
+                        self._told.add(str(e))
+                        await run_in_terminal(lambda: self.error(str(e)))
                 get_app().invalidate()
-                if engine.state() != "loading":
+                if state == "failed":
                     return
             await asyncio.sleep(WATCH_S)
 
     def _watch_engine(self) -> None:
         get_app().create_background_task(self._engine_news())
-
-    def _tell_load_error(self) -> None:
-        try:
-            self.chat.engine_ready()
-        except ChattermError as e:
-            if str(e) not in self._told:  # a failed load is told once, not at every prompt
-                self._told.add(str(e))
-                self.error(str(e))
 
     def tell_notes(self) -> None:
         for note in self.chat.engine.notes:
@@ -274,6 +279,7 @@ class Repl:
 
     def save(self, path: Any = None) -> Any:
         self.session.messages = self.chat.messages
+        self.session.engine = self.loaded.engine_name  # a crash may have switched it
         return self.session.save(path)
 
     def replay(self) -> None:

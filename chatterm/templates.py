@@ -125,16 +125,17 @@ class ChatTemplate:
             raise TemplateError(f"chat template {self.name!r} failed: {e}") from None
 
 
-def unknown(choice: str) -> TemplateError:
-    return TemplateError(f"unknown chat template {choice!r}; presets: {', '.join(PRESETS)}")
+def check(choice: str) -> str:
+    """`choice` if it names a template ('gguf' or a preset), else TemplateError."""
+    if choice != "gguf" and choice not in PRESETS:
+        raise TemplateError(f"unknown chat template {choice!r}; presets: {', '.join(PRESETS)}")
+    return choice
 
 
 def resolve(choice: str, file_template: str | None, *, bos: str, eos: str) -> ChatTemplate:
     """`choice` is 'gguf' (the file's own template, chatml if it has none) or a preset."""
-    if choice == "gguf":
+    if check(choice) == "gguf":
         if file_template:
             return ChatTemplate(file_template, name="model file", bos_token=bos, eos_token=eos)
         choice = "chatml"
-    if choice not in PRESETS:
-        raise unknown(choice)
     return ChatTemplate(PRESETS[choice], name=choice, bos_token=bos, eos_token=eos)

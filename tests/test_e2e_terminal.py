@@ -150,3 +150,13 @@ def test_type_while_the_model_loads_and_stop_waiting_keeps_the_question(spawn):
     child.expect("Paris")
     child.expect("›")
     quit_(child)
+
+
+def test_a_model_that_cannot_load_is_one_line_and_exit_1(spawn, tmp_path, default_model_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(default_model_path.read_bytes()[:3000])  # found, but corrupt: the worker says so
+    child = spawn("-m", str(broken))
+    child.expect(r"chatterm: error: .*broken\.gguf: corrupt GGUF")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1

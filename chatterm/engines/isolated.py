@@ -27,7 +27,7 @@ from typing import IO, Any, Callable, Iterator, Sequence
 from chatterm import errors, paths
 from chatterm.engines import wire
 from chatterm.engines.base import Engine, LoadOptions, Sampling, never
-from chatterm.engines.recovery import GENERATING, LOADING, PROMPT, Attempt, Recovery
+from chatterm.engines.recovery import GENERATING, IDLE, LOADING, PROMPT, Attempt, Recovery
 from chatterm.engines.worker import start_request
 from chatterm.errors import ChattermError, EngineError
 
@@ -155,21 +155,25 @@ class IsolatedEngine(Engine):
                 pipe.close()  # type: ignore[union-attr]
             except OSError:
                 pass
-        if self._killed:
-            what = f"the {self.name} engine did not stop within {STOP_GRACE_S:g} s and was killed; restarting it"
-            self._start(self.attempt)  # a hang the user cut short is no crash
-            return EngineCrashed(what)
-        subject = f"loading {self.options.path}" if point == LOADING else f"{point} with {self.model}"
-        what = f"the {self.name} engine crashed ({_exit_text(code)}) while {subject}"
-        attempt = self.recovery.after_crash(point) if self.restart else None
-        if attempt is not None:
-            what += f"; {attempt.says(self.attempt)}"
-            self._start(attempt)
+        if self._killed:  # a hang the user cut short: no crash, the same settings again
+            what = f"the {self.name} engine did not stop within {STOP_GRACE_S:g} s and was killed"
+            attempt: Attempt | None = self.attempt
         else:
-            if self.restart:
-                what += "; it crashed at the same point with every engine and setting: /model to choose another"
-            self._failed = EngineCrashed(what, log_path())
-        return EngineCrashed(what, log_path())
+            subject = f"loading {self.options.path}" if point == LOADING else f"{point} with {self.model}"
+            what = f"the {self.name} engine crashed ({_exit_text(code)}) while {subject}"
+            attempt = self.recovery.after_crash(point)
+        if not self.restart:
+            attempt = None
+        elif attempt is None:
+            what += "; it crashed at the same point with every engine and setting: /model to choose another"
+        else:
+            what += f"; {attempt.says(self.attempt)}"
+        crash = EngineCrashed(what, log_path())
+        if attempt is None:
+            self._failed = crash
+        else:
+            self._start(attempt)
+        return crash
 
     # ------------------------------------------------------------ frames
     def _send(self, kind: bytes, payload: bytes, point: str) -> None:
@@ -199,6 +203,9 @@ class IsolatedEngine(Engine):
                 raise self._died(point)
 
     def _request(self, op: str, point: str, **args: Any) -> int:
+        if self._proc.poll() is not None:  # died between requests (the out-of-memory killer, say)
+            self._drain_to_eof()
+            raise self._died(IDLE)
         self._next_id += 1
         self._send(wire.REQUEST, json.dumps({"id": self._next_id, "op": op, **args}).encode(), point)
         return self._next_id
@@ -257,8 +264,11 @@ class IsolatedEngine(Engine):
             if kind == wire.READY:
                 message = json.loads(payload)
                 if "error" in message:
-                    self._failed = _error(message["error"])
-                    raise self._failed
+                    error = _error(message["error"])
+                    if self.recovery.level:  # a fallback the crashes led to
+                        error = type(error)(f"{error} (tried after repeated crashes: /model to choose another)")
+                    self._failed = error
+                    raise error
                 self._info = message
         return True
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LOADING, PROMPT, GENERATING = "loading", "reading the prompt", "generating"
+LOADING, PROMPT, GENERATING, IDLE = "loading", "reading the prompt", "generating", "idle"
 
 
 @dataclass(frozen=True)
