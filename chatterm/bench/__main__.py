@@ -8,7 +8,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from chatterm import engines
+from chatterm import engines, hardware
 from chatterm.bench import engine as eb
 from chatterm.bench import llama_bench, process, renderer, report
 from chatterm.bench.stats import Figure, Target
@@ -29,8 +29,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--one-shot-tokens", type=int, default=64)
     p.add_argument("--process-runs", type=int, default=15,
                    help="repetitions of the whole-process timings (cheap, and the noisiest)")
-    p.add_argument("--only", default="render,engine,llama-bench,process",
+    p.add_argument("--only", default="render,engine,llama-bench,process,repack",
                    help="sections to run, comma-separated")
+    p.add_argument("--repack-models", default="", metavar="PATH,...",
+                   help="more GGUF files for the weight-repacking section (default: the default model only)")
     p.add_argument("--llama-bench", metavar="PATH", help="llama-bench binary (default: bench/build-llama-bench.sh's)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test, not figures")
@@ -81,15 +83,18 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
         eb.warm_up(loaded, engine)
         prompt = eb.decode_prompt(loaded, args.decode_tokens)
         long_ids = eb.long_text_ids(engine)
-        raw, pipe, pp, tg = [], [], [], []
+        raw, worker, pipe, pp, tg = [], [], [], [], []
         with PseudoTerminal() as terminal:
             for i in range(args.runs):
                 # Interleaved, in alternating order: this machine drifts by 15-20%, and
                 # drift must hit both sides of a ratio alike.
-                first, second = (raw, pipe) if i % 2 == 0 else (pipe, raw)
-                for side in (first, second):
-                    side.append(eb.raw_decode(engine, prompt, args.decode_tokens) if side is raw
-                                else eb.pipeline_decode(loaded, args.decode_tokens, terminal)[0])
+                sides = [raw, worker, pipe] if i % 2 == 0 else [pipe, worker, raw]
+                for side in sides:
+                    if side is pipe:
+                        side.append(eb.pipeline_decode(loaded, args.decode_tokens, terminal)[0])
+                    else:  # the same bare loop, in this process or through the worker's pipe
+                        side.append(eb.raw_decode(engine if side is raw else loaded.chat.engine, prompt,
+                                                  args.decode_tokens))
                 pp.append(eb.raw_prompt(engine, long_ids))
                 if reference:
                     tg.append(llama_bench.decode_rate(reference, model, args.threads, flash_attn,
@@ -106,6 +111,8 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
     figures += [Figure(section, f"raw engine decode ({args.decode_tokens} tokens)", "tok/s", raw,
                        note=f"prompt {len(prompt)} tokens"),
                 Figure(section, f"raw engine prompt ({eb.PROMPT_TOKENS} tokens)", "tok/s", pp),
+                Figure(section, "the same loop through the engine worker's pipe", "tok/s", worker),
+                Figure(section, "engine worker / raw engine", "%", ratio(worker, raw, 100)),
                 Figure(section, "chatterm pipeline decode (to a pty)", "tok/s", pipe), share]
     targets.append(Target(f"{name}: pipeline / raw engine decode (%)", share.median, 97, True))
     if tg:
@@ -124,6 +131,36 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
     growth = Figure(section, f"TTFT turn {args.turns} / turn 1", "x", [r[-1][0] / r[0][0] for r in turns])
     figures.append(growth)
     targets.append(Target(f"{name}: TTFT turn {args.turns} / turn 1", growth.median, 1.3, False))
+
+
+def bench_repack(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
+    """llama.cpp with and without weight repacking, which CPUs with AMX must do without
+    (hardware.repack_off_reason): what the others would lose if it were off everywhere."""
+    from chatterm.catalog import Catalog
+    from chatterm.engines.base import LoadOptions
+
+    if hardware.repack_off_reason():
+        print("repack: skipped on this CPU (AMX: repacked weights crash llama.cpp)", file=sys.stderr)
+        return
+    models = [Catalog.load().find(None).model_path(), *(Path(p) for p in args.repack_models.split(",") if p)]
+    for model in models:
+        section = f"Weight repacking, llama.cpp in process ({model.name})"
+        loaded = {safe: engines.load("llama.cpp", LoadOptions(path=model, n_ctx=2048, threads=args.threads,
+                                                              gpu_layers=0, safe=safe)) for safe in (False, True)}
+        ids = eb.long_text_ids(loaded[False])
+        rates: dict[tuple[bool, str], list[float]] = {(safe, k): [] for safe in loaded for k in ("decode", "prompt")}
+        try:
+            for i in range(args.runs):
+                for safe in ((False, True) if i % 2 == 0 else (True, False)):
+                    rates[(safe, "decode")].append(eb.raw_decode(loaded[safe], ids[:40], args.decode_tokens))
+                    rates[(safe, "prompt")].append(eb.raw_prompt(loaded[safe], ids))
+        finally:
+            for engine in loaded.values():
+                engine.close()
+        for what in ("decode", "prompt"):
+            figures += [Figure(section, f"{what}, repacking on", "tok/s", rates[(False, what)]),
+                        Figure(section, f"{what}, repacking off", "tok/s", rates[(True, what)]),
+                        Figure(section, f"{what}: off / on", "%", ratio(rates[(True, what)], rates[(False, what)], 100))]
 
 
 def bench_process(args: argparse.Namespace, names: list[str], figures: list[Figure],
@@ -210,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             progress(f"engine {name}")
             bench_engine(name, args, figures, targets)
+    if "repack" in args.only and "llama.cpp" in names:
+        progress("weight repacking")
+        bench_repack(args, figures, targets)
     report.print_table(sys.stdout, header, figures, targets)
     if args.json:
         report.write_json(args.json, header, figures, targets)

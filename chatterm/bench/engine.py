@@ -2,7 +2,8 @@
 
 - raw: the engine in this process, driven by a bare loop: the native decode and
   sampling calls and nothing else (llama.cpp's C API; ctransformers' `LLM.eval` and
-  `LLM.sample`, the loop its own `LLM.generate` runs);
+  `LLM.sample`, the loop its own `LLM.generate` runs); the same bare loop through the
+  engine worker's pipe measures what isolation costs;
 - pipeline: chatterm's path a user sees: chat template -> `Chat` -> `Generation` ->
   the isolated engine worker and its pipe -> `StreamRenderer` painting Markdown into a
   pseudo terminal;
