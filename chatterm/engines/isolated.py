@@ -125,7 +125,6 @@ class IsolatedEngine(Engine):
         self._info: dict[str, Any] | None = None
         self._failed: ChattermError | None = None  # loading failed, or crashes used up the ladder
         self._crash: EngineCrashed | None = None  # a crash while loading, not yet told
-        self._stop_asked: float | None = None
         self._killed = False  # by chatterm, for not stopping
         self._streaming = False  # a generation is open: its frames are the only ones to read
         self._next_id = 0
@@ -143,6 +142,19 @@ class IsolatedEngine(Engine):
         except ProcessLookupError:
             pass
 
+    def _kill_after(self, since: float) -> None:
+        """Kill a worker that was asked to stop at `since` and has not within
+        STOP_GRACE_S (hung in native code): the pipe's next read sees end of file."""
+        if time.monotonic() - since > STOP_GRACE_S and not self._killed:
+            self._kill()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            try:
+                pipe.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+
     def _died(self, point: str) -> EngineCrashed:
         """The worker's end of the pipe closed: say how it ended, start the next attempt."""
         try:
@@ -150,11 +162,7 @@ class IsolatedEngine(Engine):
         except subprocess.TimeoutExpired:
             self._kill()
             code = self._proc.wait()
-        for pipe in (self._proc.stdin, self._proc.stdout):
-            try:
-                pipe.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
+        self._close_pipes()
         if self._killed:  # a hang the user cut short: no crash, the same settings again
             what = f"the {self.name} engine did not stop within {STOP_GRACE_S:g} s and was killed"
             attempt: Attempt | None = self.attempt
@@ -214,11 +222,10 @@ class IsolatedEngine(Engine):
         """Wait out request `rid` (its result or its generation's end) after the caller
         gave up on it, so no stale frame reaches the next request. Kills the worker when
         it does not finish within STOP_GRACE_S, or at another Ctrl-C."""
-        deadline = time.monotonic() + STOP_GRACE_S
+        since = time.monotonic()
 
         def overdue() -> bool:
-            if time.monotonic() > deadline and not self._killed:
-                self._kill()  # the read sees end of file next
+            self._kill_after(since)
             return False
 
         try:
@@ -342,13 +349,15 @@ class IsolatedEngine(Engine):
         rid = self._request("generate", point, prompt=list(prompt),
                             sampling=dataclasses.asdict(sampling), limit=limit)
 
+        stop_asked: float | None = None
+
         def stop_when_cancelled() -> bool:
-            if self._stop_asked is None:
-                if cancelled():
-                    self._stop_asked = time.monotonic()
-                    self._send(wire.STOP, str(rid).encode(), point)
-            elif time.monotonic() - self._stop_asked > STOP_GRACE_S and not self._killed:
-                self._kill()  # hung in native code: the read sees end of file next
+            nonlocal stop_asked
+            if stop_asked is not None:
+                self._kill_after(stop_asked)
+            elif cancelled():
+                stop_asked = time.monotonic()
+                self._send(wire.STOP, str(rid).encode(), point)
             return False
 
         finished = False  # the worker said the generation is over: nothing left to wait for
@@ -377,7 +386,6 @@ class IsolatedEngine(Engine):
             finished = True  # that worker is gone
             raise
         finally:
-            self._stop_asked = None
             self._streaming = False
             if not finished:  # the caller stopped reading (or Ctrl-C): stop the worker too
                 self._send(wire.STOP, str(rid).encode(), point)
@@ -391,11 +399,7 @@ class IsolatedEngine(Engine):
             except (ChattermError, subprocess.TimeoutExpired):
                 self._kill()
                 self._proc.wait()
-        for pipe in (self._proc.stdin, self._proc.stdout):
-            try:
-                pipe.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
+        self._close_pipes()
 
 
 def _error(error: dict[str, str]) -> ChattermError:
