@@ -159,8 +159,8 @@ class IsolatedEngine(Engine):
         """The worker's end of the pipe closed: say how it ended, start the next attempt."""
         try:
             code = self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._kill()
+        except subprocess.TimeoutExpired:  # closed its pipe but lingers: finish it, still a crash
+            self._proc.kill()
             code = self._proc.wait()
         self._close_pipes()
         if self._killed:  # a hang the user cut short: no crash, the same settings again
