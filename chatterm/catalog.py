@@ -14,18 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatterm import paths
+from chatterm import paths, settings
+from chatterm.conversation.templates import CHOICES
+from chatterm.engines import ENGINE_NAMES
 from chatterm.errors import ConfigError, ModelFileError
-from chatterm.templates import PRESETS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-ENGINES = ("llama.cpp", "ctransformers")
-SAMPLING_KEYS = {"temperature": float, "top_k": int, "top_p": float,
-                 "repeat_penalty": float, "seed": int, "max_tokens": int}
 SOURCE_KEYS = ("path", "package", "hf_repo", "base_url")
 REMOTE_KEYS = {"model", "api_key_env", "timeout"}  # entries with base_url only
 ENTRY_KEYS = {"description", *SOURCE_KEYS, "file", "engines", "architecture", "model_type",
@@ -38,7 +36,7 @@ class ModelSpec:
     source: str  # "path" | "package" | "hf_repo" | "base_url"
     location: str  # the path, the package name, the repository or the server's URL
     file: str | None = None
-    engines: list[str] = field(default_factory=lambda: list(ENGINES))
+    engines: list[str] = field(default_factory=lambda: list(ENGINE_NAMES))
     architecture: str | None = None
     model_type: str | None = None  # ctransformers' model_type for GGML files
     template: str = "gguf"
@@ -128,24 +126,19 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
         api_key_env = typed("api_key_env", str)
         if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
             raise ConfigError(f"{where}: api_key_env must name an environment variable, not hold the key")
-        template = typed("template", str, "gguf")  # gguf: the server's own; a preset enables /continue
-        if template != "gguf" and template not in PRESETS:
-            raise ConfigError(f"{where}: template {template!r} is not 'gguf' or a preset ({', '.join(PRESETS)})")
+        template = _template(where, typed("template", str, "gguf"))  # gguf: the server's own; a preset enables /continue
         return ModelSpec(name=name, source=source, location=location, engines=["remote"],
                          template=template, context_length=typed("context_length", int),
                          sampling=_sampling(where, typed("sampling", dict, {})),
                          description=typed("description", str, ""), system=typed("system", str),
                          origin=str(path), remote_model=typed("model", str),
                          api_key_env=api_key_env, timeout=float(timeout))
-    engines = typed("engines", list, list(ENGINES))
-    bad = [e for e in engines if e not in ENGINES]
+    engines = typed("engines", list, list(ENGINE_NAMES))
+    bad = [e for e in engines if e not in ENGINE_NAMES]
     if bad or not engines:
-        raise ConfigError(f"{where}: engines must name {' and/or '.join(ENGINES)} "
+        raise ConfigError(f"{where}: engines must name {' and/or '.join(ENGINE_NAMES)} "
                           f"(got {bad[0] if bad else 'none'!r})")
-    template = typed("template", str, "gguf")
-    if template != "gguf" and template not in PRESETS:
-        raise ConfigError(f"{where}: template {template!r} is not 'gguf' or a preset "
-                          f"({', '.join(PRESETS)})")
+    template = _template(where, typed("template", str, "gguf"))
     ctx = typed("context_length", int)
     if ctx is not None and ctx < 16:
         raise ConfigError(f"{where}: context_length must be at least 16")
@@ -162,14 +155,16 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
 
 
 def _sampling(where: str, sampling: dict) -> dict:
-    for key, value in sampling.items():
-        kind = SAMPLING_KEYS.get(key)
-        if kind is None:
-            raise ConfigError(f"{where}: unknown sampling key {key!r} "
-                              f"(allowed: {', '.join(SAMPLING_KEYS)})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            raise ConfigError(f"{where}: sampling.{key} must be a number")
-    return sampling
+    try:
+        return settings.validated(sampling, where)
+    except settings.SettingError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _template(where: str, template: str) -> str:
+    if template not in CHOICES:
+        raise ConfigError(f"{where}: template {template!r} is not one of {', '.join(CHOICES)}")
+    return template
 
 
 def remote_spec(base_url: str, model: str | None, api_key_env: str | None) -> ModelSpec:

@@ -10,9 +10,9 @@ from typing import Any
 import click
 
 from chatterm import __version__
+from chatterm.engines import ENGINE_NAMES
 from chatterm.errors import ChattermError, InputError
-
-SAMPLING_OPTIONS = ("max_tokens", "temperature", "top_k", "top_p", "repeat_penalty", "seed")
+from chatterm.settings import SETTINGS, Setting
 
 
 def _gpu_layers(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
@@ -23,10 +23,22 @@ def _gpu_layers(ctx: click.Context, param: click.Parameter, value: str) -> int |
         raise click.BadParameter(str(e).split(" takes ")[-1]) from None
 
 
+def _click_type(setting: Setting) -> click.ParamType:
+    kind = click.IntRange if setting.kind is int else click.FloatRange
+    return kind(setting.low, setting.high)
+
+
+def sampling_options(command: Any) -> Any:
+    """A click option for each sampling setting, from its declaration."""
+    for setting in reversed(SETTINGS.values()):
+        command = click.option(setting.option, setting.name, type=_click_type(setting), help=setting.help)(command)
+    return command
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("prompt", nargs=-1)
 @click.option("-m", "--model", metavar="NAME|PATH", help="A models.toml entry or a .gguf/.bin file (default: smollm2).")
-@click.option("--engine", type=click.Choice(["auto", "llama.cpp", "ctransformers"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(["auto", *ENGINE_NAMES]), default="auto", show_default=True,
               help="auto: ctransformers for GGML files, else llama.cpp when installed (README: 'Engines').")
 @click.option("--base-url", metavar="URL", help="Chat with a model on an OpenAI-compatible server "
               "(vLLM, TGI, SGLang, llama-server, ollama), e.g. http://127.0.0.1:8000/v1; -m names its model.")
@@ -35,12 +47,7 @@ def _gpu_layers(ctx: click.Context, param: click.Parameter, value: str) -> int |
               help="Layers to offload to a CUDA GPU: auto = all when a GPU and a CUDA build are present, 0 = CPU.")
 @click.option("--threads", type=click.IntRange(1, 512), help="CPU threads (default: the cores available).")
 @click.option("--ctx", type=click.IntRange(16), help="Context window in tokens (default: the model's entry).")
-@click.option("--max-tokens", type=click.IntRange(1), help="Most tokens in one reply.")
-@click.option("--temperature", type=click.FloatRange(0), help="0 = greedy.")
-@click.option("--top-k", type=click.IntRange(0), help="Sample from the K likeliest tokens.")
-@click.option("--top-p", type=click.FloatRange(0, 1), help="Nucleus sampling mass.")
-@click.option("--repeat-penalty", type=click.FloatRange(0), help="Penalty for repeating recent tokens (1 = none).")
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), help="Seed for reproducible sampling.")
+@sampling_options
 @click.option("-s", "--system", metavar="TEXT", help="System prompt.")
 @click.option("--template", metavar="NAME", help="Chat template: gguf (the file's own) or a preset such as chatml, llama3.")
 @click.option("-c", "--continue", "resume", is_flag=True, help="Resume the most recent chat session.")
@@ -71,7 +78,7 @@ def main(prompt: tuple[str, ...], **opts: Any) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    from chatterm.sanitize import clean  # messages may quote a server or a file name
+    from chatterm.ui.sanitize import clean  # messages may quote a server or a file name
 
     click.echo(f"chatterm: error: {clean(' '.join(message.split()))}", err=True)
     sys.exit(code)
@@ -99,7 +106,7 @@ def _run_options(opts: dict[str, Any]) -> Any:
     return RunOptions(model=opts["model"], engine=opts["engine"], gpu_layers=opts["gpu_layers"],
                       threads=opts["threads"], ctx=opts["ctx"], template=opts["template"],
                       system=opts["system"], base_url=opts["base_url"], api_key_env=opts["api_key_env"],
-                      sampling={k: opts[k] for k in SAMPLING_OPTIONS if opts[k] is not None})
+                      sampling={k: opts[k] for k in SETTINGS if opts[k] is not None})
 
 
 def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
@@ -114,7 +121,7 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
     if not parts:
         if not stdin_is_tty and not interactive:
             raise InputError("stdin is empty: nothing to answer")
-        from chatterm.repl import run_repl  # the interactive chat
+        from chatterm.ui.repl import run_repl  # the interactive chat
 
         run_repl(options, session=opts["session"], resume=opts["resume"], color=opts["color"],
                  tty_input=not stdin_is_tty)
@@ -122,53 +129,11 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
     text = "\n\n".join(p.strip("\n") for p in parts)
     if not text.strip():
         raise InputError("the prompt is empty")
-    loaded = one_shot(text, options, opts["color"], keep=bool(interactive))
+    from chatterm.ui.oneshot import one_shot
+
+    loaded, conversation = one_shot(text, options, opts["color"], keep=bool(interactive))
     if interactive:
-        from chatterm.repl import run_repl
+        from chatterm.ui.repl import run_repl
 
         run_repl(options, session=opts["session"], color=opts["color"], loaded=loaded,
-                 tty_input=not stdin_is_tty)
-
-
-def one_shot(text: str, options: Any, color: str = "auto", keep: bool = False) -> Any:
-    """Answer once: Markdown on a terminal (or --color always), plain text otherwise.
-    An engine crash is one line and exit status 1: no restart for a single answer,
-    unless the chat goes on (`keep`: -i)."""
-    import dataclasses
-
-    from chatterm.interrupt import ctrl_c_cancels
-    from chatterm.loader import load_chat
-    from chatterm.sanitize import clean
-
-    loaded = load_chat(dataclasses.replace(options, restart=keep))
-    chat = loaded.chat
-    out = sys.stdout
-    renderer = None
-    if (out.isatty() and color != "never") or color == "always":
-        from chatterm.render import StreamRenderer, make_console
-        renderer = StreamRenderer(make_console(color))
-    wrote_newline = True
-    with ctrl_c_cancels() as cancelled:
-        if not chat.engine_ready(cancelled):
-            sys.exit(130)
-        for note in chat.engine.notes:
-            click.echo(f"chatterm: {note}", err=True)
-        try:
-            for chunk in chat.send(text, cancelled):
-                if renderer is not None:
-                    renderer.feed(chunk)
-                    continue
-                out.write(clean(chunk))
-                out.flush()
-                wrote_newline = chunk.endswith("\n")
-        finally:
-            if renderer is not None:
-                renderer.finish()
-            if not wrote_newline and renderer is None:
-                out.write("\n")  # the error line, if any, starts on a line of its own
-            out.flush()
-    if not keep:
-        chat.engine.close()  # the worker exits now, not whenever it notices chatterm is gone
-    if chat.last is not None and chat.last.finish == "cancelled":
-        sys.exit(130)
-    return loaded
+                 conversation=conversation, tty_input=not stdin_is_tty)

@@ -1,8 +1,9 @@
-"""From command-line choices to a `Chat`: catalogue entry, engine, chat template,
-sampling. One path for the one-shot CLI and the REPL.
+"""From command-line choices to a model ready to answer (`Loaded`: its catalogue entry
+and a conversation backend), and to a `Conversation` with it. One path for the one-shot
+CLI, the REPL and `/model`.
 
-A local model starts loading in an engine worker and `load_chat` returns at once; the
-chat waits for the model when it first needs it (`IsolatedEngine.wait_ready`)."""
+A local model starts loading in an engine worker and `load` returns at once; the
+conversation waits for the model when it first needs it (`IsolatedEngine.wait_ready`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatterm import engines, gguf, templates
+from chatterm import engines, gguf
 from chatterm.catalog import Catalog, ModelSpec, remote_spec
-from chatterm.chat import Chat
+from chatterm.conversation import Conversation, templates
+from chatterm.conversation.backend import Backend
+from chatterm.conversation.local import LocalBackend
 from chatterm.engines.base import LoadOptions, Sampling, default_threads
 from chatterm.errors import ConfigError
 
@@ -35,17 +38,31 @@ class RunOptions:
 
 @dataclass
 class Loaded:
-    chat: Any  # Chat, or RemoteChat for a model on a server
+    """A model ready to answer (or still loading in its worker)."""
+
+    backend: Backend
     spec: ModelSpec
     path: str
 
     @property
     def engine_name(self) -> str:
         """The engine running now: a crash can switch it (`engines.recovery`)."""
-        return str(self.chat.engine.name)
+        return str(self.backend.engine.name)
+
+    @property
+    def defaults(self) -> Sampling:
+        """The model's sampling: its entry's, over chatterm's."""
+        return Sampling().updated(**self.spec.sampling)
 
 
-def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
+def conversation(loaded: Loaded, options: RunOptions) -> Conversation:
+    """A new conversation with `loaded`: the system prompt of -s or the entry, the
+    sampling the user chose over the model's."""
+    return Conversation(loaded.backend, loaded.defaults, system=options.system or loaded.spec.system,
+                        overrides=options.sampling)
+
+
+def load(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
     if options.base_url:
         return _load_remote(remote_spec(options.base_url, options.model, options.api_key_env), options)
     catalog = catalog or Catalog.load()
@@ -67,22 +84,17 @@ def load_chat(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
         engine = engines.start(name, load_options, spec.name, spec.engines, restart=options.restart)
     else:
         engine = engines.load(name, load_options)
-    sampling = Sampling().updated(**spec.sampling).updated(**options.sampling)
-    chat = Chat(engine, choice, sampling, list(spec.stop), system=options.system or spec.system)
-    return Loaded(chat, spec, str(path))
+    return Loaded(LocalBackend(engine, choice, list(spec.stop)), spec, str(path))
 
 
 def _load_remote(spec: ModelSpec, options: RunOptions) -> Loaded:
-    from chatterm.engines.remote_engine import RemoteEngine
-    from chatterm.remote_chat import RemoteChat
+    from chatterm.conversation.remote import RemoteBackend
+    from chatterm.engines.remote.engine import RemoteEngine
 
     engine = RemoteEngine(spec.location, spec.remote_model, options.api_key_env or spec.api_key_env,
                           timeout=spec.timeout, n_ctx=options.ctx or spec.context_length)
-    choice = options.template or spec.template
+    choice = templates.check(options.template or spec.template)
     template = templates.resolve(choice, None, bos="", eos="") if choice != "gguf" else None
-    sampling = Sampling().updated(**spec.sampling).updated(**options.sampling)
-    chat = RemoteChat(engine, sampling, list(spec.stop), system=options.system or spec.system,
-                      template=template)
     if not spec.remote_model:  # --base-url without -m: name it as the server does (a path, for some)
         spec = dataclasses.replace(spec, name=engine.model.rstrip("/").rsplit("/", 1)[-1] or spec.name)
-    return Loaded(chat, spec, spec.location)
+    return Loaded(RemoteBackend(engine, list(spec.stop), template), spec, spec.location)

@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chatterm import paths
+from chatterm import paths, settings
+from chatterm.conversation.reply import Finish
 from chatterm.errors import ChattermError
 
 FORMAT = 1
@@ -38,7 +39,7 @@ class Session:
     messages: list[dict] = field(default_factory=list)
     model: str = ""
     engine: str = ""
-    sampling: dict[str, Any] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)  # the user's settings (`Conversation.overrides`)
     created: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
 
     @property
@@ -123,12 +124,14 @@ def load(name_or_path: str) -> Session:
             and isinstance(m.get("content"), str) for m in messages):
         raise SessionError(f"session file {path} is corrupt (no valid messages)")
     name = raw.get("name") if isinstance(raw.get("name"), str) and NAME.match(raw["name"]) else path.stem
+    try:
+        sampling = settings.validated(raw.get("sampling", {}), f"session file {path}")
+    except settings.SettingError as e:
+        raise SessionError(str(e)) from None
     if path.parent != sessions_dir():
         name = f"{path.stem}-{new_name()}"  # a file from elsewhere continues as a new session
     return Session(name=name, messages=messages, model=str(raw.get("model", "")),
-                   engine=str(raw.get("engine", "")),
-                   sampling=raw.get("sampling") if isinstance(raw.get("sampling"), dict) else {},
-                   created=str(raw.get("created", "")))
+                   engine=str(raw.get("engine", "")), sampling=sampling, created=str(raw.get("created", "")))
 
 
 def listing() -> list[tuple[str, float, str]]:
@@ -158,7 +161,7 @@ def to_markdown(session: Session) -> str:
         out.append(f"## {titles[m['role']]}")
         out.append("")
         out.append(m["content"])
-        if m.get("finish") in ("cancelled", "error"):
+        if Finish.of(m.get("finish")) in (Finish.CANCELLED, Finish.ERROR):
             out.append("")
             out.append("*(reply cut)*")
         out.append("")

@@ -1,22 +1,78 @@
+"""Fixtures shared by every test module: private folders, the default model, tiny
+generated models, a scripted model, the real program (piped and in a terminal) and
+the user's models.toml."""
+
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
-from chatterm import gguf
+from chatterm import gguf, paths
+from chatterm.loader import Loaded, RunOptions, conversation
+from tests import helpers
+from tests.fakes import fake_loaded
 from tests.modelgen import tiny_model
 
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test gets its own config, data and cache folders (never the user's)."""
+    """Each test gets its own config, data, cache and state folders (never the user's)."""
     home = tmp_path_factory.mktemp("home")
     for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"), ("XDG_CACHE_HOME", "cache"),
                      ("XDG_STATE_HOME", "state")):
         monkeypatch.setenv(var, str(home / sub))
     return home
+
+
+@pytest.fixture
+def user_models_toml() -> Callable[[str], Path]:
+    """Write the user's models.toml (in this test's private config folder)."""
+    def write(text: str) -> Path:
+        path = paths.user_models_toml()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+    return write
+
+
+@pytest.fixture
+def fake_model() -> Callable[..., Loaded]:
+    """A scripted model (`tests.fakes.fake_loaded`): fake_model("reply one", "reply two")."""
+    return fake_loaded
+
+
+@pytest.fixture
+def fake_conversation(fake_model):
+    """A conversation with a scripted model: fake_conversation("reply", n_ctx=...)."""
+    def make(*replies: str, **kw):
+        loaded = fake_model(*replies, **kw)
+        return conversation(loaded, RunOptions())
+    return make
+
+
+@pytest.fixture
+def chatterm() -> Callable:
+    """The real program, piped, run to completion (`tests.helpers.run`)."""
+    return helpers.run
+
+
+@pytest.fixture
+def spawn(private_dirs):
+    """The real program in a pseudo terminal (`tests.helpers.Terminal`), killed at the end."""
+    started: list[helpers.Terminal] = []
+
+    def start(*args: str, ready: str = "/help for commands", **kw) -> helpers.Terminal:
+        terminal = helpers.Terminal(*args, **kw)
+        started.append(terminal)
+        if ready:
+            terminal.expect(ready)
+        return terminal
+    yield start
+    for terminal in started:
+        terminal.terminate(force=True)
 
 
 @pytest.fixture(scope="session")

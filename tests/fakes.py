@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterator, Sequence
 
+from chatterm.catalog import ModelSpec
+from chatterm.conversation.local import LocalBackend
 from chatterm.engines.base import Engine, Sampling, never
+from chatterm.errors import EngineError
+from chatterm.loader import Loaded
 
 
 class FakeEngine(Engine):
     """Vocabulary: one token per *byte* (ids 0-255), so multi-byte characters arrive
-    split across tokens, plus id 256 = end of turn. Replies are queued byte strings."""
+    split across tokens, plus id 256 = end of turn. Replies are queued byte strings,
+    or `EngineError`s raised after the bytes before them (`fail`)."""
 
     name = "fake"
     EOT = 256
@@ -21,12 +27,17 @@ class FakeEngine(Engine):
         self.chat_template = None
         self.bos_text = self.eos_text = ""
         self.add_bos, self.bos_id = False, None
-        self.replies: list[bytes] = []
+        self.replies: list[tuple[bytes, EngineError | None]] = []
         self.prompts: list[list[int]] = []
         self.delay_s = 0.0
+        self.closed = False
 
     def queue(self, *replies: str | bytes) -> None:
-        self.replies += [r.encode() if isinstance(r, str) else r for r in replies]
+        self.replies += [(r.encode() if isinstance(r, str) else r, None) for r in replies]
+
+    def fail(self, message: str, after: str = "") -> None:
+        """The next reply streams `after`, then the engine fails with `message`."""
+        self.replies.append((after.encode(), EngineError(message)))
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return list(text.encode("utf-8"))
@@ -39,11 +50,28 @@ class FakeEngine(Engine):
 
     def generate(self, prompt: Sequence[int], sampling: Sampling,
                  cancelled: Callable[[], bool] = never) -> Iterator[int]:
-        import time
         self.prompts.append(list(prompt))
-        reply = self.replies.pop(0) if self.replies else b"ok"
+        reply, failure = self.replies.pop(0) if self.replies else (b"ok", None)
+        if cancelled():  # as engines do when Ctrl-C comes while they read the prompt
+            return
         for b in reply:
             if self.delay_s:
                 time.sleep(self.delay_s)
             yield b
+        if failure is not None:
+            raise failure
         yield self.EOT
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def fake_loaded(*replies: str, n_ctx: int = 4096, name: str = "fake", system: str | None = "SYS",
+                sampling: dict | None = None) -> Loaded:
+    """A model ready to answer: a FakeEngine with `replies` queued, the chatml template,
+    and an entry with `system` and `sampling` (max_tokens 200 unless given)."""
+    engine = FakeEngine(n_ctx=n_ctx)
+    engine.queue(*replies)
+    spec = ModelSpec(name=name, source="path", location="x", system=system,
+                     sampling={"max_tokens": 200, **(sampling or {})})
+    return Loaded(LocalBackend(engine, "chatml"), spec, "x")

@@ -8,6 +8,12 @@ import sys
 import time
 from pathlib import Path
 
+import pexpect
+
+from chatterm import loader, sessions
+from chatterm.conversation import Conversation
+from chatterm.loader import RunOptions
+
 
 def run(*args: str, stdin: bytes | None = b"", timeout: float = 120) -> subprocess.CompletedProcess:
     """The real `chatterm`, as a user runs it, to completion."""
@@ -23,6 +29,37 @@ def one_line_error(r: subprocess.CompletedProcess, code: int = 1) -> str:
     assert r.returncode == code, err
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
+
+
+class Terminal(pexpect.spawn):
+    """The real `chatterm` in a pseudo terminal (2 threads, 30x100 unless told)."""
+
+    def __init__(self, *args: str, dimensions: tuple[int, int] = (30, 100), threads: bool = True, **kw):
+        # No cursor-position requests: pexpect never answers them, and prompt_toolkit
+        # would wait a second for an answer at every prompt.
+        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(dimensions[1]), "LINES": str(dimensions[0]),
+               "PROMPT_TOOLKIT_NO_CPR": "1"}
+        super().__init__(sys.executable, ["-m", "chatterm", *(["--threads", "2"] if threads else []), *args],
+                         env=env, encoding="utf-8", timeout=60, dimensions=dimensions, **kw)
+
+    def ask(self, question: str, answer: str) -> None:
+        """Send `question`, wait for `answer` (a pattern) and for the prompt to be back."""
+        self.sendline(question)
+        self.expect(answer)
+        self.expect("›")
+
+    def quit(self) -> None:
+        self.sendline("/exit")
+        self.expect(pexpect.EOF)
+
+
+def session_files() -> list[Path]:
+    return sorted(sessions.sessions_dir().glob("*.json"))
+
+
+def converse(options: RunOptions) -> Conversation:
+    """A new conversation as the program starts one (`loader.load`, then `conversation`)."""
+    return loader.conversation(loader.load(options), options)
 
 
 def children(pid: int) -> list[int]:

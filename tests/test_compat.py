@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import os
 
-from chatterm import compat, gguf
+from chatterm import gguf
+from chatterm.engines.ctransformers import compat
 
 
 def test_copy_is_cached_and_fixes_what_ctransformers_needs(tiny_llama):

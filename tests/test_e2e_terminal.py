@@ -11,44 +11,12 @@ import time
 import pexpect
 import pytest
 
-from tests.helpers import worker_pid
-
-
-@pytest.fixture
-def spawn(private_dirs):
-    children = []
-
-    def start(*args, **kw):
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
-        child = pexpect.spawn(sys.executable, ["-m", "chatterm", "--threads", "2", *args],
-                              env=env, encoding="utf-8", timeout=60, dimensions=(30, 100), **kw)
-        children.append(child)
-        child.expect("/help for commands")
-        return child
-    yield start
-    for child in children:
-        child.terminate(force=True)
-
-
-def ask(child, question: str, answer: str) -> None:
-    child.sendline(question)
-    child.expect(answer)
-    child.expect("›")  # the prompt is back
-
-
-def quit_(child) -> None:
-    child.sendline("/exit")
-    child.expect(pexpect.EOF)
-
-
-def session_files():
-    from chatterm import sessions
-    return sorted(sessions.sessions_dir().glob("*.json"))
+from tests.helpers import session_files, worker_pid
 
 
 def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
     child = spawn("--temperature", "0", "--max-tokens", "3000")
-    ask(child, "What is the capital of France?", "Paris")
+    child.ask("What is the capital of France?", "Paris")
     child.sendline(f"/save {tmp_path / 'chat.md'}")
     child.expect("saved to")
     child.sendline("Write a very long story about a dragon and a knight, with many chapters.")
@@ -65,7 +33,7 @@ def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
     child.expect(["reply cut", "›"], timeout=5)  # cut again, or the continuation already ended
     child.sendline(f"/save {tmp_path / 'chat.json'}")
     child.expect("saved to")
-    quit_(child)
+    child.quit()
     child.close()
     assert child.exitstatus == 0
     saved = json.loads((tmp_path / "chat.json").read_text())
@@ -77,12 +45,12 @@ def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
     again = spawn("-c")
     again.expect("Paris")  # the conversation is shown again
     again.expect(f"{len(saved['messages'])} messages")
-    quit_(again)
+    again.quit()
 
 
 def test_kill_9_keeps_every_completed_turn(spawn):
     child = spawn("--temperature", "0", "--session", "crashy")
-    ask(child, "What is the capital of France?", "Paris")
+    child.ask("What is the capital of France?", "Paris")
     child.sendline("Write a long essay about the history of Rome.")
     time.sleep(2.5)
     os.kill(child.pid, signal.SIGKILL)
@@ -94,7 +62,7 @@ def test_kill_9_keeps_every_completed_turn(spawn):
 
     resumed = spawn("--session", "crashy")
     resumed.expect("Paris")
-    quit_(resumed)
+    resumed.quit()
 
 
 def test_chinese_and_a_code_block_render(spawn):
@@ -109,15 +77,15 @@ def test_chinese_and_a_code_block_render(spawn):
         time.sleep(0.2)
     reply = messages[-1]["content"]
     assert any("\u4e00" <= ch <= "\u9fff" for ch in reply) and "\ufffd" not in reply
-    ask(child, "Write a Python function that returns the square of a number, in a Markdown code block.",
+    child.ask("Write a Python function that returns the square of a number, in a Markdown code block.",
         r"\[1\] python")
-    quit_(child)
+    child.quit()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGABRT, signal.SIGKILL], ids=lambda s: s.name)
 def test_engine_crash_mid_reply_the_chat_goes_on(spawn, sig):
     child = spawn("--temperature", "0", "--max-tokens", "2000", "--session", "crash")
-    ask(child, "What is the capital of France?", "Paris")
+    child.ask("What is the capital of France?", "Paris")
     child.sendline("Write a long essay about the history of Rome.")
     child.expect("history of Rome")  # the question, echoed
     time.sleep(1.5)  # the reply is streaming (2000 tokens take far longer)
@@ -125,8 +93,8 @@ def test_engine_crash_mid_reply_the_chat_goes_on(spawn, sig):
     child.expect(rf"the llama\.cpp engine crashed \({sig.name}")
     child.expect("smollm2; restarting it")
     child.expect("/continue resumes it")
-    ask(child, "What is the capital of Germany?", "Berlin")  # answered by the restarted engine
-    quit_(child)
+    child.ask("What is the capital of Germany?", "Berlin")  # answered by the restarted engine
+    child.quit()
     messages = json.loads(session_files()[0].read_text())["messages"]
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant",
                                              "user", "assistant"]
@@ -149,7 +117,7 @@ def test_type_while_the_model_loads_and_stop_waiting_keeps_the_question(spawn):
     child.sendline("")  # Enter sends what is in the input
     child.expect("Paris")
     child.expect("›")
-    quit_(child)
+    child.quit()
 
 
 def test_a_model_that_cannot_load_is_one_line_and_exit_1(spawn, tmp_path, default_model_path):
@@ -160,3 +128,73 @@ def test_a_model_that_cannot_load_is_one_line_and_exit_1(spawn, tmp_path, defaul
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 1
+
+
+def _context(child) -> int:
+    """Tokens in the window, as /stats tells them."""
+    child.sendline("/stats")
+    child.expect(r"context\s+([\d,]+) / ")
+    used = int(child.match.group(1).replace(",", ""))
+    child.expect("›")
+    return used
+
+
+def test_the_context_meter_follows_undo_and_new(spawn):
+    child = spawn("--temperature", "0", "--session", "meter")
+    child.ask("What is the capital of France?", "Paris")
+    after_reply = _context(child)
+    child.ask("/undo", "removed the last exchange")
+    after_undo = _context(child)
+    assert 0 < after_undo < after_reply - 5  # the exchange left the window
+    child.ask("What is the capital of France?", "Paris")
+    child.ask("/new", "new session")
+    assert _context(child) == after_undo  # just the system prompt again
+    child.quit()
+
+
+def test_settings_are_saved_and_kept_across_model_switches(spawn):
+    child = spawn("--session", "tuned")
+    child.ask("/set temperature 0.3", "temperature = 0.3")
+    child.ask("/set top_p 2", r"top_p = 2\.0 is out of range \(0-1\)")
+    child.ask("/model smollm2", "now chatting with smollm2")
+    child.ask("/set", r"temperature\s+0\.3\s+\(set\)")
+    child.quit()
+    saved = json.loads(session_files()[0].read_text())
+    assert saved["sampling"] == {"temperature": 0.3}
+    resumed = spawn("--session", "tuned")
+    resumed.ask("/set", r"temperature\s+0\.3\s+\(set\)")
+    resumed.quit()
+
+
+def test_a_failed_retry_keeps_the_question_and_the_reply(spawn, tmp_path):
+    child = spawn("--temperature", "0", "--ctx", "512", "--session", "retry")
+    child.ask("What is the capital of France?", "Paris")
+    child.ask("/system " + "Always answer at length. " * 120, "system prompt set")
+    child.ask("/retry", "context window holds 512")
+    child.ask(f"/save {tmp_path / 'after.json'}", "saved to")
+    child.quit()
+    for saved in (tmp_path / "after.json", session_files()[0]):
+        messages = json.loads(saved.read_text())["messages"]
+        assert [m["role"] for m in messages] == ["system", "user", "assistant"]
+        assert "Paris" in messages[2]["content"] and messages[2]["finish"] == "eog"
+
+
+def test_ctrl_c_while_a_model_loads_stops_the_load_not_chatterm(spawn, user_models_toml):
+    import socket
+
+    silent = socket.socket()  # accepts connections and never answers: a model that loads forever
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    user_models_toml(f'[models.stuck]\nbase_url = "http://127.0.0.1:{silent.getsockname()[1]}/v1"\n'
+                     'timeout = 120\n')
+    try:
+        child = spawn("--temperature", "0")
+        child.sendline("/model stuck")
+        child.expect(r"\x1b\[\?2004l")  # the prompt has closed: the command runs
+        time.sleep(0.5)  # and waits for the server
+        child.sendintr()
+        child.expect(r"\(stopped\)")
+        child.ask("What is the capital of France?", "Paris")  # still chatting with the default model
+        child.quit()
+    finally:
+        silent.close()

@@ -1,13 +1,10 @@
+"""Streaming one reply from an engine: whole characters, stop strings, limits."""
+
 from __future__ import annotations
 
-from chatterm.chat import Chat
+from chatterm.conversation.generation import Generation
 from chatterm.engines.base import Sampling
-from chatterm.errors import ContextOverflowError
-from chatterm.generation import Generation
-from chatterm.templates import resolve
 from tests.fakes import FakeEngine
-
-import pytest
 
 
 def gen(engine, text="", **kw):
@@ -55,35 +52,3 @@ def test_per_token_work_does_not_grow_with_the_reply():
     t = time.perf_counter()
     text = gen(engine, stop=["<|im_end|>", "\nUSER:"], max_tokens=300_000).run()
     assert len(text) == 200_000 and time.perf_counter() - t < 5
-
-
-def test_chat_keeps_history_and_reuses_ids():
-    engine = FakeEngine()
-    engine.queue("one", "two")
-    chat = Chat(engine, resolve("chatml", None, bos="", eos=""), Sampling(), system="sys")
-    assert "".join(chat.send("hi")) == "one"
-    first_ids = list(chat.cache.ids)
-    assert "".join(chat.send("again")) == "two"
-    assert engine.prompts[1][:len(first_ids) - 1] == first_ids[:-1]
-    assert [m["role"] for m in chat.messages] == ["system", "user", "assistant", "user", "assistant"]
-
-
-def test_prompt_larger_than_the_window_is_refused_and_not_kept():
-    engine = FakeEngine(n_ctx=100)
-    chat = Chat(engine, resolve("chatml", None, bos="", eos=""), Sampling())
-    with pytest.raises(ContextOverflowError, match="context window holds 100"):
-        list(chat.send("x" * 500))
-    assert chat.messages == []
-
-
-def test_oldest_turns_are_dropped_to_fit_but_never_the_system_prompt():
-    engine = FakeEngine(n_ctx=300)
-    engine.queue(*(["r" * 40] * 6))
-    chat = Chat(engine, resolve("chatml", None, bos="", eos=""), Sampling(max_tokens=50), system="SYS")
-    for i in range(6):
-        "".join(chat.send(f"question {i} " + "q" * 30))
-    prompt = bytes(engine.prompts[-1]).decode()
-    assert prompt.startswith("<|im_start|>system\nSYS")
-    assert "question 5" in prompt and "question 0" not in prompt
-    assert chat.dropped > 0
-    assert len(chat.messages) == 13  # nothing is deleted from the conversation itself

@@ -17,9 +17,9 @@ from chatterm import engines, hardware
 from chatterm.engines.base import SAFE_SETTINGS, LoadOptions, Sampling
 from chatterm.engines.isolated import EngineCrashed
 from chatterm.engines.recovery import GENERATING, LOADING, PROMPT, Attempt, Recovery
-from chatterm.generation import Generation
-from chatterm.loader import RunOptions, load_chat
-from tests.helpers import one_line_error, worker_pid
+from chatterm.conversation.generation import Generation
+from chatterm.loader import RunOptions
+from tests.helpers import converse, one_line_error, worker_pid
 from tests.modelgen import tiny_model
 
 ESSAY = "Write a long essay about the history of Rome."
@@ -27,9 +27,8 @@ SIGNALS = [signal.SIGSEGV, signal.SIGABRT, signal.SIGKILL]
 
 
 def chat_on(engine: str = "llama.cpp", **sampling):
-    chat = load_chat(RunOptions(engine=engine, threads=2)).chat
-    chat.sampling = chat.sampling.updated(**{"temperature": 0.0, "max_tokens": 2000, **sampling})
-    return chat
+    return converse(RunOptions(engine=engine, threads=2,
+                               sampling={"temperature": 0.0, "max_tokens": 2000, **sampling}))
 
 
 def stream_then(chat, question: str, after_chunks: int, action) -> list[str]:
@@ -98,8 +97,8 @@ def test_a_crash_while_loading_climbs_at_once():
 def test_the_chat_starts_before_the_model_has_loaded():
     chat = chat_on()
     try:
-        assert chat.engine.state() == "loading"  # load_chat returned at once
-        assert chat.engine_ready() and chat.engine.state() == "ready"
+        assert chat.engine.state() == "loading"  # loader.load returned at once
+        assert chat.ready() and chat.engine.state() == "ready"
         assert "Paris" in "".join(chat.send("What is the capital of France?"))
     finally:
         chat.engine.close()
@@ -124,7 +123,7 @@ def test_isolated_and_in_process_engines_agree(tiny_llama, name):
 def test_a_crash_mid_reply_keeps_the_reply_and_the_next_question_is_answered(sig):
     chat = chat_on()
     try:
-        chat.engine_ready()
+        chat.ready()
         first = chat.engine.pid
         assert "Paris" in "".join(chat.send("What is the capital of France?"))
         chunks: list[str] = []
@@ -148,7 +147,7 @@ def test_repeated_crashes_move_to_safe_settings_then_to_the_other_engine():
     try:
         said = []
         for _ in range(3):
-            chat.engine_ready()
+            chat.ready()
             pid = chat.engine.pid
             with pytest.raises(EngineCrashed) as crash:
                 stream_then(chat, ESSAY, 3, lambda: os.kill(pid, signal.SIGSEGV))
@@ -168,8 +167,8 @@ def test_a_crash_while_loading_is_told_once_and_the_next_attempt_loads():
     try:
         os.kill(chat.engine.pid, signal.SIGKILL)
         with pytest.raises(EngineCrashed, match=r"crashed \(SIGKILL.*while loading .*\.gguf; restarting it with safe"):
-            chat.engine_ready()
-        assert chat.engine_ready() and SAFE_SETTINGS in chat.engine.notes
+            chat.ready()
+        assert chat.ready() and SAFE_SETTINGS in chat.engine.notes
     finally:
         chat.engine.close()
 
@@ -178,7 +177,7 @@ def test_a_crash_while_loading_is_told_once_and_the_next_attempt_loads():
 def test_cancelling_a_long_prompt_evaluation_stops_it_at_once(name):
     chat = chat_on(name)
     try:
-        chat.engine_ready()
+        chat.ready()
         flag = threading.Event()
         long_question = "Summarize this text: " + "the history of the Roman Empire and its provinces " * 250
         timer = threading.Timer(0.5, flag.set)
@@ -186,10 +185,10 @@ def test_cancelling_a_long_prompt_evaluation_stops_it_at_once(name):
         start = time.monotonic()
         reply = "".join(chat.send(long_question, cancelled=flag.is_set))
         waited = time.monotonic() - start - 0.5
-        assert chat.last.finish == "cancelled" and reply == "" and len(chat.last.prompt) > 2000
+        assert chat.last.finish == "cancelled" and reply == "" and chat.last.prompt_tokens > 2000
         assert waited < 1.0, f"stopped {waited:.2f} s after Ctrl-C"
         # The engine's state is consistent after the abort: the next turn is answered.
-        chat.messages[-2:] = []
+        chat.undo()
         assert "Paris" in "".join(chat.send("What is the capital of France?"))
     finally:
         chat.engine.close()
@@ -224,7 +223,7 @@ def test_an_aborted_prompt_leaves_llama_cpp_in_a_consistent_state(tmp_path, defa
 def test_a_hung_engine_is_killed_when_asked_to_stop_and_restarted():
     chat = chat_on()
     try:
-        chat.engine_ready()
+        chat.ready()
         pid = chat.engine.pid
         flag = threading.Event()
 

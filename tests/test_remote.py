@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from chatterm.catalog import Catalog
-from chatterm.engines.remote_engine import RemoteError, estimate_tokens
+from chatterm.engines.remote.engine import RemoteError, estimate_tokens
 from chatterm.errors import ChattermError, ConfigError
-from chatterm.loader import RunOptions, load_chat
+from chatterm.loader import RunOptions
 from tests.fakeserver import DONE, FakeServer, event
-from tests.helpers import one_line_error, run
+from tests.helpers import converse, one_line_error, run, session_files
 
 
 # The server serves the default model: the system prompt its catalogue entry gives it.
@@ -65,7 +65,7 @@ def server(default_model_path):
 def remote_chat(url: str, **sampling):
     options = RunOptions(base_url=url, system=SYSTEM,
                          sampling={"temperature": 0.0, **sampling})
-    return load_chat(options).chat
+    return converse(options)
 
 
 # ------------------------------------------------------------------ a real server
@@ -84,10 +84,10 @@ def test_multi_turn_context_and_exact_token_counts(server, default_model_path):
     assert first and second
     assert [m["role"] for m in chat.messages] == ["system", "user", "assistant", "user", "assistant"]
     assert chat.messages[2]["content"] == first and chat.messages[4]["content"] == second
-    assert chat.last.prompt.stop > used_after_first  # the second prompt carried the first turn
+    assert chat.last.prompt_tokens > used_after_first  # the second prompt carried the first turn
     # Counts come from the server's tokenizer: the same as the local one's.
     assert chat.engine.counts_exactly
-    local = load_chat(RunOptions(engine="llama.cpp")).chat.engine
+    local = converse(RunOptions(engine="llama.cpp")).engine
     for text in ("Hello world", "北京是中国的首都。", "def f(x):\n    return x"):
         assert chat.engine.count_tokens(text) == len(local.tokenize(text, special=False))
 
@@ -117,8 +117,8 @@ def test_cancel_closes_the_stream_promptly_and_the_session_goes_on(server):
 
 
 def test_continue_uses_the_completions_api_with_the_entry_template(server):
-    chat = load_chat(RunOptions(base_url=server, template="chatml",
-                                sampling={"temperature": 0.0, "max_tokens": 8})).chat
+    chat = converse(RunOptions(base_url=server, template="chatml",
+                                sampling={"temperature": 0.0, "max_tokens": 8}))
     first = "".join(chat.send("Count from one to twenty in words."))
     assert chat.last.finish == "length"
     more = "".join(chat.continue_reply())
@@ -181,7 +181,7 @@ def test_a_stream_closed_before_the_end_is_a_cut_reply():
         r = run("--base-url", fake.url, "Hi")
         assert "the stream ended before the reply did" in one_line_error(r)
         assert r.stdout.decode().startswith("Hello wor")
-        chat = load_chat(RunOptions(base_url=fake.url)).chat
+        chat = converse(RunOptions(base_url=fake.url))
         with pytest.raises(RemoteError, match="ended before the reply did"):
             "".join(chat.send("Hi"))
         assert chat.messages[-1] == {"role": "assistant", "content": "Hello wor", "finish": "error"}
@@ -190,7 +190,7 @@ def test_a_stream_closed_before_the_end_is_a_cut_reply():
 def test_a_finish_reason_without_done_is_a_whole_reply():
     finished = b"data: " + json.dumps({"choices": [{"delta": {}, "index": 0, "finish_reason": "stop"}]}).encode()
     with FakeServer([event("Hello"), finished + b"\n\n"]) as fake:
-        chat = load_chat(RunOptions(base_url=fake.url)).chat
+        chat = converse(RunOptions(base_url=fake.url))
         assert "".join(chat.send("Hi")) == "Hello"
         assert chat.messages[-1]["finish"] == "eog"
 
@@ -211,11 +211,9 @@ def test_connection_refused():
     assert "cannot connect" in one_line_error(r)
 
 
-def test_silent_server_times_out(private_dirs):
+def test_silent_server_times_out(user_models_toml):
     with FakeServer(stall=True) as fake:
-        config = private_dirs / "config" / "chatterm"
-        config.mkdir(parents=True)
-        (config / "models.toml").write_text(f'[models.slow]\nbase_url = "{fake.url}"\ntimeout = 1\n')
+        user_models_toml(f'[models.slow]\nbase_url = "{fake.url}"\ntimeout = 1\n')
         start = time.monotonic()
         r = run("-m", "slow", "Hi")
         assert time.monotonic() - start < 15
@@ -225,7 +223,7 @@ def test_silent_server_times_out(private_dirs):
 def test_api_key_from_the_environment_is_sent_and_never_saved(private_dirs, monkeypatch):
     monkeypatch.setenv("MY_KEY", "sk-secret-123")
     with FakeServer([event("Hi there"), DONE]) as fake:
-        chat = load_chat(RunOptions(base_url=fake.url, api_key_env="MY_KEY")).chat
+        chat = converse(RunOptions(base_url=fake.url, api_key_env="MY_KEY"))
         from chatterm import sessions
         session = sessions.Session(name="keytest", messages=chat.messages)
         chat.on_change = lambda: session.save()
@@ -239,61 +237,63 @@ def test_api_key_from_the_environment_is_sent_and_never_saved(private_dirs, monk
 def test_api_key_env_must_be_a_name_and_set(monkeypatch):
     with FakeServer([DONE]) as fake:
         with pytest.raises(ConfigError, match="not the key") as e:
-            load_chat(RunOptions(base_url=fake.url, api_key_env="sk-abc/def"))
+            converse(RunOptions(base_url=fake.url, api_key_env="sk-abc/def"))
         assert "sk-abc" not in str(e.value)
         monkeypatch.delenv("UNSET_KEY_VAR", raising=False)
         with pytest.raises(ConfigError, match="UNSET_KEY_VAR is not set"):
-            load_chat(RunOptions(base_url=fake.url, api_key_env="UNSET_KEY_VAR"))
+            converse(RunOptions(base_url=fake.url, api_key_env="UNSET_KEY_VAR"))
 
 
 def test_without_a_tokenize_endpoint_counts_are_estimated():
     with FakeServer([DONE]) as fake:
-        engine = load_chat(RunOptions(base_url=fake.url)).chat.engine
+        engine = converse(RunOptions(base_url=fake.url)).engine
         assert engine.count_tokens("Hello world!") == estimate_tokens("Hello world!") == 4
         assert not engine.counts_exactly
         assert estimate_tokens("北京") == 2  # 6 bytes: CJK counts about a token a character
 
 
-def test_bad_base_url_in_models_toml(private_dirs):
-    config = private_dirs / "config" / "chatterm"
-    config.mkdir(parents=True)
-    (config / "models.toml").write_text('[models.x]\nbase_url = "ftp://host"\n')
+def test_bad_base_url_in_models_toml(user_models_toml):
+    user_models_toml('[models.x]\nbase_url = "ftp://host"\n')
     assert "http(s) URL" in one_line_error(run("-m", "x", "Hi"))
-    (config / "models.toml").write_text('[models.x]\nbase_url = "http://h/v1"\ntimeout = -1\n')
+    user_models_toml('[models.x]\nbase_url = "http://h/v1"\ntimeout = -1\n')
     assert "timeout" in one_line_error(run("-m", "x", "Hi"))
 
 
-def test_repl_in_a_terminal_against_the_server(server, private_dirs, tmp_path):
-    import pexpect
-
-    from tests.test_e2e_terminal import ask, quit_
-    env = {**os.environ, "TERM": "xterm-256color"}
-    child = pexpect.spawn(sys.executable, ["-m", "chatterm", "--base-url", server, "--temperature", "0",
-                                           "-s", SYSTEM, "--max-tokens", "2000"],
-                          env=env, encoding="utf-8", timeout=60, dimensions=(30, 160))
-    try:
-        child.expect("/help for commands")
-        ask(child, "What is the capital of France?", "Paris")
-        child.sendline("Write a very long story about a dragon and a knight, with many chapters.")
-        time.sleep(2.0)
-        child.sendintr()
-        child.expect("reply cut", timeout=5)
-        child.sendline(f"/save {tmp_path / 'chat.json'}")
-        child.expect("saved to")
-        quit_(child)
-    finally:
-        child.terminate(force=True)
-    import json
+def test_repl_in_a_terminal_against_the_server(server, spawn, tmp_path):
+    child = spawn("--base-url", server, "--temperature", "0", "-s", SYSTEM, "--max-tokens", "2000",
+                  dimensions=(30, 160), threads=False)
+    child.ask("What is the capital of France?", "Paris")
+    child.sendline("Write a very long story about a dragon and a knight, with many chapters.")
+    time.sleep(2.0)
+    child.sendintr()
+    child.expect("reply cut", timeout=5)
+    child.sendline(f"/save {tmp_path / 'chat.json'}")
+    child.expect("saved to")
+    child.quit()
     messages = json.loads((tmp_path / "chat.json").read_text())["messages"]
     assert "Paris" in messages[2]["content"]
     assert messages[-1]["finish"] == "cancelled" and messages[-1]["content"]
 
 
+def test_a_failed_request_is_recorded_as_a_failed_reply(spawn):
+    with FakeServer(status=500, body=b'{"error": {"message": "overloaded"}}') as fake:
+        chat = converse(RunOptions(base_url=fake.url))
+        with pytest.raises(RemoteError, match="overloaded"):
+            "".join(chat.send("Hi"))
+        assert chat.messages[-2:] == [{"role": "user", "content": "Hi"},
+                                      {"role": "assistant", "content": "", "finish": "error"}]
+        child = spawn("--base-url", fake.url, "--session", "failing", threads=False)
+        child.ask("Hi", r"error: .*overloaded.*/retry asks again")
+        child.quit()
+    messages = json.loads(session_files()[0].read_text())["messages"]
+    assert messages == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "", "finish": "error"}]
+
+
 def test_old_turns_leave_the_window_and_oversized_prompts_are_refused():
     from chatterm.errors import ContextOverflowError
     with FakeServer([event("ok"), DONE]) as fake:
-        chat = load_chat(RunOptions(base_url=fake.url, ctx=100, system="Be brief.",
-                                    sampling={"max_tokens": 16})).chat
+        chat = converse(RunOptions(base_url=fake.url, ctx=100, system="Be brief.",
+                                    sampling={"max_tokens": 16}))
         for i in range(4):
             assert "".join(chat.send(f"message number {i} " + "x" * 60)) == "ok"
         sent = fake.requests[-1]["json"]["messages"]

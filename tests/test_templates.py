@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from chatterm.errors import TemplateError
-from chatterm.templates import PRESETS, ChatTemplate, resolve
+from chatterm.conversation.templates import PRESETS, ChatTemplate, resolve
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
             {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "你好"}]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatterm.bpe_tokenizer import BPETokenizer
+from chatterm.engines.ctransformers.bpe_tokenizer import BPETokenizer
 
 CORPUS = [
     "Hello world", "What is the capital of France?",

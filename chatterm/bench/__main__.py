@@ -14,7 +14,7 @@ from chatterm.bench import llama_bench, process, renderer, report
 from chatterm.bench.stats import Figure, Target
 from chatterm.bench.terminal import PseudoTerminal
 from chatterm.engines.base import default_threads
-from chatterm.engines.llamacpp_engine import flash_attention
+from chatterm.engines.llamacpp import flash_attention
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,7 +93,7 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
                     if side is pipe:
                         side.append(eb.pipeline_decode(loaded, args.decode_tokens, terminal)[0])
                     else:  # the same bare loop, in this process or through the worker's pipe
-                        side.append(eb.raw_decode(engine if side is raw else loaded.chat.engine, prompt,
+                        side.append(eb.raw_decode(engine if side is raw else loaded.backend.engine, prompt,
                                                   args.decode_tokens))
                 pp.append(eb.raw_prompt(engine, long_ids))
                 if reference:
@@ -104,7 +104,7 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
                 turns.append(eb.conversation(loaded, args.turns, args.reply_tokens, terminal))
     finally:
         engine.close()
-        loaded.chat.engine.close()
+        loaded.backend.engine.close()
         del loaded, engine
         gc.collect()
     share = Figure(section, "pipeline / raw engine", "%", ratio(pipe, raw, 100))
@@ -197,13 +197,14 @@ def bench_process(args: argparse.Namespace, names: list[str], figures: list[Figu
 
 def one_shot_setup() -> dict:
     """What chatterm's one-shot uses, for the minimal scripts to use too."""
-    from chatterm import compat, gguf
-    from chatterm.bpe_tokenizer import BPETokenizer
+    from chatterm import gguf
     from chatterm.catalog import Catalog
+    from chatterm.conversation.templates import resolve
     from chatterm.engines.base import context_size
-    from chatterm.engines.ctransformers_engine import cpu_library
+    from chatterm.engines.ctransformers import compat
+    from chatterm.engines.ctransformers.bpe_tokenizer import BPETokenizer
+    from chatterm.engines.ctransformers.engine import cpu_library
     from chatterm.hardware import repack_off_reason
-    from chatterm.templates import resolve
 
     spec = Catalog.load().find(None)
     parsed = gguf.read(spec.model_path())
@@ -213,7 +214,7 @@ def one_shot_setup() -> dict:
     text = resolve(spec.template, parsed.chat_template, bos="", eos="").render(messages, add_generation_prompt=True)
     flash_attn = False
     if engines.installed("llama.cpp"):
-        from chatterm.engines.llamacpp_engine import bindings
+        from chatterm.engines.llamacpp import bindings
         from chatterm.hardware import llamacpp_gpu_layers
         flash_attn = flash_attention(llamacpp_gpu_layers("auto", bindings().llama_supports_gpu_offload())[0])
     return {"path": str(spec.model_path()), "compat_path": str(compat.compat_path(parsed)),

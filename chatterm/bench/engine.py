@@ -4,7 +4,7 @@
   sampling calls and nothing else (llama.cpp's C API; ctransformers' `LLM.eval` and
   `LLM.sample`, the loop its own `LLM.generate` runs); the same bare loop through the
   engine worker's pipe measures what isolation costs;
-- pipeline: chatterm's path a user sees: chat template -> `Chat` -> `Generation` ->
+- pipeline: chatterm's path a user sees: chat template -> `Conversation` -> `Generation` ->
   the isolated engine worker and its pipe -> `StreamRenderer` painting Markdown into a
   pseudo terminal;
 - conversation: time to first token for every turn of a multi-turn chat.
@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from chatterm import engines
-from chatterm.chat import Chat
+from chatterm import engines, loader
+from chatterm.conversation import Conversation
+from chatterm.conversation.local import LocalBackend
 from chatterm.engines.base import Engine, LoadOptions, Sampling
-from chatterm.loader import Loaded, RunOptions, load_chat
-from chatterm.render import StreamRenderer
+from chatterm.loader import Loaded, RunOptions
+from chatterm.ui.render import StreamRenderer
 
 from chatterm.bench.terminal import PseudoTerminal
 
@@ -47,23 +48,23 @@ PROMPT_TOKENS = 128  # prompt-processing figure: a 128-token prompt, like llama-
 
 def load(engine: str, threads: int) -> Loaded:
     """chatterm's chat on `engine`, loaded (in its worker) before anything is timed."""
-    loaded = load_chat(RunOptions(engine=engine, threads=threads))
-    loaded.chat.engine_ready()
+    loaded = loader.load(RunOptions(engine=engine, threads=threads))
+    loaded.backend.engine.wait_ready()
     return loaded
 
 
 def load_raw(loaded: Loaded, threads: int) -> Engine:
     """The same engine and model in this process, with the same context size."""
-    return engines.load(loaded.engine_name, LoadOptions(path=Path(loaded.path), n_ctx=loaded.chat.engine.n_ctx,
+    return engines.load(loaded.engine_name, LoadOptions(path=Path(loaded.path), n_ctx=loaded.backend.engine.n_ctx,
                                                         threads=threads))
 
 
-def fresh_chat(loaded: Loaded, sampling: Sampling) -> Chat:
+def fresh_chat(loaded: Loaded, sampling: Sampling) -> Conversation:
     """A new conversation on the loaded engine, the engine's evaluated state forgotten."""
-    old = loaded.chat
-    system = old.messages[0]["content"] if old.messages and old.messages[0]["role"] == "system" else None
+    old = loaded.backend
+    assert isinstance(old, LocalBackend)
     old.engine.reset()
-    return Chat(old.engine, old.template, sampling, old.stop, system=system)
+    return Conversation(LocalBackend(old.engine, old.template, old.stop), sampling, system=loaded.spec.system)
 
 
 def greedy(max_tokens: int, repeat_penalty: float = 1.0) -> Sampling:
@@ -75,7 +76,8 @@ def greedy(max_tokens: int, repeat_penalty: float = 1.0) -> Sampling:
 
 def decode_prompt(loaded: Loaded, n: int) -> list[int]:
     chat = fresh_chat(loaded, greedy(n))
-    return chat.fit([*chat.messages, {"role": "user", "content": DECODE_QUESTION}])[1]
+    prompt = chat.backend.measure([*chat.messages, {"role": "user", "content": DECODE_QUESTION}], None)[1]
+    return list(prompt[1])
 
 
 # ------------------------------------------------------------------ raw engine loops
@@ -127,7 +129,7 @@ def pipeline_decode(loaded: Loaded, n: int, terminal: PseudoTerminal) -> tuple[f
     finally:
         renderer.finish()
     assert chat.last is not None
-    return chat.last.tokens_per_s, len(chat.last.tokens)
+    return chat.last.tokens_per_s, chat.last.n_tokens
 
 
 def conversation(loaded: Loaded, turns: int, reply_tokens: int,
@@ -135,7 +137,7 @@ def conversation(loaded: Loaded, turns: int, reply_tokens: int,
     """(time to first token in s, prompt tokens) for each turn of one conversation.
     The clock starts when the message is sent (template and tokenizing included) and
     stops when the first text reaches the renderer."""
-    sampling = loaded.chat.sampling.updated(temperature=0.0, max_tokens=reply_tokens, seed=0)
+    sampling = loaded.defaults.updated(temperature=0.0, max_tokens=reply_tokens, seed=0)
     chat = fresh_chat(loaded, sampling)
     result = []
     for question in (QUESTIONS * (turns // len(QUESTIONS) + 1))[:turns]:
@@ -150,7 +152,7 @@ def conversation(loaded: Loaded, turns: int, reply_tokens: int,
         finally:
             renderer.finish()
         assert chat.last is not None
-        result.append((first if first is not None else float("nan"), len(chat.last.prompt)))
+        result.append((first if first is not None else float("nan"), chat.last.prompt_tokens))
     return result
 
 
@@ -159,4 +161,4 @@ def warm_up(loaded: Loaded, raw: Engine) -> None:
     chat = fresh_chat(loaded, greedy(8))
     for _ in chat.send("Hello"):
         pass
-    raw_decode(raw, chat.last.prompt if chat.last else [1], 8)
+    raw_decode(raw, getattr(chat.last, "prompt", [1]), 8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from chatterm.render import StreamRenderer
+from chatterm.ui.render import StreamRenderer
 
 from chatterm.bench.terminal import PseudoTerminal
 

@@ -36,7 +36,7 @@ class PseudoTerminal:
             self.received += len(data)
 
     def console(self) -> Any:
-        from chatterm.render import make_console
+        from chatterm.ui.render import make_console
 
         console = make_console("always", file=self.file)
         console.size = self.size

@@ -24,8 +24,8 @@ from chatterm.engines.base import Engine, LoadOptions, Sampling
 from chatterm.errors import EngineError
 
 ENGINE_NAMES = ("llama.cpp", "ctransformers")
-_MODULES = {"llama.cpp": ("llama_cpp", "chatterm.engines.llamacpp_engine", "LlamaCppEngine"),
-            "ctransformers": ("ctransformers", "chatterm.engines.ctransformers_engine",
+_MODULES = {"llama.cpp": ("llama_cpp", "chatterm.engines.llamacpp", "LlamaCppEngine"),
+            "ctransformers": ("ctransformers", "chatterm.engines.ctransformers.engine",
                               "CTransformersEngine")}
 
 __all__ = ["Engine", "LoadOptions", "Sampling", "choose", "load", "start", "ENGINE_NAMES"]

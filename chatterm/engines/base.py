@@ -2,39 +2,22 @@
 
 An engine turns token ids into sampled token ids and knows its vocabulary. Everything
 above it (UTF-8 assembly, stop strings, limits, cancellation, chat templates) lives once
-in `chatterm.generation` and `chatterm.chat`, so both engines behave alike, whether they
-run in this process or isolated in a worker (`chatterm.engines.isolated`).
+in `chatterm.conversation`, so both engines behave alike, whether they run in this
+process or isolated in a worker (`chatterm.engines.isolated`).
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Callable, ClassVar, Iterator, Sequence
 
 from chatterm.gguf import GGUFFile
+from chatterm.settings import Sampling
 
-
-@dataclass
-class Sampling:
-    temperature: float = 0.7
-    top_k: int = 40
-    top_p: float = 0.95
-    repeat_penalty: float = 1.1
-    seed: int | None = None
-    max_tokens: int = 1024
-    ignore_eog: bool = False  # go on past end of generation to max_tokens (benchmarks; llama.cpp's --ignore-eos)
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    def updated(self, **values: Any) -> "Sampling":
-        known = {k: v for k, v in values.items() if k in self.names() and v is not None}
-        return Sampling(**{**self.__dict__, **known})
-
+__all__ = ["Engine", "LoadOptions", "Sampling", "context_size", "default_threads", "never"]
 
 DEFAULT_CTX_CAP = 4096  # for models without a context_length entry: memory stays modest
 

@@ -2,7 +2,7 @@
 SGLang, llama.cpp's llama-server, llama-cpp-python's server and ollama all speak.
 
 The server owns the tokenizer and the chat template, so this engine works on messages
-and text, not token ids: `chatterm.remote_chat.RemoteChat` drives it. Streams arrive as
+and text, not token ids: `chatterm.conversation.remote.RemoteBackend` drives it. Streams arrive as
 server-sent events and are read on a worker thread, so Ctrl-C closes the connection at
 once instead of waiting for the server's next token. The API key is read from the
 environment when a request is made and is never stored, logged or shown.
@@ -19,7 +19,7 @@ import threading
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-from chatterm import sse
+from chatterm.engines.remote import sse
 from chatterm.errors import ConfigError, EngineError
 
 DEFAULT_CTX = 4096  # when neither the user nor the server says
@@ -74,6 +74,9 @@ class RemoteEngine:
 
     def state(self) -> str:
         return "ready"  # the server loaded its model; errors come with the first request
+
+    def wait_ready(self, cancelled: Callable[[], bool] = lambda: False) -> bool:
+        return True
 
     # ------------------------------------------------------------ requests
     def _headers(self) -> dict[str, str]:

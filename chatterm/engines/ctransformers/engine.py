@@ -1,5 +1,5 @@
 """ctransformers: GGML families natively, and modern GGUF llama files through a
-compatible copy (`chatterm.compat`) with chatterm's own tokenizer.
+compatible copy (`chatterm.engines.ctransformers.compat`) with chatterm's own tokenizer.
 
 ctransformers logs nothing and aborts on some malformed files: GGUF files are validated
 by `chatterm.gguf` before the library sees them, and GGML files, which have no structure
@@ -13,8 +13,9 @@ import random
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from chatterm import compat, gguf, hardware
-from chatterm.bpe_tokenizer import CONTROL, USER_DEFINED, BPETokenizer, partition, special_tokens
+from chatterm import gguf, hardware
+from chatterm.engines.ctransformers import compat
+from chatterm.engines.ctransformers.bpe_tokenizer import CONTROL, USER_DEFINED, BPETokenizer, partition, special_tokens
 from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never
 from chatterm.engines.libraries import import_bare
 from chatterm.errors import EngineError

@@ -1,47 +1,47 @@
 """The interactive chat: a prompt_toolkit prompt, replies streamed through the
 Markdown renderer, slash commands, and a session saved after every change.
 
-The loop never dies: an error while handling one input is one line, then the prompt
-comes back. Ctrl-C during a reply cancels the reply only; Ctrl-D or /exit quits. The
-model loads in its engine worker while the first question is typed; when the engine
-crashes, the reply so far is kept and a new worker is loading before the next prompt.
+The loop never dies: an error or a Ctrl-C while handling one input is one line, then
+the prompt comes back. Ctrl-C during a reply cancels the reply only; Ctrl-D or /exit
+quits. The model loads in its engine worker while the first question is typed; when
+the engine crashes, the reply so far is kept and a new worker is loading before the
+next prompt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import get_app, run_in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
-from prompt_toolkit.completion import Completer, Completion, PathCompleter
+from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 from rich.text import Text
 
-from chatterm import commands, paths, sessions
+from chatterm import loader, paths, sessions
+from chatterm.conversation import Conversation, Finish
 from chatterm.errors import ChattermError, EngineError
-from chatterm.interrupt import CancelFlag, ctrl_c_cancels, no_echo
-from chatterm.loader import Loaded, RunOptions, load_chat
-from chatterm.render import CodeBlock, StreamRenderer, make_console
-from chatterm.sanitize import clean
+from chatterm.loader import Loaded, RunOptions
+from chatterm.ui import commands
+from chatterm.ui.interrupt import CancelFlag, ctrl_c_cancels, no_echo
+from chatterm.ui.render import CodeBlock, StreamRenderer, make_console
+from chatterm.ui.sanitize import clean
 
-ENDINGS = {"cancelled": "reply cut: /continue resumes it",
-           "length": "reached max_tokens: /continue resumes it",
-           "context": "the context window is full"}
+ENDINGS = {Finish.CANCELLED: "reply cut: /continue resumes it",
+           Finish.LENGTH: "reached max_tokens: /continue resumes it",
+           Finish.CONTEXT: "the context window is full"}
 WATCH_S = 0.1  # how often the prompt looks at a loading engine
 
 
 class SlashCompleter(Completer):
-    """Command names after '/', paths after commands that take one, model names after /model."""
-
-    def __init__(self, model_names: Callable[[], Iterable[str]]):
-        self.paths = PathCompleter(expanduser=True)
-        self.model_names = model_names
+    """Command names after '/'; after a command, what that command completes."""
 
     def get_completions(self, document: Document, event: Any) -> Iterator[Completion]:
         text = document.text_before_cursor
@@ -54,16 +54,8 @@ class SlashCompleter(Completer):
                     yield Completion("/" + cmd.name, start_position=-len(text), display_meta=cmd.help)
             return
         cmd = commands.COMMANDS.get(name.lower())
-        if cmd is not None and cmd.takes_path:
-            yield from self.paths.get_completions(Document(arg, len(arg)), event)
-        elif cmd is not None and cmd.name == "model":
-            for model in self.model_names():
-                if model.startswith(arg):
-                    yield Completion(model, start_position=-len(arg))
-        elif cmd is not None and cmd.name == "set" and " " not in arg:
-            for param in ("temperature", "top_k", "top_p", "repeat_penalty", "max_tokens", "seed"):
-                if param.startswith(arg):
-                    yield Completion(param, start_position=-len(arg))
+        if cmd is not None and cmd.complete is not None:
+            yield from cmd.complete(arg)
 
 
 def key_bindings() -> KeyBindings:
@@ -88,14 +80,17 @@ def _history() -> History:
 
 
 class Repl:
+    """The loop, and the `commands.CommandContext` slash commands work through."""
+
     def __init__(self, options: RunOptions, session: sessions.Session, *,
-                 loaded: Loaded | None = None, console: Console | None = None,
-                 input: Any = None, output: Any = None,
-                 loader: Callable[[RunOptions], Loaded] = load_chat):
+                 loaded: Loaded | None = None, conversation: Conversation | None = None,
+                 console: Console | None = None, input: Any = None, output: Any = None,
+                 load: Callable[[RunOptions], Loaded] = loader.load):
         self.options = options
-        self.loader = loader
+        self.load = load  # how /model loads a model
         self.console = console or make_console()
-        self.loaded = loaded or loader(options)
+        self.loaded = loaded or load(options)
+        self.conversation = conversation or _conversation(self.loaded, options, session)
         self.session = session
         self.code_blocks: list[CodeBlock] = []
         self.prefill = ""
@@ -103,21 +98,21 @@ class Repl:
         self._told: set[str] = set()  # engine notes already shown
         self._started = False  # a first input was handled: the chat is under way
         if not session.messages:
-            session.messages = self.chat.messages  # the system prompt, or a piped-in turn
-        self._bind_chat()
+            session.messages = self.conversation.messages  # the system prompt, or a piped-in turn
+        elif session.messages is not self.conversation.messages:  # -i into a saved session: add the turn
+            session.messages += [m for m in self.conversation.messages if m["role"] != "system"]
+            self.conversation.replace_messages(session.messages)
+        self.conversation.on_change = self.save
         self.prompt = PromptSession(
             history=_history(), auto_suggest=AutoSuggestFromHistory(),
-            completer=SlashCompleter(self._model_names), complete_while_typing=True,
+            completer=SlashCompleter(), complete_while_typing=True,
             key_bindings=key_bindings(), bottom_toolbar=self.toolbar, multiline=False,
             input=input, output=output)
-
-    @property
-    def chat(self) -> Any:
-        return self.loaded.chat
 
     # ------------------------------------------------------------ loop
     def run(self) -> None:
         sessions.clean_leftovers()
+        self.conversation.measure()  # a server is asked now, not while the toolbar paints
         while True:
             try:
                 text = self.prompt.prompt([("class:prompt", "› ")], default=self.prefill,
@@ -136,8 +131,11 @@ class Repl:
                     commands.dispatch(self, text)
                 else:
                     self.ask(text[1:] if text.startswith("//") else text)
+                self.conversation.measure()  # as above
             except EOFError:
                 break
+            except KeyboardInterrupt:  # in a command that was not streaming: it stops, the chat goes on
+                self.note("(stopped)")
             except ChattermError as e:
                 self.error(str(e))
             except Exception as e:  # the loop never dies
@@ -149,20 +147,21 @@ class Repl:
                   f"session {self.session.name} · /help for commands, Ctrl-D to quit")
 
     def toolbar(self) -> list[tuple[str, str]]:
-        chat, gen = self.chat, self.chat.last
-        state = chat.engine.state()  # never waits: the model may still be loading
+        conversation, reply = self.conversation, self.conversation.last
+        engine = conversation.engine
+        state = engine.state()  # never waits: the model may still be loading
         if state == "ready":
-            used, total = chat.context_used, chat.engine.n_ctx
-            where = f"{chat.engine.device} · ctx {used:,}/{total:,} ({100 * used // max(total, 1)}%)"
+            used, total = conversation.context_used or 0, engine.n_ctx
+            where = f"{engine.device} · ctx {used:,}/{total:,} ({100 * used // max(total, 1)}%)"
         else:
             where = "no model: /model NAME" if state == "failed" else "loading the model…"
-        speed = f" · {gen.tokens_per_s:.1f} tok/s" if gen is not None and gen.tokens_per_s else ""
+        speed = f" · {reply.tokens_per_s:.1f} tok/s" if reply is not None and reply.tokens_per_s else ""
         return [("class:bottom-toolbar", f" {self.loaded.spec.name} · {self.loaded.engine_name} · {where}{speed} ")]
 
     async def _engine_news(self) -> None:
         """While the prompt waits for input: tell what the loading engine settles on
         (its notes, a failure, a crash while loading) above the prompt when it happens."""
-        engine = self.chat.engine
+        engine = self.conversation.engine
         while True:
             state = engine.state()
             if state == "ready":
@@ -172,7 +171,7 @@ class Repl:
                 return
             if state != "loading":
                 try:
-                    self.chat.engine_ready()  # raises the failure, or the crash (once)
+                    self.conversation.ready()  # raises the failure, or the crash (once)
                 except ChattermError as e:
                     app = get_app()
                     if state == "failed" and not self._started and not app.current_buffer.text:
@@ -192,7 +191,7 @@ class Repl:
         get_app().create_background_task(self._engine_news())
 
     def tell_notes(self) -> None:
-        for note in self.chat.engine.notes:
+        for note in self.conversation.engine.notes:
             if note not in self._told:
                 self._told.add(note)
                 self.note(note)
@@ -202,36 +201,39 @@ class Repl:
         """A question that is not sent (the model did not load, the user stopped waiting
         for it, it does not fit the window) goes back into the input, for editing."""
         try:
-            sent = self.stream(self.chat.send(text, self.cancel_flag()))
+            sent = self.show_reply(self.conversation.send(text, self.cancelled))
         except ChattermError:
             self.prefill = text
             raise
         if not sent:
             self.prefill = text
 
-    def cancel_flag(self) -> Callable[[], bool]:
-        return lambda: self._cancel()
+    def cancelled(self) -> bool:
+        return self._cancel()
 
-    def wait_for_engine(self, chat: Any, what: str) -> bool:
-        """Wait for `chat`'s model to load, with a spinner; False at Ctrl-C."""
-        if chat.engine.state() == "ready":
+    def wait_for_engine(self, loaded: Loaded) -> bool:
+        """Wait for `loaded`'s model to load, with a spinner; False at Ctrl-C."""
+        engine = loaded.backend.engine
+        if engine.state() == "ready":
             return True
-        with ctrl_c_cancels() as flag, self.console.status(f"{what} (Ctrl-C to stop waiting)"):
+        with ctrl_c_cancels() as flag, \
+                self.console.status(f"loading {loaded.spec.name}… (Ctrl-C to stop waiting)"):
             try:
-                return bool(chat.engine_ready(flag))
+                return bool(engine.wait_ready(flag))
             except KeyboardInterrupt:
                 return False
 
-    def stream(self, chunks: Iterator[str]) -> bool:
+    def show_reply(self, chunks: Iterator[str]) -> bool:
         """Render a reply as it streams; False if the model had not loaded and the
         user stopped waiting for it (nothing was sent)."""
-        if not self.wait_for_engine(self.chat, f"loading {self.loaded.spec.name}…"):
+        if not self.wait_for_engine(self.loaded):
             self.note("(stopped waiting for the model)")
             return False
         self.tell_notes()
-        renderer = StreamRenderer(self.console, markdown=self.console.is_terminal)
+        conversation = self.conversation
+        renderer = StreamRenderer(self.console)
         failure: EngineError | None = None
-        before = self.chat.last
+        before = conversation.last
         try:
             with ctrl_c_cancels() as flag, no_echo():
                 self._cancel = flag
@@ -243,85 +245,73 @@ class Repl:
         except KeyboardInterrupt:  # a second Ctrl-C during a long prompt evaluation
             pass
         except EngineError as e:
-            if self.chat.last is before:
+            if conversation.last is before:
                 raise  # no reply started: the caller keeps what was asked
             failure = e  # the reply so far is kept: said on the error's line
         finally:
             self._cancel = CancelFlag()
-        if not self.console.is_terminal:
-            self.console.file.write("\n")
         self.code_blocks = renderer.code_blocks
-        gen = self.chat.last
-        if self.chat.dropped:
-            self.note(f"({self.chat.dropped} oldest messages left out to fit the context window)")
+        reply = conversation.last
+        if conversation.dropped:
+            self.note(f"({conversation.dropped} oldest messages left out to fit the context window)")
         if failure is not None:
-            kept = gen is not None and gen.text
+            kept = reply is not None and reply.text
             self.error(failure.adding("; the reply so far is kept: /continue resumes it" if kept
                                       else "; /retry asks again"))
-        elif gen is not None and gen.finish in ENDINGS:
-            self.note(f"({ENDINGS[gen.finish]})")
+        elif reply is not None and reply.finish in ENDINGS:
+            self.note(f"({ENDINGS[reply.finish]})")
         return True
 
     # ------------------------------------------------------------ sessions
-    def _bind_chat(self) -> None:
-        """The session's message list *is* the chat's: one list, saved on every change."""
-        self.chat.messages = self.session.messages
-        self.chat.on_change = self.save
-        self.session.model, self.session.engine = self.loaded.spec.name, self.loaded.engine_name
-
-    def start_session(self, session: sessions.Session, keep_system: bool = False) -> None:
+    def open_session(self, session: sessions.Session, keep_system: bool = False) -> None:
+        """`session` in place of the current one, with its messages and settings (a
+        new one, `keep_system`, starts with the current system prompt and settings)."""
+        conversation = self.conversation
         if keep_system and not session.messages:
-            session.messages = [dict(m) for m in self.chat.messages[:1] if m["role"] == "system"]
+            session.messages = [dict(m) for m in conversation.messages[:1] if m["role"] == "system"]
+            session.sampling = dict(conversation.overrides)
         self.session = session
-        self.chat.last = None
         self.code_blocks = []
-        self._bind_chat()
+        conversation.replace_messages(session.messages)
+        conversation.overrides = dict(session.sampling)
 
     def save(self, path: Any = None) -> Any:
-        self.session.messages = self.chat.messages
-        self.session.engine = self.loaded.engine_name  # a crash may have switched it
-        return self.session.save(path)
+        session = self.session
+        session.messages = self.conversation.messages
+        session.sampling = dict(self.conversation.overrides)
+        session.model, session.engine = self.loaded.spec.name, self.loaded.engine_name  # a crash may switch engines
+        return session.save(path)
 
     def replay(self) -> None:
-        for m in self.chat.messages:
+        for m in self.conversation.messages:
             if m["role"] == "user":
                 self.console.print(Text("› " + m["content"], style="bold"))
             elif m["role"] == "assistant":
-                renderer = StreamRenderer(self.console, markdown=self.console.is_terminal)
+                renderer = StreamRenderer(self.console)
                 renderer.feed(m["content"])
                 renderer.finish()
-                if not self.console.is_terminal:
-                    self.console.file.write("\n")
-        self.note(f"session {self.session.name}: {len(self.chat.messages)} messages")
+        self.note(f"session {self.session.name}: {len(self.conversation.messages)} messages")
 
     def switch_model(self, name: str) -> None:
         """The new model replaces the old one only once it has loaded: a model that
         fails to load, or a Ctrl-C while it loads, leaves the chat as it was."""
-        options = RunOptions(**{**self.options.__dict__, "model": name})
-        loaded = self.loader(options)
+        options = dataclasses.replace(self.options, model=name)
+        loaded = self.load(options)
         try:
-            ready = self.wait_for_engine(loaded.chat, f"loading {loaded.spec.name}…")
+            ready = self.wait_for_engine(loaded)
         except BaseException:
-            loaded.chat.engine.close()
+            loaded.backend.engine.close()
             raise
         if not ready:
-            loaded.chat.engine.close()
+            loaded.backend.engine.close()
             self.note(f"(stopped loading {loaded.spec.name}; still chatting with {self.loaded.spec.name})")
             return
-        loaded.chat.sampling = loaded.chat.sampling.updated(**self.options.sampling)
         old = self.loaded
         self.loaded, self.options = loaded, options
-        self._bind_chat()
-        old.chat.engine.close()
-        self.note(f"now chatting with {loaded.spec.name} on {loaded.engine_name} ({loaded.chat.engine.device})")
+        self.conversation.switch(loaded.backend, loaded.defaults)
+        old.backend.engine.close()
+        self.note(f"now chatting with {loaded.spec.name} on {loaded.engine_name} ({loaded.backend.engine.device})")
         self.tell_notes()
-
-    def _model_names(self) -> list[str]:
-        from chatterm.catalog import Catalog
-        try:
-            return sorted(Catalog.load().models)
-        except ChattermError:
-            return []
 
     # ------------------------------------------------------------ output
     # One logical line each, wrapped by the terminal rather than broken by rich: a
@@ -333,7 +323,17 @@ class Repl:
         self.console.print(Text(f"error: {clean(' '.join(text.split()))}", style="bold red"), soft_wrap=True)
 
 
-def open_session(name: str | None, resume: bool) -> sessions.Session:
+def _conversation(loaded: Loaded, options: RunOptions, session: sessions.Session) -> Conversation:
+    """A conversation for `session`: its messages, and its saved settings under the
+    ones given now on the command line."""
+    conversation = loader.conversation(loaded, options)
+    conversation.overrides = {**session.sampling, **options.sampling}
+    if session.messages:
+        conversation.replace_messages(session.messages)
+    return conversation
+
+
+def choose_session(name: str | None, resume: bool) -> sessions.Session:
     if resume:
         recent = sessions.most_recent()
         if recent is None:
@@ -349,8 +349,9 @@ def open_session(name: str | None, resume: bool) -> sessions.Session:
 
 
 def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = False,
-             color: str = "auto", loaded: Loaded | None = None, tty_input: bool = False) -> None:
-    chosen = open_session(session, resume)
+             color: str = "auto", loaded: Loaded | None = None, conversation: Conversation | None = None,
+             tty_input: bool = False) -> None:
+    chosen = choose_session(session, resume)
     console = make_console(color)
     pt_input = None
     if tty_input:  # stdin was a pipe (chatterm -i): talk to the terminal itself
@@ -360,12 +361,12 @@ def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = 
         except OSError:
             raise ChattermError("no terminal to continue the chat on (-i needs one)") from None
     resumed = bool(chosen.messages)
-    repl = Repl(options, chosen, loaded=loaded, console=console, input=pt_input)
+    repl = Repl(options, chosen, loaded=loaded, conversation=conversation, console=console, input=pt_input)
     repl.banner()
     if resumed:
         repl.replay()
     repl.run()
-    repl.chat.engine.close()
-    if any(m["role"] != "system" for m in repl.chat.messages):
+    repl.conversation.engine.close()
+    if any(m["role"] != "system" for m in repl.conversation.messages):
         repl.save()
         print(f"session saved: {repl.session.path} (chatterm -c resumes it)", file=sys.stderr)

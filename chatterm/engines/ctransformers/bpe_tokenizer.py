@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from chatterm.errors import ModelFileError
-from chatterm.pretokenize import SPLITTERS
+from chatterm.engines.ctransformers.pretokenize import SPLITTERS
 
 # GGUF `tokenizer.ggml.token_type` values.
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6

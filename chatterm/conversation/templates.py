@@ -74,6 +74,9 @@ PRESET_STOPS: dict[str, list[str]] = {
 }
 
 
+CHOICES = ("gguf", *PRESETS)  # gguf: the model file's own template
+
+
 def _raise(message: str) -> None:
     raise TemplateError(f"chat template raised: {message}")
 
@@ -127,8 +130,8 @@ class ChatTemplate:
 
 def check(choice: str) -> str:
     """`choice` if it names a template ('gguf' or a preset), else TemplateError."""
-    if choice != "gguf" and choice not in PRESETS:
-        raise TemplateError(f"unknown chat template {choice!r}; presets: {', '.join(PRESETS)}")
+    if choice not in CHOICES:
+        raise TemplateError(f"unknown chat template {choice!r}; choose {', '.join(CHOICES)}")
     return choice
 
 

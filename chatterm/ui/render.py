@@ -24,7 +24,7 @@ from rich.markdown import Markdown
 from rich.syntax import Syntax
 from rich.text import Text
 
-from chatterm.sanitize import clean
+from chatterm.ui.sanitize import clean
 
 FPS = 12
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)")
@@ -56,9 +56,11 @@ class _Tail:
 
 
 def make_console(color: str = "auto", file: Any = None) -> Console:
-    """chatterm's console: rich markup off (nothing printed is ever parsed as markup)."""
+    """chatterm's console: rich markup off (nothing printed is ever parsed as markup).
+    The one terminal-or-plain decision: `console.is_terminal` (a terminal, or --color
+    always) gets Markdown and colour; a pipe, a file or --color never gets plain text."""
     return Console(file=file, markup=False, emoji=False, highlight=False,
-                   force_terminal=True if color == "always" else None,
+                   force_terminal={"always": True, "never": False}.get(color),
                    no_color=True if color == "never" else None)
 
 
@@ -81,11 +83,14 @@ def _markdown(text: str) -> Markdown:
 
 
 class StreamRenderer:
-    """feed() chunks of model text, then finish(). Plain mode prints text as it comes."""
+    """feed() chunks of model text, then finish(). Plain mode (`markdown` False; by
+    default when the console is no terminal) prints the text as it comes and ends it
+    with a newline."""
 
-    def __init__(self, console: Console, *, markdown: bool = True, max_block_lines: int | None = None):
+    def __init__(self, console: Console, *, markdown: bool | None = None, max_block_lines: int | None = None):
         self.console = console
-        self.markdown = markdown
+        self.markdown = console.is_terminal if markdown is None else markdown
+        self._newline = True  # plain mode: the output so far ends a line
         self.code_blocks: list[CodeBlock] = []
         self._partial: list[str] = []  # the unfinished line, as chunks
         self._block: list[str] = []  # finished lines of the open Markdown block
@@ -98,8 +103,10 @@ class StreamRenderer:
     def feed(self, chunk: str) -> None:
         chunk = clean(chunk)
         if not self.markdown:  # plain text as it comes; lines still tracked for /copy
-            self.console.file.write(chunk)
-            self.console.file.flush()
+            if chunk:
+                self.console.file.write(chunk)
+                self.console.file.flush()
+                self._newline = chunk.endswith("\n")
         elif self._live is None:
             self._start_live()
         *lines, rest = chunk.split("\n")
@@ -124,6 +131,10 @@ class StreamRenderer:
             self._close_fence()
         self._flush_block()
         self._stop_live()
+        if not self._newline:
+            self.console.file.write("\n")
+            self.console.file.flush()
+            self._newline = True
 
     # ------------------------------------------------------------ blocks
     def _line(self, line: str) -> None:

@@ -1,6 +1,6 @@
-"""Streaming one reply: token ids in, text chunks out.
+"""Streaming one reply from a local engine: token ids in, text chunks out.
 
-Shared by every engine and every front end. Per token the work is constant: one
+Shared by both local engines and every front end. Per token the work is constant: one
 incremental UTF-8 decode and a stop-string check over a window no longer than the
 longest stop string, never over the whole reply.
 """
@@ -11,37 +11,31 @@ import codecs
 import time
 from typing import Callable, Iterator, Sequence
 
-from chatterm.engines.base import Engine, Sampling
+from chatterm.conversation.reply import Finish, Reply
+from chatterm.engines.base import Engine, Sampling, never
 from chatterm.errors import EngineError
 
-# Why a reply ended. ERROR: the engine failed or died mid-reply (the text so far is kept).
-EOG, STOP, LENGTH, CONTEXT, CANCELLED, ERROR = "eog", "stop", "length", "context", "cancelled", "error"
-CUT = (LENGTH, CANCELLED, ERROR)  # replies /continue can carry on
+EOG, STOP, LENGTH, CONTEXT, CANCELLED, ERROR = (Finish.EOG, Finish.STOP, Finish.LENGTH, Finish.CONTEXT,
+                                                Finish.CANCELLED, Finish.ERROR)
 
 
-class Generation:
-    """Iterate to get text chunks; afterwards `text`, `tokens`, `finish` tell the rest."""
+class Generation(Reply):
+    """A reply from a local engine; `tokens` are its sampled ids (the end-of-generation
+    one too), which the prompt cache keeps."""
 
     def __init__(self, engine: Engine, prompt: Sequence[int], sampling: Sampling,
-                 stop: Sequence[str] = (), cancelled: Callable[[], bool] = lambda: False):
+                 stop: Sequence[str] = (), cancelled: Callable[[], bool] = never):
+        super().__init__(len(prompt))
         self.engine = engine
         self.prompt = list(prompt)
         self.sampling = sampling
         self.stop = [s for s in stop if s]
         self.cancelled = cancelled
-        self.tokens: list[int] = []  # every sampled token, the end-of-generation one too
-        self.finish: str | None = None
-        self.first_token_s: float | None = None  # from start to the first token
-        self.elapsed_s = 0.0
-        self._chunks: list[str] = []
+        self.tokens: list[int] = []
 
     @property
-    def text(self) -> str:
-        return "".join(self._chunks)
-
-    @property
-    def tokens_per_s(self) -> float:
-        return decode_rate(len(self.tokens), self.elapsed_s, self.first_token_s)
+    def n_tokens(self) -> int:
+        return len(self.tokens)
 
     def __iter__(self) -> Iterator[str]:
         engine, stops = self.engine, self.stop
@@ -104,13 +98,6 @@ class Generation:
         for _ in self:
             pass
         return self.text
-
-
-def decode_rate(n_tokens: int, elapsed_s: float, first_token_s: float | None) -> float:
-    """Tokens a second after the first (which pays for the prompt); 0 when unknown."""
-    decode_s = elapsed_s - (first_token_s or 0.0)
-    n = n_tokens - 1
-    return n / decode_s if n > 0 and decode_s > 0 else 0.0
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> int | None:

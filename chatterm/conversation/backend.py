@@ -1,0 +1,37 @@
+"""What a conversation needs from whatever answers it: a local engine with its chat
+template and prompt cache (`local.LocalBackend`) or an OpenAI-compatible server
+(`remote.RemoteBackend`). The conversation owns the messages; a backend measures a
+prompt, streams a reply to it, and remembers what it evaluated."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, TypeVar
+
+from chatterm.conversation.reply import Reply
+from chatterm.settings import Sampling
+
+P = TypeVar("P")  # a backend's prompt: token ids, or a request body
+
+
+class Backend(Protocol[P]):
+    engine: Any  # the `Engine` interface, or the remote engine's like of it (state, notes, device, n_ctx, close)
+    size_note: str  # how prompt sizes were counted, for the context-overflow error
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    def measure(self, messages: list[dict], tail: str | None) -> tuple[int, P]:
+        """(size in tokens, prompt) of `messages` ready for a reply; `tail` (when
+        continuing a reply) is the start of that reply."""
+
+    def reply(self, prompt: P, sampling: Sampling, cancelled: Callable[[], bool]) -> Reply:
+        """A reply to `prompt`, streamed as it is iterated."""
+
+    def settle(self, prompt: P, reply: Reply) -> int:
+        """The reply ended (in any way): remember what was evaluated; returns the tokens
+        the conversation now fills in the context window."""
+
+
+def wire(messages: list[dict]) -> list[dict[str, str]]:
+    """Messages as templates and servers take them: role and content only."""
+    return [{"role": m["role"], "content": m["content"]} for m in messages]

@@ -1,0 +1,82 @@
+"""A conversation's backend on a local engine: the chat template renders the
+messages, and the token ids the engine has already evaluated are kept, so each turn
+feeds the engine only its new text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from chatterm.conversation import templates
+from chatterm.conversation.backend import wire
+from chatterm.conversation.generation import Generation
+from chatterm.conversation.reply import Finish, Reply
+from chatterm.conversation.templates import ChatTemplate
+from chatterm.engines.base import Engine, Sampling
+
+
+@dataclass
+class PromptCache:
+    """Text the engine has evaluated and its exact token ids (generated ids included:
+    re-tokenizing a reply can give other ids and would defeat prefix reuse)."""
+
+    text: str = ""
+    ids: list[int] = field(default_factory=list)
+
+
+class LocalBackend:
+    size_note = ""  # sizes are exact: the engine's own tokenizer
+
+    def __init__(self, engine: Engine, template: ChatTemplate | str, stop: list[str] | None = None):
+        """`template`: a ChatTemplate, or its choice ("gguf": the file's own, else a
+        preset name), resolved when first needed: an engine still loading in its worker
+        does not know its file's template yet, and the prompt must not wait for it."""
+        self.engine = engine
+        self._template = template if isinstance(template, ChatTemplate) else None
+        self._template_choice = template if isinstance(template, str) else ""
+        self.stop = list(stop or [])  # the model's stop strings; the template's are added
+        self.cache = PromptCache()
+
+    @property
+    def n_ctx(self) -> int:
+        return self.engine.n_ctx
+
+    @property
+    def template(self) -> ChatTemplate:
+        if self._template is None:
+            engine = self.engine
+            self._template = templates.resolve(self._template_choice, engine.chat_template,
+                                               bos=engine.bos_text, eos=engine.eos_text)
+        return self._template
+
+    def stops(self) -> list[str]:
+        """The model's stop strings and those its template's preset needs."""
+        return self.stop + [s for s in templates.PRESET_STOPS.get(self.template.name, []) if s not in self.stop]
+
+    def measure(self, messages: list[dict], tail: str | None) -> tuple[int, tuple[str, list[int]]]:
+        text = self.template.render(wire(messages), add_generation_prompt=True) + (tail or "")
+        ids = self._tokenize(text)
+        return len(ids), (text, ids)
+
+    def _tokenize(self, text: str) -> list[int]:
+        cache, engine = self.cache, self.engine
+        if cache.ids and text.startswith(cache.text):
+            return cache.ids + engine.tokenize(text[len(cache.text):])
+        ids = engine.tokenize(text)
+        if engine.add_bos and engine.bos_id is not None and (not ids or ids[0] != engine.bos_id):
+            ids.insert(0, engine.bos_id)
+        return ids
+
+    def reply(self, prompt: tuple[str, list[int]], sampling: Sampling, cancelled: Callable[[], bool]) -> Reply:
+        return Generation(self.engine, prompt[1], sampling, self.stops(), cancelled)
+
+    def settle(self, prompt: tuple[str, list[int]], reply: Reply) -> int:
+        assert isinstance(reply, Generation)
+        if reply.finish == Finish.ERROR:
+            # The engine failed or died: a new one (perhaps another engine, with
+            # another tokenizer) starts from the text, not from these ids.
+            self.cache = PromptCache()
+            return len(prompt[1])
+        text, ids = prompt
+        self.cache = PromptCache(text + self.engine.detokenize(reply.tokens, special=True), ids + reply.tokens)
+        return len(self.cache.ids)

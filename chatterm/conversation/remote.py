@@ -1,0 +1,102 @@
+"""A conversation's backend on an OpenAI-compatible server (`RemoteEngine`).
+
+The server applies its own chat template; chatterm sends messages and counts tokens
+only to keep the conversation inside the context window (exact counts from the
+server's tokenize endpoint when it has one, else a documented estimate). Continuing a
+reply goes through the completions API with the conversation rendered by the entry's
+chat template: the chat API has no portable way to extend an answer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from chatterm.conversation.backend import wire
+from chatterm.conversation.reply import Finish, Reply
+from chatterm.conversation.templates import ChatTemplate
+from chatterm.engines.remote.engine import RemoteEngine, RemoteError
+from chatterm.errors import EngineError
+from chatterm.settings import Sampling
+
+MESSAGE_OVERHEAD = 4  # role and separators per message, as OpenAI's own counting adds
+
+
+@dataclass
+class Request:
+    path: str  # "chat/completions" or "completions"
+    body: dict[str, Any]  # its messages, or its prompt
+    size: int  # tokens
+
+
+class RemoteReply(Reply):
+    def __init__(self, engine: RemoteEngine, request: Request, payload: dict[str, Any],
+                 cancelled: Callable[[], bool]):
+        super().__init__(request.size)
+        self.engine, self.request, self.payload, self.cancelled = engine, request, payload, cancelled
+
+    def __iter__(self) -> Iterator[str]:
+        start = time.perf_counter()
+        try:
+            for text in self.engine.stream(self.request.path, self.payload, self.cancelled):
+                if self.first_token_s is None:
+                    self.first_token_s = time.perf_counter() - start
+                self._chunks.append(text)  # servers send about one token per event
+                yield text
+            if self.cancelled():
+                self.finish = Finish.CANCELLED
+            else:
+                self.finish = Finish.LENGTH if self.engine.finish_reason == "length" else Finish.EOG
+        except RemoteError as e:
+            self.finish = Finish.ERROR
+            if self.request.path == "completions" and "HTTP 404" in str(e):
+                raise RemoteError(f"{self.engine.base_url} has no completions API (HTTP 404): /continue "
+                                  "needs it on a remote model") from None
+            raise
+        except (KeyboardInterrupt, GeneratorExit):
+            self.finish = Finish.CANCELLED
+            raise
+        finally:
+            self.elapsed_s = time.perf_counter() - start
+
+
+class RemoteBackend:
+    def __init__(self, engine: RemoteEngine, stop: list[str] | None = None,
+                 template: ChatTemplate | None = None):
+        self.engine = engine
+        self.stop = list(stop or [])
+        self.template = template  # only for /continue through the completions API
+
+    @property
+    def n_ctx(self) -> int:
+        return self.engine.n_ctx
+
+    @property
+    def size_note(self) -> str:
+        return "" if self.engine.counts_exactly else " (estimated: the server has no tokenize endpoint)"
+
+    def measure(self, messages: list[dict], tail: str | None) -> tuple[int, Request]:
+        if tail is None:
+            body = wire(messages)
+            size = sum(self.engine.count_tokens(m["content"]) + MESSAGE_OVERHEAD for m in body)
+            return size, Request("chat/completions", {"messages": body}, size)
+        if self.template is None:
+            raise EngineError("/continue on a remote model needs its chat template: set template = "
+                              "\"chatml\" (or the model's preset) in its models.toml entry or pass --template")
+        prompt = self.template.render(wire(messages), add_generation_prompt=True) + tail
+        size = self.engine.count_tokens(prompt)
+        return size, Request("completions", {"prompt": prompt}, size)
+
+    def reply(self, prompt: Request, sampling: Sampling, cancelled: Callable[[], bool]) -> Reply:
+        payload: dict[str, Any] = {
+            "model": self.engine.model, "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "max_tokens": max(1, min(sampling.max_tokens, self.n_ctx - prompt.size)), **prompt.body}
+        if sampling.seed is not None:
+            payload["seed"] = sampling.seed
+        if self.stop:
+            payload["stop"] = self.stop[:4]  # the API's limit
+        return RemoteReply(self.engine, prompt, payload, cancelled)
+
+    def settle(self, prompt: Request, reply: Reply) -> int:
+        return prompt.size + reply.n_tokens

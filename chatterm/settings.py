@@ -1,0 +1,108 @@
+"""Sampling settings, declared once: each field of `Sampling` carries its type, range
+and help, and everything else is derived from that declaration: the click options,
+the validation of models.toml and of session files, `/set` and its completion.
+
+Imported by the command line at start-up, so it stays light (no engine, no rich).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from chatterm.errors import ChattermError
+
+
+class SettingError(ChattermError):
+    """A sampling value of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    kind: type  # int or float
+    low: float | None
+    high: float | None
+    help: str
+    optional: bool  # None is a value ("seed": a random one)
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def range_text(self) -> str:
+        if self.high is None:
+            return f">= {self.low:g}"
+        return f"{self.low:g}-{self.high:g}"
+
+    def check(self, value: Any) -> Any:
+        """`value` as this setting's type, or SettingError saying what is wrong."""
+        if value is None and self.optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or self.kind is int and not isinstance(value, int):
+            raise SettingError(f"{self.name} must be {'an integer' if self.kind is int else 'a number'}, "
+                               f"not {value!r}")
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise SettingError(f"{self.name} = {value} is out of range ({self.range_text()})")
+        return self.kind(value)
+
+    def parse(self, text: str) -> Any:
+        """A value typed by the user (`/set`)."""
+        text = text.strip()
+        if self.optional and text.lower() in ("none", "random"):
+            return None
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise SettingError(f"{self.name} must be {'an integer' if self.kind is int else 'a number'}, "
+                               f"not {text!r}") from None
+        return self.check(value)
+
+
+def _setting(default: Any, kind: type, help: str, low: float = 0, high: float | None = None,
+             optional: bool = False) -> Any:
+    return field(default=default, metadata={"setting": (kind, low, high, help, optional)})
+
+
+@dataclass
+class Sampling:
+    temperature: float = _setting(0.7, float, "Randomness of sampling; 0 = greedy.")
+    top_k: int = _setting(40, int, "Sample from the K likeliest tokens (0 = all).")
+    top_p: float = _setting(0.95, float, "Nucleus sampling: the likeliest tokens holding this mass.", high=1)
+    repeat_penalty: float = _setting(1.1, float, "Penalty for repeating recent tokens (1 = none).")
+    seed: int | None = _setting(None, int, "Seed for reproducible sampling (unset: random).",
+                                high=2**31 - 1, optional=True)
+    max_tokens: int = _setting(1024, int, "Most tokens in one reply.", low=1)
+    # Not a user setting: go on past end of generation to max_tokens (benchmarks;
+    # llama.cpp's --ignore-eos).
+    ignore_eog: bool = False
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def updated(self, **values: Any) -> "Sampling":
+        known = {k: v for k, v in values.items() if k in self.names() and v is not None}
+        return Sampling(**{**self.__dict__, **known})
+
+
+SETTINGS: dict[str, Setting] = {
+    f.name: Setting(f.name, *f.metadata["setting"]) for f in fields(Sampling) if "setting" in f.metadata}
+
+
+def validated(values: Any, where: str) -> dict[str, Any]:
+    """A table of settings (models.toml's `sampling`, a session's) checked against
+    the schema; SettingError names `where` and the first problem."""
+    if not isinstance(values, dict):
+        raise SettingError(f"{where}: sampling must be a table of settings")
+    checked = {}
+    for key, value in values.items():
+        setting = SETTINGS.get(key)
+        if setting is None:
+            raise SettingError(f"{where}: unknown sampling setting {key!r} (allowed: {', '.join(SETTINGS)})")
+        try:
+            checked[key] = setting.check(value)
+        except SettingError as e:
+            raise SettingError(f"{where}: sampling.{e}") from None
+    return checked

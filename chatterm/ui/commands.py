@@ -1,0 +1,300 @@
+"""Slash commands: one registry feeds dispatch, /help and completion.
+
+A command is a function `(ctx, arg) -> None` registered with `@command`, with an
+optional completer for its argument. Commands see a `CommandContext` (the
+conversation, the session, a few UI operations), never the REPL itself: conversation
+changes go through `Conversation`'s operations. Quitting raises EOFError, so `/exit`
+and Ctrl-D share one path.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol
+
+from prompt_toolkit.completion import CompleteEvent, Completion, PathCompleter
+from prompt_toolkit.document import Document
+from rich.console import Console
+
+from chatterm import sessions
+from chatterm.conversation import Conversation, Finish
+from chatterm.errors import ChattermError
+from chatterm.loader import Loaded
+from chatterm.settings import SETTINGS
+from chatterm.ui.render import CodeBlock
+
+
+class CommandContext(Protocol):
+    """What a command may use (the REPL provides it)."""
+
+    conversation: Conversation
+    session: sessions.Session
+    loaded: Loaded  # the model answering now
+    code_blocks: list[CodeBlock]  # of the last reply shown
+    console: Console
+
+    def cancelled(self) -> bool: ...  # Ctrl-C during the reply being shown
+    def note(self, text: str) -> None: ...
+    def error(self, text: str) -> None: ...
+    def show_reply(self, chunks: Iterator[str]) -> bool: ...
+    def wait_for_engine(self, loaded: Loaded) -> bool: ...
+    def switch_model(self, name: str) -> None: ...
+    def open_session(self, session: sessions.Session, keep_system: bool = False) -> None: ...
+    def replay(self) -> None: ...
+    def save(self, path: Path | None = None) -> Path: ...
+
+
+Completer = Callable[[str], Iterable[Completion]]
+
+
+@dataclass
+class Command:
+    name: str
+    usage: str
+    help: str
+    run: Callable[[CommandContext, str], None]
+    complete: Completer | None = None  # completions for the argument typed so far
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, usage: str = "", complete: Completer | None = None) -> Callable:
+    def register(fn: Callable[[CommandContext, str], None]) -> Callable[[CommandContext, str], None]:
+        COMMANDS[name] = Command(name, usage, (fn.__doc__ or "").strip(), fn, complete)
+        return fn
+    return register
+
+
+class UnknownCommand(ChattermError):
+    pass
+
+
+def dispatch(ctx: CommandContext, line: str) -> None:
+    name, _, arg = line.strip().partition(" ")
+    cmd = COMMANDS.get(name.lstrip("/").lower())
+    if cmd is None:
+        raise UnknownCommand(f"unknown command {name}; /help lists them")
+    cmd.run(ctx, arg.strip())
+
+
+# ---------------------------------------------------------------- completers
+
+_paths = PathCompleter(expanduser=True)
+
+
+def complete_path(arg: str) -> Iterator[Completion]:
+    yield from _paths.get_completions(Document(arg, len(arg)), CompleteEvent())
+
+
+def _words(arg: str, words: Iterable[tuple[str, str]]) -> Iterator[Completion]:
+    for word, meta in words:
+        if word.startswith(arg):
+            yield Completion(word, start_position=-len(arg), display_meta=meta)
+
+
+def model_names() -> list[str]:
+    from chatterm.catalog import Catalog
+    try:
+        return sorted(Catalog.load().models)
+    except ChattermError:
+        return []
+
+
+def complete_model(arg: str) -> Iterator[Completion]:
+    return _words(arg, ((name, "") for name in model_names()))
+
+
+def complete_setting(arg: str) -> Iterator[Completion]:
+    name, space, value = arg.partition(" ")
+    if not space:
+        return _words(arg, ((s.name, s.help) for s in SETTINGS.values()))
+    setting = SETTINGS.get(name)
+    if setting is None or " " in value:
+        return iter(())
+    return _words(value, [("default", "the model's value"), *([("none", "random")] if setting.optional else [])])
+
+
+# ---------------------------------------------------------------- conversation
+
+@command("help")
+def _help(ctx: CommandContext, arg: str) -> None:
+    """Show the commands."""
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for cmd in COMMANDS.values():
+        table.add_row(f"/{cmd.name} {cmd.usage}".rstrip(), cmd.help)
+    table.add_row("Esc Enter", "insert a newline (Enter sends)")
+    table.add_row("Ctrl-C", "stop a reply; at the prompt, clear the line")
+    table.add_row("Ctrl-D", "quit (on an empty line)")
+    ctx.console.print(table)
+
+
+@command("exit")
+def _exit(ctx: CommandContext, arg: str) -> None:
+    """Quit chatterm (the session is already saved)."""
+    raise EOFError
+
+
+@command("continue")
+def _continue(ctx: CommandContext, arg: str) -> None:
+    """Continue the last reply from where it stopped."""
+    last = ctx.conversation.last_message
+    if last and last["role"] == "assistant" and not (Finish.of(last.get("finish")) or Finish.EOG).cut:
+        ctx.note("the last reply was complete; continuing anyway")
+    chunks = ctx.conversation.continue_reply(ctx.cancelled)
+    ctx.show_reply(chunks)
+
+
+@command("retry")
+def _retry(ctx: CommandContext, arg: str) -> None:
+    """Answer the last question again (the old reply stays until the new one comes)."""
+    ctx.show_reply(ctx.conversation.retry(ctx.cancelled))
+
+
+@command("undo")
+def _undo(ctx: CommandContext, arg: str) -> None:
+    """Remove the last question and its reply."""
+    ctx.conversation.undo()
+    ctx.note("removed the last exchange")
+
+
+@command("new")
+def _new(ctx: CommandContext, arg: str) -> None:
+    """Start a new conversation (the current one stays saved)."""
+    ctx.open_session(sessions.Session(name=sessions.new_name()), keep_system=True)
+    ctx.note(f"new session {ctx.session.name}")
+
+
+@command("system", "TEXT")
+def _system(ctx: CommandContext, arg: str) -> None:
+    """Set the system prompt (no TEXT: show it)."""
+    if not arg:
+        current = ctx.conversation.system
+        ctx.note(f"system prompt: {current!r}" if current else "no system prompt")
+        return
+    ctx.conversation.set_system(arg)
+    ctx.note("system prompt set")
+
+
+@command("set", "[NAME VALUE]", complete=complete_setting)
+def _set(ctx: CommandContext, arg: str) -> None:
+    """Set a sampling setting, or 'default' for the model's (no NAME: show them)."""
+    conversation = ctx.conversation
+    name, _, value = arg.partition(" ")
+    if not name:
+        sampling = conversation.sampling
+        for setting in SETTINGS.values():
+            chosen = "  (set)" if setting.name in conversation.overrides else ""
+            ctx.note(f"{setting.name:<15} {getattr(sampling, setting.name)}{chosen}")
+        return
+    setting = SETTINGS.get(name)
+    if setting is None or not value.strip():
+        raise ChattermError(f"usage: /set NAME VALUE, NAME one of {', '.join(SETTINGS)}")
+    if value.strip().lower() == "default":
+        conversation.set_sampling(name, None)
+        ctx.note(f"{name} = {getattr(conversation.sampling, name)} (the model's)")
+        return
+    conversation.set_sampling(name, setting.parse(value))
+    ctx.note(f"{name} = {getattr(conversation.sampling, name)}")
+
+
+@command("model", "NAME", complete=complete_model)
+def _model(ctx: CommandContext, arg: str) -> None:
+    """Switch to another model, keeping the conversation and your settings."""
+    if not arg:
+        ctx.note(f"model: {ctx.loaded.spec.name} ({ctx.loaded.engine_name}); "
+                 f"available: {', '.join(model_names())}")
+        return
+    ctx.switch_model(arg)
+
+
+@command("stats")
+def _stats(ctx: CommandContext, arg: str) -> None:
+    """Context use, speed of the last reply, model and engine."""
+    if not ctx.wait_for_engine(ctx.loaded):
+        return
+    conversation, loaded = ctx.conversation, ctx.loaded
+    engine, reply = conversation.engine, conversation.last
+    worker = f", worker pid {engine.pid}" if hasattr(engine, "pid") else ""
+    lines = [f"model     {loaded.spec.name}  {loaded.path}",
+             f"engine    {loaded.engine_name} on {engine.device}{worker}",
+             *(f"settings  {note}" for note in engine.notes),
+             f"context   {conversation.context_used or 0:,} / {engine.n_ctx:,} tokens",
+             f"messages  {len(conversation.messages)}  (session {ctx.session.name})"]
+    if reply is not None:
+        lines.append(f"last      {reply.n_tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
+                     f"after {reply.first_token_s or 0:.2f} s, prompt {reply.prompt_tokens:,} tokens")
+    for line in lines:
+        ctx.note(line)
+
+
+# ---------------------------------------------------------------- files
+
+@command("save", "[PATH]", complete=complete_path)
+def _save(ctx: CommandContext, arg: str) -> None:
+    """Save the conversation: .json (reloadable) or .md (transcript)."""
+    path = Path(arg).expanduser() if arg else None
+    if path is not None and path.suffix.lower() not in (".json", ".md"):
+        raise ChattermError("/save writes .json or .md files")
+    written = ctx.save(path)
+    ctx.note(f"saved to {written}")
+
+
+@command("load", "PATH|NAME", complete=complete_path)
+def _load(ctx: CommandContext, arg: str) -> None:
+    """Load a saved session (a .json file or a name from /sessions)."""
+    if not arg:
+        raise ChattermError("usage: /load PATH|NAME")
+    ctx.open_session(sessions.load(arg))
+    ctx.replay()
+
+
+@command("sessions")
+def _sessions(ctx: CommandContext, arg: str) -> None:
+    """List saved sessions, newest first."""
+    from datetime import datetime
+
+    items = sessions.listing()
+    if not items:
+        ctx.note("no saved sessions")
+    for name, mtime, first in items[:30]:
+        stamp = datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M")
+        ctx.note(f"{name:<24} {stamp}  {first}")
+
+
+@command("copy", "[N]")
+def _copy(ctx: CommandContext, arg: str) -> None:
+    """Copy code block N of the last reply (default: the last block)."""
+    blocks = ctx.code_blocks
+    if not blocks:
+        raise ChattermError("the last reply has no code blocks")
+    try:
+        index = int(arg) if arg else len(blocks)
+    except ValueError:
+        raise ChattermError("usage: /copy [N]") from None
+    if not 1 <= index <= len(blocks):
+        raise ChattermError(f"no code block {index}; the last reply has {len(blocks)}")
+    how = copy_to_clipboard(blocks[index - 1].code)
+    ctx.note(f"copied code block {index} ({how})")
+
+
+def copy_to_clipboard(text: str) -> str:
+    for tool in (["wl-copy"], ["xclip", "-selection", "clipboard"], ["xsel", "-b", "-i"], ["pbcopy"]):
+        if shutil.which(tool[0]):
+            try:
+                subprocess.run(tool, input=text.encode(), check=True, timeout=5)
+                return tool[0]
+            except (OSError, subprocess.SubprocessError):
+                continue
+    # OSC 52: the terminal sets its clipboard. chatterm writes this sequence itself; model
+    # text never can (sanitize.clean turns ESC into a visible character).
+    sys.stdout.write(f"\x1b]52;c;{base64.b64encode(text.encode()).decode()}\x07")
+    sys.stdout.flush()
+    return "OSC 52"

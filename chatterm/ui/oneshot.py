@@ -1,0 +1,41 @@
+"""One answer, then exit: `chatterm "question"` or a prompt piped on stdin.
+
+Markdown on a terminal, the plain reply text on a pipe or file: the console decides,
+as it does for the REPL (`render.make_console`). An engine crash is one line and exit
+status 1: no restart for a single answer, unless the chat goes on afterwards (-i).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import click
+
+from chatterm import loader
+from chatterm.conversation import Conversation, Finish
+from chatterm.loader import Loaded, RunOptions
+from chatterm.ui.interrupt import ctrl_c_cancels
+from chatterm.ui.render import StreamRenderer, make_console
+
+
+def one_shot(text: str, options: RunOptions, color: str = "auto",
+             keep: bool = False) -> tuple[Loaded, Conversation]:
+    loaded = loader.load(dataclasses.replace(options, restart=keep))
+    conversation = loader.conversation(loaded, options)
+    renderer = StreamRenderer(make_console(color, file=sys.stdout))
+    with ctrl_c_cancels() as cancelled:
+        if not conversation.ready(cancelled):
+            sys.exit(130)
+        for note in conversation.engine.notes:
+            click.echo(f"chatterm: {note}", err=True)
+        try:
+            for chunk in conversation.send(text, cancelled):
+                renderer.feed(chunk)
+        finally:
+            renderer.finish()  # the error line, if any, starts on a line of its own
+    if not keep:
+        conversation.engine.close()  # the worker exits now, not whenever it notices chatterm is gone
+    if conversation.last is not None and conversation.last.finish == Finish.CANCELLED:
+        sys.exit(130)
+    return loaded, conversation
