@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chatterm.conversation.generation import Generation
-from chatterm.engines import LoadOptions, Sampling, load
+from chatterm.engines import load
+from chatterm.engines.base import LoadOptions, Sampling
 from chatterm.errors import EngineError
 from chatterm.loader import RunOptions
 from tests.helpers import converse

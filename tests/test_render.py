@@ -113,9 +113,15 @@ def test_rich_markup_and_links_are_literal():
 
 def test_plain_mode_prints_text_as_it_comes():
     out = io.StringIO()
-    console = Console(file=out, force_terminal=False)
-    stream("# Title\n\x1b[2Jsome *text*\n", console, markdown=False)
+    stream("# Title\n\x1b[2Jsome *text*\n", Console(file=out, force_terminal=False))  # a pipe
     assert out.getvalue() == "# Title\n␛[2Jsome *text*\n"
+    bare = io.StringIO()  # no console at all (the one-shot answer to a pipe)
+    r = StreamRenderer(file=bare)
+    for chunk in ("```py\nprint(1)\n", "```\nno newline at the end"):
+        r.feed(chunk)
+    r.finish()
+    assert bare.getvalue() == "```py\nprint(1)\n```\nno newline at the end\n"
+    assert r.code_blocks[0].code == "print(1)"  # /copy works on plain output too
 
 
 def test_narrow_terminal_and_wide_characters():
@@ -131,8 +137,7 @@ def test_cost_per_token_does_not_grow_with_reply_length():
 
     def seconds(n_lines: int) -> float:
         text = "\n".join(f"word {i} " * 8 + ("\n" if i % 4 == 3 else "") for i in range(n_lines))
-        console = Console(file=io.StringIO(), force_terminal=False, width=80)
-        r = StreamRenderer(console, markdown=True)
+        r = StreamRenderer(terminal_console())
         t = time.perf_counter()
         for i in range(0, len(text), 4):
             r.feed(text[i:i + 4])

@@ -1,5 +1,6 @@
 """Engine choice and loading. Engine modules are imported only here, on demand, so
-`chatterm --help` never pays for llama_cpp or ctransformers.
+`chatterm --help` never pays for llama_cpp or ctransformers (nor for the GGUF reader:
+the command line imports this package for `ENGINE_NAMES`).
 
 `start` runs an engine isolated in a worker process, as chatterm always does for a
 chat: native code that crashes takes down the worker, never the conversation. `load`
@@ -17,18 +18,19 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from chatterm import gguf
-from chatterm.engines.base import Engine, LoadOptions, Sampling
 from chatterm.errors import EngineError
+
+if TYPE_CHECKING:
+    from chatterm.engines.base import Engine, LoadOptions
 
 ENGINE_NAMES = ("llama.cpp", "ctransformers")
 _MODULES = {"llama.cpp": ("llama_cpp", "chatterm.engines.llamacpp", "LlamaCppEngine"),
             "ctransformers": ("ctransformers", "chatterm.engines.ctransformers.engine",
                               "CTransformersEngine")}
 
-__all__ = ["Engine", "LoadOptions", "Sampling", "choose", "load", "start", "ENGINE_NAMES"]
+__all__ = ["ENGINE_NAMES", "choose", "installed", "load", "start"]
 
 
 def installed(name: str) -> bool:
@@ -37,6 +39,8 @@ def installed(name: str) -> bool:
 
 def choose(requested: str, path: Path, allowed: Sequence[str]) -> str:
     """The engine to use for `path`. Raises EngineError (one line) when none can."""
+    from chatterm import gguf
+
     kind = gguf.sniff(path)
     if requested != "auto":
         if requested not in ENGINE_NAMES:
@@ -58,6 +62,8 @@ def choose(requested: str, path: Path, allowed: Sequence[str]) -> str:
 
 def alternatives(path: Path, allowed: Sequence[str]) -> list[str]:
     """Engines that may run `path` if the chosen one keeps crashing on it."""
+    from chatterm import gguf
+
     names = ["ctransformers"] if gguf.sniff(path) == "ggml" else [e for e in ENGINE_NAMES if e in allowed]
     return [n for n in names if installed(n)]
 
@@ -66,6 +72,8 @@ def load(name: str, options: LoadOptions) -> Engine:
     """`name` loaded in this process; a GGUF file is validated before native code reads it."""
     import dataclasses
     import importlib
+
+    from chatterm import gguf
 
     if options.parsed is None and gguf.sniff(options.path) == "gguf":
         options = dataclasses.replace(options, parsed=gguf.read(options.path))

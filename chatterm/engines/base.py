@@ -12,10 +12,12 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Sequence
 
-from chatterm.gguf import GGUFFile
 from chatterm.settings import Sampling
+
+if TYPE_CHECKING:
+    from chatterm.gguf import GGUFFile
 
 __all__ = ["Engine", "LoadOptions", "Sampling", "context_size", "default_threads", "never"]
 

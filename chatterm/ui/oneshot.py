@@ -1,7 +1,7 @@
 """One answer, then exit: `chatterm "question"` or a prompt piped on stdin.
 
-Markdown on a terminal, the plain reply text on a pipe or file: the console decides,
-as it does for the REPL (`render.make_console`). An engine crash is one line and exit
+Markdown on a terminal, the plain reply text on a pipe or file: `render.styled`
+decides, as it does for the REPL (plain text needs no rich, so none is imported). An engine crash is one line and exit
 status 1: no restart for a single answer, unless the chat goes on afterwards (-i).
 """
 
@@ -16,14 +16,14 @@ from chatterm import loader
 from chatterm.conversation import Conversation, Finish
 from chatterm.loader import Loaded, RunOptions
 from chatterm.ui.interrupt import ctrl_c_cancels
-from chatterm.ui.render import StreamRenderer, make_console
+from chatterm.ui.render import StreamRenderer, make_console, styled
 
 
 def one_shot(text: str, options: RunOptions, color: str = "auto",
              keep: bool = False) -> tuple[Loaded, Conversation]:
     loaded = loader.load(dataclasses.replace(options, restart=keep))
     conversation = loader.conversation(loaded, options)
-    renderer = StreamRenderer(make_console(color, file=sys.stdout))
+    renderer = StreamRenderer(make_console(color, sys.stdout)) if styled(color, sys.stdout) else StreamRenderer()
     with ctrl_c_cancels() as cancelled:
         if not conversation.ready(cancelled):
             sys.exit(130)

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import time
 from dataclasses import dataclass
-from typing import Any
-
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.markdown import Markdown
-from rich.syntax import Syntax
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TextIO
 
 from chatterm.ui.sanitize import clean
+
+if TYPE_CHECKING:  # rich is imported when output is styled: plain output does without it
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.markdown import Markdown
+    from rich.syntax import Syntax
+    from rich.text import Text
 
 FPS = 12
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)")
@@ -55,12 +57,19 @@ class _Tail:
             yield _markdown(text)
 
 
+def styled(color: str, file: TextIO) -> bool:
+    """The one terminal-or-plain decision: Markdown and colour on a terminal (or with
+    --color always); plain text to a pipe or a file (or with --color never)."""
+    return color == "always" or color != "never" and file.isatty()
+
+
 def make_console(color: str = "auto", file: Any = None) -> Console:
-    """chatterm's console: rich markup off (nothing printed is ever parsed as markup).
-    The one terminal-or-plain decision: `console.is_terminal` (a terminal, or --color
-    always) gets Markdown and colour; a pipe, a file or --color never gets plain text."""
+    """chatterm's console: rich markup off (nothing printed is ever parsed as markup);
+    `is_terminal` is `styled`'s answer."""
+    from rich.console import Console
+
     return Console(file=file, markup=False, emoji=False, highlight=False,
-                   force_terminal={"always": True, "never": False}.get(color),
+                   force_terminal=styled(color, file or sys.stdout),
                    no_color=True if color == "never" else None)
 
 
@@ -70,6 +79,7 @@ def _highlighter(language: str) -> Syntax:
     more than highlighting a line, and code is highlighted line by line."""
     from pygments.lexers import get_lexer_by_name
     from pygments.util import ClassNotFound
+    from rich.syntax import Syntax
 
     try:
         lexer = get_lexer_by_name(language)
@@ -79,17 +89,27 @@ def _highlighter(language: str) -> Syntax:
 
 
 def _markdown(text: str) -> Markdown:
+    from rich.markdown import Markdown
+
     return Markdown(text, code_theme=CODE_THEME, hyperlinks=False)
 
 
-class StreamRenderer:
-    """feed() chunks of model text, then finish(). Plain mode (`markdown` False; by
-    default when the console is no terminal) prints the text as it comes and ends it
-    with a newline."""
+def _rule(text: str) -> Text:
+    from rich.text import Text
 
-    def __init__(self, console: Console, *, markdown: bool | None = None, max_block_lines: int | None = None):
+    return Text(text, style="dim")
+
+
+class StreamRenderer:
+    """feed() chunks of model text, then finish(). Markdown into `console` when it is a
+    terminal (`styled`); otherwise plain text as it comes, ended with a newline, into
+    the console's file, or into `file` without a console at all (no rich to import)."""
+
+    def __init__(self, console: Console | None = None, *, file: TextIO | None = None,
+                 max_block_lines: int | None = None):
         self.console = console
-        self.markdown = console.is_terminal if markdown is None else markdown
+        self.markdown = console is not None and console.is_terminal
+        self.file: TextIO = console.file if console is not None else file or sys.stdout
         self._newline = True  # plain mode: the output so far ends a line
         self.code_blocks: list[CodeBlock] = []
         self._partial: list[str] = []  # the unfinished line, as chunks
@@ -97,15 +117,15 @@ class StreamRenderer:
         self._fence: tuple[str, str] | None = None  # (marker, language) inside a code fence
         self._code: list[str] = []
         self._live: Any = None
-        self._max_lines = max_block_lines or max(4, console.size.height - 4)
+        self._max_lines = max_block_lines or (max(4, console.size.height - 4) if console else 0)
 
     # ------------------------------------------------------------ input
     def feed(self, chunk: str) -> None:
         chunk = clean(chunk)
         if not self.markdown:  # plain text as it comes; lines still tracked for /copy
             if chunk:
-                self.console.file.write(chunk)
-                self.console.file.flush()
+                self.file.write(chunk)
+                self.file.flush()
                 self._newline = chunk.endswith("\n")
         elif self._live is None:
             self._start_live()
@@ -132,8 +152,8 @@ class StreamRenderer:
         self._flush_block()
         self._stop_live()
         if not self._newline:
-            self.console.file.write("\n")
-            self.console.file.flush()
+            self.file.write("\n")
+            self.file.flush()
             self._newline = True
 
     # ------------------------------------------------------------ blocks
@@ -145,7 +165,8 @@ class StreamRenderer:
                 self._close_fence()
             else:
                 self._code.append(line)
-                self._print(self._code_line(line))
+                if self.markdown:
+                    self._print(self._code_line(line))
             return
         if fence:
             self._flush_block()
@@ -153,7 +174,8 @@ class StreamRenderer:
             self._fence = (fence.group(1), language)
             self._code = []
             number = len(self.code_blocks) + 1
-            self._print(Text(f"─── [{number}] {language} ", style="dim"))
+            if self.markdown:
+                self._print(_rule(f"─── [{number}] {language} "))
             return
         if not line.strip():
             self._flush_block()
@@ -167,14 +189,16 @@ class StreamRenderer:
         self.code_blocks.append(CodeBlock(self._fence[1], "\n".join(self._code)))
         self._fence = None
         self._code = []
-        self._print(Text("───", style="dim"))
+        if self.markdown:
+            self._print(_rule("───"))
 
     def _flush_block(self) -> None:
         if self._block:
             # Empty the tail first: printing repaints the Live region, which must not
             # show this block a second time.
             text, self._block = "\n".join(self._block), []
-            self._print(_markdown(text))
+            if self.markdown:
+                self._print(_markdown(text))
 
     def _code_line(self, line: str) -> Text:
         text = _highlighter(self._fence[1] if self._fence else "text").highlight(line)
@@ -184,8 +208,8 @@ class StreamRenderer:
 
     # ------------------------------------------------------------ output
     def _print(self, renderable: Any) -> None:
-        if self.markdown:
-            self.console.print(renderable)
+        assert self.console is not None  # Markdown mode only
+        self.console.print(renderable)
 
     def _start_live(self) -> None:
         if not self.console.is_terminal:
