@@ -17,14 +17,14 @@ class SettingError(ChattermError):
     """A sampling value of the wrong type or out of range."""
 
 
-@dataclass(frozen=True)
 class Setting:
-    name: str
-    kind: type  # int or float
-    low: float | None
-    high: float | None
-    help: str
-    optional: bool  # None is a value ("seed": a random one)
+    """One setting as `Sampling` declares it (a plain class: the command line builds
+    these at start-up, and a dataclass costs milliseconds to create)."""
+
+    def __init__(self, name: str, kind: type, low: float | None, high: float | None, help: str,
+                 optional: bool):
+        self.name, self.kind, self.low, self.high, self.help = name, kind, low, high, help
+        self.optional = optional  # None is a value ("seed": a random one)
 
     @property
     def option(self) -> str:

@@ -16,13 +16,13 @@ The `auto` rule, in order:
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from chatterm.errors import EngineError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from chatterm.engines.base import Engine, LoadOptions
 
 ENGINE_NAMES = ("llama.cpp", "ctransformers")
@@ -34,6 +34,8 @@ __all__ = ["ENGINE_NAMES", "choose", "installed", "load", "start"]
 
 
 def installed(name: str) -> bool:
+    import importlib.util
+
     return importlib.util.find_spec(_MODULES[name][0]) is not None
 
 
