@@ -55,11 +55,12 @@ class Loaded:
         return Sampling().updated(**self.spec.sampling)
 
 
-def conversation(loaded: Loaded, options: RunOptions) -> Conversation:
-    """A new conversation with `loaded`: the system prompt of -s or the entry, the
-    sampling the user chose over the model's."""
+def conversation(loaded: Loaded, options: RunOptions, saved: dict[str, Any] | None = None) -> Conversation:
+    """A new conversation with `loaded`: the system prompt of -s or the entry; the
+    sampling the user chose (`saved` with a session, under the options given now) over
+    the model's."""
     return Conversation(loaded.backend, loaded.defaults, system=options.system or loaded.spec.system,
-                        overrides=options.sampling)
+                        overrides={**(saved or {}), **options.sampling})
 
 
 def load(options: RunOptions, catalog: Catalog | None = None) -> Loaded:

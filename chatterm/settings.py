@@ -41,11 +41,13 @@ class Setting:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or self.kind is int and not isinstance(value, int):
-            raise SettingError(f"{self.name} must be {'an integer' if self.kind is int else 'a number'}, "
-                               f"not {value!r}")
+            raise self._wrong_type(value)
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             raise SettingError(f"{self.name} = {value} is out of range ({self.range_text()})")
         return self.kind(value)
+
+    def _wrong_type(self, value: Any) -> SettingError:
+        return SettingError(f"{self.name} must be {'an integer' if self.kind is int else 'a number'}, not {value!r}")
 
     def parse(self, text: str) -> Any:
         """A value typed by the user (`/set`)."""
@@ -55,8 +57,7 @@ class Setting:
         try:
             value = self.kind(text)
         except ValueError:
-            raise SettingError(f"{self.name} must be {'an integer' if self.kind is int else 'a number'}, "
-                               f"not {text!r}") from None
+            raise self._wrong_type(text) from None
         return self.check(value)
 
 

@@ -146,8 +146,10 @@ def _exit(ctx: CommandContext, arg: str) -> None:
 def _continue(ctx: CommandContext, arg: str) -> None:
     """Continue the last reply from where it stopped."""
     last = ctx.conversation.last_message
-    if last and last["role"] == "assistant" and not (Finish.of(last.get("finish")) or Finish.EOG).cut:
-        ctx.note("the last reply was complete; continuing anyway")
+    if last and last["role"] == "assistant":
+        finish = Finish.of(last.get("finish"))
+        if finish is None or not finish.cut:
+            ctx.note("the last reply was complete; continuing anyway")
     chunks = ctx.conversation.continue_reply(ctx.cancelled)
     ctx.show_reply(chunks)
 

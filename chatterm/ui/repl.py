@@ -326,8 +326,7 @@ class Repl:
 def _conversation(loaded: Loaded, options: RunOptions, session: sessions.Session) -> Conversation:
     """A conversation for `session`: its messages, and its saved settings under the
     ones given now on the command line."""
-    conversation = loader.conversation(loaded, options)
-    conversation.overrides = {**session.sampling, **options.sampling}
+    conversation = loader.conversation(loaded, options, saved=session.sampling)
     if session.messages:
         conversation.replace_messages(session.messages)
     return conversation
