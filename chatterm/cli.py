@@ -35,7 +35,24 @@ def sampling_options(command: Any) -> Any:
     return command
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+# `chatterm NAME ...` runs these; anything else is a prompt (`chatterm -- models` asks it).
+MANAGE_COMMANDS = ("pull", "models", "show", "rm")
+
+
+def main(args: list[str] | None = None) -> None:
+    """The `chatterm` command: a model-management command, or a chat."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv and argv[0] in MANAGE_COMMANDS:
+        from chatterm.ui.manage import manage
+
+        manage.main(args=argv, prog_name="chatterm")
+    else:
+        chat.main(args=argv, prog_name="chatterm")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="Models: chatterm pull NAME|REPO[:QUANT], chatterm models, chatterm show NAME, "
+                      "chatterm rm NAME (each with --help).")
 @click.argument("prompt", nargs=-1)
 @click.option("-m", "--model", metavar="NAME|PATH", help="A models.toml entry or a .gguf/.bin file (default: smollm2).")
 @click.option("--engine", type=click.Choice(["auto", *ENGINE_NAMES]), default="auto", show_default=True,
@@ -56,14 +73,19 @@ def sampling_options(command: Any) -> Any:
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Colour and Markdown styling (NO_COLOR is respected).")
 @click.version_option(__version__, "--version", prog_name="chatterm")
-def main(prompt: tuple[str, ...], **opts: Any) -> None:
+def chat(prompt: tuple[str, ...], **opts: Any) -> None:
     """Chat with a local quantized model (GGUF/GGML) on a CUDA GPU or the CPU.
 
     With PROMPT, or text piped on stdin, print one answer and exit (PROMPT first, then
     stdin). With neither, on a terminal, open the interactive chat.
     """
+    guarded(_run, prompt, opts)
+
+
+def guarded(action: Any, *args: Any) -> None:
+    """Run `action`: every failure is one line and an exit status, never a traceback."""
     try:
-        _run(prompt, opts)
+        action(*args)
     except ChattermError as e:
         _fail(str(e), e.exit_code)
     except KeyboardInterrupt:

@@ -57,6 +57,37 @@ def cuda_device_count() -> int:
     return 0
 
 
+def available_ram() -> int | None:
+    """Bytes of RAM available now without swapping (MemAvailable); None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class _NvmlMemory(ctypes.Structure):
+    _fields_ = [("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong), ("used", ctypes.c_ulonglong)]
+
+
+@lru_cache(maxsize=1)
+def free_vram() -> int | None:
+    """Free bytes on the first CUDA GPU, from NVML (no CUDA context is created, so this
+    costs no VRAM); None without an NVIDIA driver."""
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return None
+    device, memory = ctypes.c_void_p(), _NvmlMemory()
+    if (nvml.nvmlInit_v2() != 0 or nvml.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(device)) != 0
+            or nvml.nvmlDeviceGetMemoryInfo(device, ctypes.byref(memory)) != 0):
+        return None
+    return int(memory.free)
+
+
 def parse_gpu_layers(value: str | int) -> int | str:
     if value == "auto":
         return "auto"
@@ -69,12 +100,25 @@ def parse_gpu_layers(value: str | int) -> int | str:
     return n
 
 
-def llamacpp_gpu_layers(requested: int | str, build_has_cuda: bool) -> tuple[int, str | None]:
+def fitted_note(layers: int) -> str | None:
+    """What `--gpu-layers auto` chose when the whole model does not fit the free VRAM."""
+    if layers < 0:
+        return None
+    free = free_vram()
+    where = f"{free / 1e9:.1f} GB free VRAM" if free is not None else "the free VRAM"
+    if layers == 0:
+        return f"running on the CPU: no layer fits {where}"
+    return f"{layers} layers on the GPU, the rest on the CPU: what fits {where} (--gpu-layers N to choose)"
+
+
+def llamacpp_gpu_layers(requested: int | str, build_has_cuda: bool,
+                        fitted: int = -1) -> tuple[int, str | None]:
     """llama.cpp's n_gpu_layers (-1 = all) for a request of a count or 'auto', and a
-    note for the user when the request cannot be met or the CPU was chosen for them."""
+    note for the user when the request cannot be met or the CPU was chosen for them.
+    `fitted`: the layers `chatterm.fit` found room for (-1: all)."""
     if requested == "auto":
         if build_has_cuda and cuda_device_count() > 0:
-            return -1, None
+            return fitted, fitted_note(fitted)
         return 0, "running on the CPU (" + ("no CUDA GPU found" if build_has_cuda else
                                             "this llama-cpp-python build has no CUDA; see README, 'GPU'") + ")"
     if requested and not build_has_cuda:
@@ -93,10 +137,10 @@ def ctransformers_cuda_ready() -> bool:
     return (base / "cuda_runtime/lib/libcudart.so.12").is_file() and (base / "cublas/lib/libcublas.so.12").is_file()
 
 
-def ctransformers_gpu_layers(requested: int | str, n_layers: int) -> tuple[int, str | None]:
+def ctransformers_gpu_layers(requested: int | str, n_layers: int, fitted: int = -1) -> tuple[int, str | None]:
     if requested == "auto":
         if cuda_device_count() > 0 and ctransformers_cuda_ready():
-            return n_layers or ALL_LAYERS, None
+            return (n_layers or ALL_LAYERS) if fitted < 0 else fitted, fitted_note(fitted)
         return 0, "running on the CPU (" + ("no CUDA GPU found" if cuda_device_count() == 0 else
                                             "ctransformers' CUDA runtime is not installed: "
                                             "pip install 'ctransformers[cuda]'") + ")"

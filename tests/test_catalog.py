@@ -23,9 +23,34 @@ def test_default_model_resolves_to_the_packaged_file(default_model_path):
     assert Catalog.load().find(None).model_path() == default_model_path
 
 
-def test_hub_entry_not_downloaded_says_where_to_put_it():
-    with pytest.raises(ModelFileError, match="not downloaded.*tinyllama-1.1b-chat"):
+def test_hub_entry_not_downloaded_says_how_to_get_it():
+    with pytest.raises(ModelFileError, match="not downloaded yet: chatterm pull tinyllama .from TheBloke/TinyLlama"):
         Catalog.load().find("tinyllama").model_path()
+
+
+def test_catalogue_entries_to_pull_are_pinned_and_cover_the_families():
+    cat = Catalog.load()
+    for name in ("qwen2.5-0.5b", "qwen2.5-1.5b-instruct", "qwen2.5-7b", "qwen3-1.7b", "qwen3-4b",
+                 "llama3.2-1b", "llama3.2-3b-instruct", "gemma3-1b", "gemma2-2b", "phi4-mini",
+                 "deepseek-r1-qwen-7b"):
+        spec = cat.models[name]
+        assert spec.downloadable and len(spec.sha256) == 1 and spec.size and spec.quant == "Q4_K_M"
+    chinese = {n for n, s in cat.models.items() if "zh" in s.languages}
+    assert {"qwen2.5-1.5b-instruct", "qwen3-4b", "deepseek-r1-qwen-7b"} <= chinese
+    assert "llama3.2-1b" not in chinese
+
+
+@pytest.mark.parametrize("entry,problem", [
+    ('sha256 = "abc"', "sha256 must be 64 lower-case hex digits"),
+    ('file = "m-00001-of-00002.gguf"\nsha256 = "' + "a" * 64 + '"', "one digest for each of the 2 parts"),
+    ("size = -5", "size must be a positive number of bytes"),
+    ("languages = [1]", "languages must be a list"),
+])
+def test_bad_model_facts_are_one_line(user_models_toml, entry, problem):
+    file = "" if "file =" in entry else 'file = "m.gguf"\n'
+    user_models_toml(f'[models.x]\nhf_repo = "o/r"\n{file}{entry}\n')
+    with pytest.raises(ConfigError, match=problem):
+        Catalog.load()
 
 
 def test_user_file_adds_and_replaces_entries(tmp_path, user_models_toml):

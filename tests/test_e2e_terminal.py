@@ -122,8 +122,8 @@ def test_type_while_the_model_loads_and_stop_waiting_keeps_the_question(spawn):
 
 def test_a_model_that_cannot_load_is_one_line_and_exit_1(spawn, tmp_path, default_model_path):
     broken = tmp_path / "broken.gguf"
-    broken.write_bytes(default_model_path.read_bytes()[:3000])  # found, but corrupt: the worker says so
-    child = spawn("-m", str(broken))
+    broken.write_bytes(default_model_path.read_bytes()[:3000])  # found, but corrupt
+    child = spawn("-m", str(broken), ready=None)  # refused before the chat opens
     child.expect(r"chatterm: error: .*broken\.gguf: corrupt GGUF")
     child.expect(pexpect.EOF)
     child.close()

@@ -29,7 +29,8 @@ class LoadOptions:
     path: Path
     n_ctx: int | None  # None: the model's trained context, capped at DEFAULT_CTX_CAP
     threads: int
-    gpu_layers: int | str = "auto"  # a count, or "auto": all layers when CUDA is usable
+    gpu_layers: int | str = "auto"  # a count, or "auto": what fits when CUDA is usable
+    fitted_layers: int = -1  # for "auto": the layers that fit the free VRAM (chatterm.fit); -1 all
     model_type: str | None = None  # ctransformers' model type for GGML files
     parsed: GGUFFile | None = None  # the file as already read and validated, if GGUF
     safe: bool = False  # after repeated crashes: CPU only, no weight repacking

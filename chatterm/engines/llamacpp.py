@@ -39,7 +39,7 @@ class LlamaCppEngine(Engine):
         _init_backend(lib, options.native_logs)
         self.notes = []
         gpu, note = hardware.llamacpp_gpu_layers(0 if options.safe else options.gpu_layers,
-                                                 lib.llama_supports_gpu_offload())
+                                                 lib.llama_supports_gpu_offload(), options.fitted_layers)
         self.notes += [note] if note else []
         repack_off = SAFE_SETTINGS if options.safe else hardware.repack_off_reason()
         self.notes += [repack_off] if repack_off else []

@@ -44,6 +44,8 @@ class CommandContext(Protocol):
     def show_reply(self, chunks: Iterator[str]) -> bool: ...
     def wait_for_engine(self, loaded: Loaded) -> bool: ...
     def switch_model(self, name: str) -> None: ...
+    def confirm(self, question: str) -> bool: ...
+    def pull(self, name: str) -> None: ...
     def open_session(self, session: sessions.Session, keep_system: bool = False) -> None: ...
     def replay(self) -> None: ...
     def save(self, path: Path | None = None) -> Path: ...
@@ -212,9 +214,30 @@ def _model(ctx: CommandContext, arg: str) -> None:
     """Switch to another model, keeping the conversation and your settings."""
     if not arg:
         ctx.note(f"model: {ctx.loaded.spec.name} ({ctx.loaded.engine_name}); "
-                 f"available: {', '.join(model_names())}")
+                 f"available: {', '.join(model_names())} (/models for details)")
         return
-    ctx.switch_model(arg)
+    from chatterm.catalog import NotDownloaded
+
+    try:
+        ctx.switch_model(arg)
+    except NotDownloaded as e:
+        size = f", {e.spec.size / 1e9:.1f} GB" if e.spec.size else ""
+        if not ctx.confirm(f"{e.spec.name} is not downloaded yet ({e.spec.location}{size}). Pull it now?"):
+            ctx.note(f"not pulled; chatterm pull {e.spec.name} gets it later")
+            return
+        ctx.pull(e.spec.name)
+        ctx.switch_model(arg)
+
+
+@command("models")
+def _models(ctx: CommandContext, arg: str) -> None:
+    """The catalogue and the models on disk, and whether each fits this machine."""
+    from rich.text import Text
+
+    from chatterm.catalog import Catalog
+    from chatterm.ui.model_views import rows, table
+
+    ctx.console.print(Text(table(rows(Catalog.load()))), soft_wrap=True)
 
 
 @command("stats")

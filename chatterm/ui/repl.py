@@ -88,6 +88,7 @@ class Repl:
                  load: Callable[[RunOptions], Loaded] = loader.load):
         self.options = options
         self.load = load  # how /model loads a model
+        self._io = {"input": input, "output": output}
         self.console = console or make_console()
         self.loaded = loaded or load(options)
         self.conversation = conversation or _conversation(self.loaded, options, session)
@@ -312,6 +313,20 @@ class Repl:
         old.backend.engine.close()
         self.note(f"now chatting with {loaded.spec.name} on {loaded.engine_name} ({loaded.backend.engine.device})")
         self.tell_notes()
+
+    def confirm(self, question: str) -> bool:
+        """Yes unless the user says no; no at the end of input."""
+        try:
+            answer = PromptSession(**self._io).prompt(f"{question} [Y/n] ")
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("", "y", "yes")
+
+    def pull(self, name: str) -> None:
+        """Download a catalogue model, with the progress display, into the models folder."""
+        from chatterm.ui.manage import pull_model
+
+        pull_model(name, self.console.file, ask=False)
 
     # ------------------------------------------------------------ output
     # One logical line each, wrapped by the terminal rather than broken by rich: a

@@ -77,7 +77,8 @@ class CTransformersEngine(Engine):
             load_path, self.chat_template, self.bos_id, self.add_bos = path, None, None, False
             self._eog = set()
             trained_ctx = None
-        gpu, note = hardware.ctransformers_gpu_layers(0 if options.safe else options.gpu_layers, n_layers)
+        gpu, note = hardware.ctransformers_gpu_layers(0 if options.safe else options.gpu_layers, n_layers,
+                                                     options.fitted_layers)
         self.notes = [n for n in (note, SAFE_SETTINGS if options.safe else None) if n]
         n_ctx = context_size(options.n_ctx, trained_ctx)
         config = llm_module.Config(context_length=n_ctx, gpu_layers=gpu, threads=options.threads,
