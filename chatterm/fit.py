@@ -145,6 +145,18 @@ def check_ram(fp: Footprint, gpu_layers: int, available: int | None, name: str) 
                    f"(chatterm models), a smaller --ctx, or {SKIP_ENV}=1 to load it anyway")
 
 
+def of_file(path: Path, n_ctx: int | None) -> Footprint:
+    """The footprint of the model at `path` (every part, if split) at the context chatterm
+    would use for the request `n_ctx`; a missing part or a corrupt file is a ModelFileError."""
+    from chatterm.engines.base import context_size
+    from chatterm.gguf import read, sniff
+
+    if sniff(path) != "gguf":
+        return file_footprint(path.stat().st_size, context_size(n_ctx, None))
+    parts = [read(p) for p in split_parts(path)]
+    return footprint(parts, context_size(n_ctx, parts[0].context_length))
+
+
 def split_parts(path: Path) -> list[Path]:
     """The files of a model: `path`, or every part of a split GGUF beside it."""
     from chatterm.hub.refs import shards

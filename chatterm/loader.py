@@ -18,7 +18,7 @@ from chatterm.catalog import Catalog, ModelSpec, remote_spec
 from chatterm.conversation import Conversation, templates
 from chatterm.conversation.backend import Backend
 from chatterm.conversation.local import LocalBackend
-from chatterm.engines.base import LoadOptions, Sampling, context_size, default_threads
+from chatterm.engines.base import LoadOptions, Sampling, default_threads
 from chatterm.errors import ConfigError
 
 
@@ -81,7 +81,7 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
     if n_ctx is not None and n_ctx < 16:
         raise ConfigError("--ctx must be at least 16 tokens")
     choice = templates.check(options.template or spec.template)  # before a worker starts
-    fitted = _fit(spec.name, path, kind, n_ctx, options.gpu_layers)
+    fitted = _fit(spec.name, path, n_ctx, options.gpu_layers)
     load_options = LoadOptions(path=path, n_ctx=n_ctx, threads=options.threads or default_threads(),
                                gpu_layers=options.gpu_layers, fitted_layers=fitted,
                                model_type=spec.model_type)
@@ -92,14 +92,10 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
     return Loaded(LocalBackend(engine, choice, list(spec.stop)), spec, str(path))
 
 
-def _fit(name: str, path: Path, kind: str, n_ctx: int | None, gpu_layers: int | str) -> int:
+def _fit(name: str, path: Path, n_ctx: int | None, gpu_layers: int | str) -> int:
     """The layers `--gpu-layers auto` can offload (-1: all), after refusing a model
     that cannot fit the RAM available (`chatterm.fit`)."""
-    if kind == "gguf":
-        parts = [gguf.read(p) for p in fit.split_parts(path)]  # a missing part is one line here
-        footprint = fit.footprint(parts, context_size(n_ctx, parts[0].context_length))
-    else:
-        footprint = fit.file_footprint(path.stat().st_size, context_size(n_ctx, None))
+    footprint = fit.of_file(path, n_ctx)  # a missing part of a split file is one line here
     gpu = hardware.cuda_device_count() > 0
     free = hardware.free_vram() if gpu and gpu_layers == "auto" else None
     fitted = footprint.layers_fitting(free) if free is not None else -1

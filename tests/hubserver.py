@@ -12,7 +12,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TOKEN = "hf_local_test_token"

@@ -54,7 +54,7 @@ def test_split_files_add_up(tmp_path, tiny_llama, tiny_qwen2):
     assert fit.split_parts(tiny_llama) == [tiny_llama]
 
 
-def test_the_loader_refuses_before_loading(tiny_llama, monkeypatch, chatterm):
+def test_the_loader_refuses_before_loading(tiny_llama, monkeypatch):
     from chatterm import hardware
 
     monkeypatch.setattr(hardware, "available_ram", lambda: 1000)

@@ -4,7 +4,6 @@ a user runs them: what lands on disk, what is refused, and how each failure read
 from __future__ import annotations
 
 import hashlib
-import os
 import resource
 import signal
 import subprocess

@@ -4,7 +4,6 @@ happens before the first byte is fetched."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -102,9 +101,7 @@ def _catalogue_plan(spec: ModelSpec) -> Plan:
 
 
 def check_disk(p: Plan) -> None:
-    folder = store.path_for(p.repo, p.first).parent
-    existing = next(f for f in [folder, *folder.parents] if f.exists())
-    free = shutil.disk_usage(existing).free
+    existing, free = store.free_space(store.path_for(p.repo, p.first).parent)
     need = p.remaining()
     if need + DISK_RESERVE > free:
         raise HubError(f"not enough disk space for {p.name}: it needs {size_text(need)} more, "

@@ -30,6 +30,16 @@ def root() -> Path:
     return paths.downloaded_models_dir()
 
 
+def free_space(folder: Path | None = None) -> tuple[Path, int]:
+    """Free bytes where `folder` (the models folder) is or will be: (the nearest existing
+    folder, its free bytes)."""
+    import shutil
+
+    folder = folder or root()
+    existing = next(f for f in [folder, *folder.parents] if f.exists())
+    return existing, shutil.disk_usage(existing).free
+
+
 def path_for(repo: str, file: str) -> Path:
     return root() / repo / file
 

@@ -49,13 +49,6 @@ def verdict(footprint: fit.Footprint, ram: int | None, vram: int | None, exact: 
     return f"yes: {about}{size_text(need)} RAM{gpu}"
 
 
-def footprint_of(path: Path, n_ctx: int | None) -> fit.Footprint:
-    if gguf.sniff(path) != "gguf":
-        return fit.file_footprint(path.stat().st_size, context_size(n_ctx, None))
-    parts = [gguf.read(p) for p in fit.split_parts(path)]
-    return fit.footprint(parts, context_size(n_ctx, parts[0].context_length))
-
-
 def _catalogue_row(spec: ModelSpec, ram: int | None, vram: int | None) -> Row:
     path: Path | None = None
     if spec.remote:
@@ -73,7 +66,7 @@ def _catalogue_row(spec: ModelSpec, ram: int | None, vram: int | None) -> Row:
     fits = "-"
     if path is not None and path.is_file():
         try:
-            footprint = footprint_of(path, spec.context_length)
+            footprint = fit.of_file(path, spec.context_length)
             fits, size = verdict(footprint, ram, vram, exact=True), _size_on_disk(path)
         except Exception as e:  # a broken file shows as such; the list goes on
             fits = f"unreadable: {str(e)[:60]}"
@@ -95,7 +88,7 @@ def rows(catalog: Catalog) -> list[Row]:
     for model in store.installed():  # pulled with OWNER/REPO[:QUANT], outside the catalogue
         if catalog.by_file(model.repo, model.file) is None:
             try:
-                fits = verdict(footprint_of(model.paths[0], None), ram, vram, exact=True)
+                fits = verdict(fit.of_file(model.paths[0], None), ram, vram, exact=True)
             except Exception as e:
                 fits = f"unreadable: {str(e)[:60]}"
             result.append(Row(model.ref, "yes", model.size, refs.quantization(model.file) or "", "",
@@ -116,18 +109,10 @@ def table(found: list[Row]) -> str:
     out.append("")
     out.append(f"This machine: {size_text(ram)} RAM available"
                + (f", {size_text(vram)} free VRAM" if vram is not None else ", no CUDA GPU")
-               + f"; {size_text(_free_disk())} free for models in {store.root()}.")
+               + f"; {size_text(store.free_space()[1])} free for models in {store.root()}.")
     out.append("中文 zh: chats in Chinese. ≈: estimated from the download size; exact (from the file) once pulled. "
                "Get one: chatterm pull NAME")
     return "\n".join(out)
-
-
-def _free_disk() -> int:
-    import shutil
-
-    folder = store.root()
-    existing = next(f for f in [folder, *folder.parents] if f.exists())
-    return shutil.disk_usage(existing).free
 
 
 def _width(text: str) -> int:
@@ -159,7 +144,7 @@ def show(spec: ModelSpec) -> str:
         facts.append(("chat template", _template_text(spec, model)))
         facts.append(("stop tokens", ", ".join(_stops(spec, model)) or "-"))
         ram, vram = _machine()
-        footprint = footprint_of(path, spec.context_length)
+        footprint = fit.of_file(path, spec.context_length)
         facts.append(("memory", f"{verdict(footprint, ram, vram, exact=True)} ({footprint.breakdown()})"))
     else:
         facts += [("format", "GGML (ctransformers)"), ("model type", spec.model_type or "?")]
