@@ -35,24 +35,29 @@ def sampling_options(command: Any) -> Any:
     return command
 
 
-# `chatterm NAME ...` runs these; anything else is a prompt (`chatterm -- models` asks it).
-MANAGE_COMMANDS = ("pull", "models", "show", "rm")
+# `chatterm NAME ...` runs these (each a click group's command, imported only then);
+# anything else is a prompt (`chatterm -- models` asks the model "models").
+SUBCOMMANDS = {"pull": "manage", "models": "manage", "show": "manage", "rm": "manage",
+               "sessions": "session_tools", "export": "session_tools"}
 
 
 def main(args: list[str] | None = None) -> None:
-    """The `chatterm` command: a model-management command, or a chat."""
+    """The `chatterm` command: a subcommand, or a chat."""
     argv = sys.argv[1:] if args is None else list(args)
-    if argv and argv[0] in MANAGE_COMMANDS:
-        from chatterm.ui.manage import manage
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
 
-        manage.main(args=argv, prog_name="chatterm")
+        module = SUBCOMMANDS[argv[0]]
+        group = getattr(importlib.import_module(f"chatterm.ui.{module}"), module)
+        group.main(args=argv, prog_name="chatterm")
     else:
         chat.main(args=argv, prog_name="chatterm")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                epilog="Models: chatterm pull NAME|REPO[:QUANT], chatterm models, chatterm show NAME, "
-                      "chatterm rm NAME (each with --help).")
+                      "chatterm rm NAME. Sessions: chatterm sessions [--search TEXT], "
+                      "chatterm export --format sft|dpo|kto (each with --help).")
 @click.argument("prompt", nargs=-1)
 @click.option("-m", "--model", metavar="NAME|PATH", help="A models.toml entry or a .gguf/.bin file (default: smollm2).")
 @click.option("--engine", type=click.Choice(["auto", *ENGINE_NAMES]), default="auto", show_default=True,

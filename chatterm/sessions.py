@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from chatterm import paths, settings
+from chatterm.conversation import branches
 from chatterm.conversation.reply import Finish
 from chatterm.errors import ChattermError
 
-FORMAT = 1
+FORMAT = 2  # 2: messages may carry alternatives and ratings (files of format 1 read as they are)
+RATINGS = ("good", "bad")
 NAME = re.compile(r"^[\w.@-]{1,100}$")
 
 
@@ -41,6 +43,7 @@ class Session:
     engine: str = ""
     sampling: dict[str, Any] = field(default_factory=dict)  # the user's settings (`Conversation.overrides`)
     created: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
+    updated: str = ""  # when it was last written (read from the file)
 
     @property
     def path(self) -> Path:
@@ -109,48 +112,92 @@ def clean_leftovers(max_age_s: float = 60.0) -> None:
 
 
 def load(name_or_path: str) -> Session:
+    """A saved session by name, or a session file from anywhere (which continues as a
+    new session, under a new name)."""
     path = Path(name_or_path).expanduser()
     if not path.suffix and NAME.match(name_or_path):
         path = sessions_dir() / f"{name_or_path}.json"
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        session = read(path)
     except FileNotFoundError:
         raise SessionError(f"no session {name_or_path!r} ({path})") from None
+    if path.parent != sessions_dir():
+        session.name = f"{path.stem}-{new_name()}"
+    return session
+
+
+def read(path: Path) -> Session:
+    """The session in `path`, checked whole: SessionError says what is wrong with it."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SessionError(f"session file {path} is unreadable or corrupt ({e})") from None
+    except RecursionError:
+        raise SessionError(f"session file {path} is corrupt (nested too deeply)") from None
     messages = raw.get("messages") if isinstance(raw, dict) else None
-    if not isinstance(messages, list) or not all(
-            isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
-            and isinstance(m.get("content"), str) for m in messages):
-        raise SessionError(f"session file {path} is corrupt (no valid messages)")
+    try:
+        problem = _tree_problem(messages) if isinstance(messages, list) else "no messages"
+    except RecursionError:
+        problem = "nested too deeply"
+    if problem:
+        raise SessionError(f"session file {path} is corrupt ({problem})")
     name = raw.get("name") if isinstance(raw.get("name"), str) and NAME.match(raw["name"]) else path.stem
     try:
         sampling = settings.validated(raw.get("sampling", {}), f"session file {path}")
     except settings.SettingError as e:
         raise SessionError(str(e)) from None
-    if path.parent != sessions_dir():
-        name = f"{path.stem}-{new_name()}"  # a file from elsewhere continues as a new session
     return Session(name=name, messages=messages, model=str(raw.get("model", "")),
-                   engine=str(raw.get("engine", "")), sampling=sampling, created=str(raw.get("created", "")))
+                   engine=str(raw.get("engine", "")), sampling=sampling, created=str(raw.get("created", "")),
+                   updated=str(raw.get("updated", "")))
 
 
-def listing() -> list[tuple[str, float, str]]:
-    """(name, mtime, first user message) of saved sessions, newest first."""
-    folder = sessions_dir()
-    found = []
-    for path in folder.glob("*.json") if folder.is_dir() else ():
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            first = next((m["content"] for m in raw.get("messages", []) if m.get("role") == "user"), "")
-        except (OSError, ValueError, AttributeError, TypeError):
-            first = "(unreadable)"
-        found.append((path.stem, path.stat().st_mtime, " ".join(str(first).split())[:60]))
-    return sorted(found, key=lambda s: -s[1])
+def _tree_problem(messages: list) -> str | None:
+    """What makes `messages` (a path with its alternatives) unusable, or None."""
+    for m in messages:
+        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
+                and isinstance(m.get("content"), str)):
+            return "a message without a valid role and text"
+        if m.get("rating") not in (None, *RATINGS) or not isinstance(m.get("note", ""), str):
+            return "an invalid rating"
+        others = m.get("alternatives")
+        if others is None:
+            continue
+        if not isinstance(others, list) or not all(isinstance(o, list) and o for o in others):
+            return "invalid alternatives"
+        version = m.get("version", len(others) + 1)
+        if not isinstance(version, int) or not 1 <= version <= len(others) + 1:
+            return "an invalid version number"
+        for other in others:
+            if not isinstance(other[0], dict) or other[0].get("role") != m["role"] or "alternatives" in other[0]:
+                return "an alternative of another kind of message"
+            problem = _tree_problem(other)
+            if problem:
+                return problem
+    return None
 
 
 def most_recent() -> str | None:
-    items = listing()
-    return items[0][0] if items else None
+    folder = sessions_dir()
+    newest = max(folder.glob("*.json") if folder.is_dir() else (), key=_mtime, default=None)
+    return newest.stem if newest else None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def rating_text(message: dict) -> str:
+    """"✓ good: NOTE" / "✗ bad" for a rated reply, "" otherwise."""
+    rating = message.get("rating")
+    if rating not in RATINGS:
+        return ""
+    note = message.get("note")
+    return f"{'✓' if rating == 'good' else '✗'} {rating}{': ' + note if note else ''}"
 
 
 def to_markdown(session: Session) -> str:
@@ -164,5 +211,16 @@ def to_markdown(session: Session) -> str:
         if Finish.of(m.get("finish")) in (Finish.CANCELLED, Finish.ERROR):
             out.append("")
             out.append("*(reply cut)*")
+        marks = [text for text in (rating_text(m), _versions_text(m)) if text]
+        if marks:
+            out.append("")
+            out.append(f"*({'; '.join(marks)})*")
         out.append("")
     return "\n".join(out)
+
+
+def _versions_text(message: dict) -> str:
+    others = message.get("alternatives")
+    if not others:
+        return ""
+    return f"version {branches.current_version(message)} of {len(others) + 1}"

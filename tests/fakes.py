@@ -29,6 +29,7 @@ class FakeEngine(Engine):
         self.add_bos, self.bos_id = False, None
         self.replies: list[tuple[bytes, EngineError | None]] = []
         self.prompts: list[list[int]] = []
+        self.seeds: list[int | None] = []  # the sampling seed of each generation
         self.delay_s = 0.0
         self.closed = False
 
@@ -51,6 +52,7 @@ class FakeEngine(Engine):
     def generate(self, prompt: Sequence[int], sampling: Sampling,
                  cancelled: Callable[[], bool] = never) -> Iterator[int]:
         self.prompts.append(list(prompt))
+        self.seeds.append(sampling.seed)
         reply, failure = self.replies.pop(0) if self.replies else (b"ok", None)
         if cancelled():  # as engines do when Ctrl-C comes while they read the prompt
             return

@@ -60,15 +60,18 @@ def test_quick_benchmark_run_prints_and_writes_every_section(tmp_path: Path, def
     out = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "chatterm.bench", "--quick", "--engine", "llama.cpp",
-         "--only", "render,engine,process", "--json", str(out)],
+         "--only", "render,engine,process,sessions", "--json", str(out)],
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Targets" in result.stdout and "pipeline / raw engine" in result.stdout
     data = json.loads(out.read_text())
     assert data["machine"]["versions"]["llama-cpp-python"]
     sections = {f["section"].split(" (")[0] for f in data["figures"]}
-    assert {"Renderer", "Engine llama.cpp", "Whole process"} <= sections
+    assert {"Renderer", "Engine llama.cpp", "Whole process", "Saved sessions: 50 files, 1 MB"} <= sections
+    rare = next(f for f in data["figures"] if f["name"] == "--search rare word, 1 session")
+    assert rare["note"] == "1 hits"  # the one session that has it, found
     for figure in data["figures"]:
         assert figure["runs"] >= 1 and figure["median"] > 0, figure
     names = {t["name"] for t in data["targets"]}
     assert "chatterm --help (s)" in names and "llama.cpp: one-shot total / minimal script" in names
+    assert "--search of 50 sessions, rare word (s)" in names

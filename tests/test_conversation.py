@@ -73,7 +73,7 @@ def test_a_reply_the_reader_abandons_is_recorded_as_cancelled(fake_conversation)
     assert conversation.messages[-1] == {"role": "assistant", "content": "a", "finish": "cancelled"}
 
 
-def test_retry_replaces_the_reply_only_once_a_new_one_exists(fake_conversation):
+def test_retry_adds_an_alternative_only_once_a_new_reply_exists(fake_conversation):
     conversation = fake_conversation("first", system=None)
     reply(conversation.send("q"))
     engine = conversation.engine
@@ -87,7 +87,8 @@ def test_retry_replaces_the_reply_only_once_a_new_one_exists(fake_conversation):
     engine.queue("second")
     assert reply(conversation.retry()) == "second"
     assert conversation.messages == [{"role": "user", "content": "q"},
-                                     {"role": "assistant", "content": "second", "finish": "eog"}]
+                                     {"role": "assistant", "content": "second", "finish": "eog",
+                                      "alternatives": [[{"role": "assistant", "content": "first", "finish": "eog"}]]}]
     assert bytes(engine.prompts[-1]).decode().endswith("q<|im_end|>\n<|im_start|>assistant\n")
 
 

@@ -79,9 +79,11 @@ def test_continue_appends_to_the_cut_reply(fake_model):
     assert engine.prompts[1][:len(engine.prompts[0])] == engine.prompts[0]
 
 
-def test_retry_replaces_the_reply_and_undo_removes_the_exchange(fake_model):
+def test_retry_keeps_the_old_reply_and_undo_removes_the_exchange(fake_model):
     repl, out = drive("q\r/retry\r", fake_model("first", "second"))
     assert [m["content"] for m in saved_messages(repl)] == ["SYS", "q", "second"]
+    assert saved_messages(repl)[-1]["alternatives"] == [[{"role": "assistant", "content": "first", "finish": "eog"}]]
+    assert "(alternative 2 of 2: /alt N switches" in out
     repl, out = drive("q\r/undo\r/undo\r", fake_model("first"))
     assert saved_messages(repl) == [{"role": "system", "content": "SYS"}]
     assert "removed the last exchange" in out and "error: nothing to undo" in out

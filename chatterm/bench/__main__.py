@@ -29,7 +29,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--one-shot-tokens", type=int, default=64)
     p.add_argument("--process-runs", type=int, default=15,
                    help="repetitions of the whole-process timings (cheap, and the noisiest)")
-    p.add_argument("--only", default="render,engine,llama-bench,process,repack",
+    p.add_argument("--sessions", default="1000,5000", help="saved-session counts for the listing and search")
+    p.add_argument("--only", default="render,engine,llama-bench,process,repack,sessions",
                    help="sections to run, comma-separated")
     p.add_argument("--repack-models", default="", metavar="PATH,...",
                    help="more GGUF files for the weight-repacking section (default: the default model only)")
@@ -39,8 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.runs, args.decode_tokens, args.turns, args.reply_tokens, args.process_runs = 1, 8, 2, 8, 1
-        args.render_tokens, args.one_shot_tokens = "100,200,400", 4
+        args.render_tokens, args.one_shot_tokens, args.sessions = "100,200,400", 4, "50"
     args.render_tokens = [int(x) for x in args.render_tokens.split(",")]
+    args.sessions = [int(x) for x in args.sessions.split(",")]
     args.only = set(args.only.split(","))
     return args
 
@@ -195,6 +197,25 @@ def bench_process(args: argparse.Namespace, names: list[str], figures: list[Figu
         targets.append(Target(f"{name}: one-shot total / minimal script", share.median, 1.10, False))
 
 
+def bench_sessions(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
+    from chatterm.bench import archive
+
+    for n in args.sessions:
+        with archive.saved_sessions(n) as size:
+            section = f"Saved sessions: {n:,} files, {size / 1e6:.0f} MB (chatterm sessions)"
+            archive.list_time()  # imports, and the files into the page cache
+            figures.append(Figure(section, "list (read, check, summarise each)", "s",
+                                  [archive.list_time() for _ in range(args.runs)]))
+            for label, text in (("rare word, 1 session", archive.RARE), ("Chinese, a third of them", "按键查找"),
+                                ("English, two thirds", "dictionary")):
+                runs = [archive.search_time(text) for _ in range(args.runs)]
+                figures.append(Figure(section, f"--search {label}", "s", [t for t, _ in runs],
+                                      note=f"{runs[0][1]:,} hits"))
+            if n == max(args.sessions):
+                rare = next(f for f in figures[::-1] if "rare word" in f.name)
+                targets.append(Target(f"--search of {n:,} sessions, rare word (s)", rare.median, 1.0, False))
+
+
 def one_shot_setup() -> dict:
     """What chatterm's one-shot uses, for the minimal scripts to use too."""
     from chatterm import gguf
@@ -251,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     if "repack" in args.only and "llama.cpp" in names:
         progress("weight repacking")
         bench_repack(args, figures, targets)
+    if "sessions" in args.only:
+        progress("saved sessions")
+        bench_sessions(args, figures, targets)
     report.print_table(sys.stdout, header, figures, targets)
     if args.json:
         report.write_json(args.json, header, figures, targets)

@@ -6,14 +6,14 @@ persistence hook the REPL saves the session with.
 
 Nothing said is lost: a question is recorded before its reply starts, a reply is
 recorded however it ends (cut or failed replies are marked by their `finish`), and
-`retry` keeps the old reply until a new one exists.
+`retry` and `edit` keep what they replace as alternatives (`branches`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from chatterm.conversation import context_window
+from chatterm.conversation import branches, context_window
 from chatterm.conversation.backend import Backend
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.engines.base import never
@@ -94,15 +94,43 @@ class Conversation:
         yield from self._reply(prompt, cancelled, extend)
 
     def retry(self, cancelled: Callable[[], bool] = never) -> Iterator[str]:
-        """Answer the last question again; the new reply replaces the old one once it
-        has any text (a retry that fails or is stopped at once keeps the old one)."""
+        """Answer the last question again; the new reply becomes the current alternative
+        once it has any text (a retry that fails or is stopped at once adds nothing; an
+        empty failed reply is replaced, not kept)."""
         old = self._last_reply("there is no reply to retry")
         prompt = self._prompt(self.messages[:-1], None)
 
-        def replace(reply: Reply) -> None:
-            if (reply.text or reply.finish not in (Finish.ERROR, Finish.CANCELLED)) and self.messages[-1] is old:
-                self.messages[-1] = _message(reply)
-        yield from self._reply(prompt, cancelled, replace)
+        def add(reply: Reply) -> None:
+            if not (reply.text or reply.finish not in (Finish.ERROR, Finish.CANCELLED)) or self.messages[-1] is not old:
+                return
+            if old["content"]:
+                branches.add_version(self.messages, len(self.messages) - 1, _message(reply))
+            else:  # a reply that failed before its first word is not worth keeping
+                self.messages[-1] = {**_message(reply), **{k: old[k] for k in branches.TREE_KEYS if k in old}}
+        # A fixed seed would give the same reply again: each alternative gets its own
+        # (seed + alternatives so far), so a session still replays the same.
+        sampling = self.sampling
+        if sampling.seed is not None:
+            sampling = sampling.updated(seed=(sampling.seed + len(old.get("alternatives") or []) + 1) % 2**31)
+        yield from self._reply(prompt, cancelled, add, sampling)
+
+    def edit(self, question: int, text: str, cancelled: Callable[[], bool] = never) -> Iterator[str]:
+        """Ask question number `question` (from 1) again as `text` and stream the reply:
+        a new branch; the old question and all that followed it stay an alternative."""
+        messages = self.messages
+        i = branches.index_of(messages, "user", question)
+        if i is None:
+            raise ChattermError(f"no question {question}: this conversation has "
+                                f"{branches.count(messages, 'user')}")
+        before = messages[i:]
+        branches.add_version(messages, i, {"role": "user", "content": text})
+        try:
+            prompt = self._prompt(messages, None)
+        except BaseException:
+            messages[i:] = before
+            raise
+        self.on_change()
+        yield from self._reply(prompt, cancelled, self._append)
 
     def _last_reply(self, none: str) -> dict:
         last = self.last_message
@@ -132,8 +160,9 @@ class Conversation:
                                   context_window.reply_reserve(n_ctx, self.sampling.max_tokens),
                                   size_note=backend.size_note)
 
-    def _reply(self, prompt: Any, cancelled: Callable[[], bool], record: Callable[[Reply], None]) -> Iterator[str]:
-        reply = self.backend.reply(prompt, self.sampling, cancelled)
+    def _reply(self, prompt: Any, cancelled: Callable[[], bool], record: Callable[[Reply], None],
+               sampling: Sampling | None = None) -> Iterator[str]:
+        reply = self.backend.reply(prompt, sampling or self.sampling, cancelled)
         self.last = reply
         try:
             yield from reply
@@ -144,6 +173,57 @@ class Conversation:
             self._used = self.backend.settle(prompt, reply)
             record(reply)
             self.on_change()
+
+    # ------------------------------------------------------------ alternatives, ratings
+    def fork(self, role: str | None = None, number: int | None = None) -> int:
+        """Index of the message `/alt` switches: message `number` of `role` ("user" or
+        "assistant"); by default the last reply, or the last question when only it has
+        other versions (an edited question)."""
+        messages = self.messages
+        if role is not None and number is not None:
+            i = branches.index_of(messages, role, number)
+            if i is None:
+                raise ChattermError(f"no {_NOUNS[role]} {number}: this conversation has {branches.count(messages, role)}")
+            if not messages[i].get("alternatives"):
+                raise ChattermError(f"{_NOUNS[role]} {number} has no alternatives")
+            return i
+        last_user = branches.index_of(messages, "user", branches.count(messages, "user"))
+        for i in range(len(messages) - 1, (last_user if last_user is not None else 0) - 1, -1):
+            if messages[i].get("alternatives"):
+                return i
+        earlier = [branches.position(messages, i) for i in range(len(messages)) if messages[i].get("alternatives")]
+        raise ChattermError("the last reply has no alternatives: /retry makes one"
+                            + (f"; earlier: {', '.join(f'/alt {e}' for e in earlier)}" if earlier else ""))
+
+    def choose(self, i: int, number: int) -> None:
+        """Version `number` (from 1) of message `i` becomes current, and the conversation
+        goes on from it."""
+        every = branches.versions(self.messages, i)
+        if not 1 <= number <= len(every):
+            raise ChattermError(f"no alternative {number}: there are {len(every)}")
+        branches.choose(self.messages, i, every, number)
+        self._remeasure()
+        self.on_change()
+
+    def rate(self, reply: int | None, rating: str | None, note: str = "") -> int:
+        """Rate reply number `reply` (None: the last) 'good' or 'bad' with an optional
+        note, replacing any earlier rating; None removes it. Returns the reply's number."""
+        messages = self.messages
+        replies = branches.count(messages, "assistant")
+        number = replies if reply is None else reply
+        i = branches.index_of(messages, "assistant", number) if number > 0 else None
+        if i is None:
+            raise ChattermError("there is no reply to rate yet" if not replies
+                                else f"no reply {number}: this conversation has {replies}")
+        message = messages[i]
+        for key in ("rating", "note"):
+            message.pop(key, None)
+        if rating is not None:
+            message["rating"] = rating
+            if note:
+                message["note"] = note
+        self.on_change()
+        return number
 
     # ------------------------------------------------------------ edits
     def undo(self) -> None:
@@ -190,6 +270,9 @@ class Conversation:
 
     def _remeasure(self) -> None:
         self._used = None
+
+
+_NOUNS = {"user": "question", "assistant": "reply"}
 
 
 def _stored(finish: Finish | None) -> str | None:

@@ -20,13 +20,15 @@ from typing import Callable, Iterable, Iterator, Protocol
 from prompt_toolkit.completion import CompleteEvent, Completion, PathCompleter
 from prompt_toolkit.document import Document
 from rich.console import Console
+from rich.text import Text
 
 from chatterm import sessions
-from chatterm.conversation import Conversation, Finish
+from chatterm.conversation import Conversation, Finish, branches
 from chatterm.errors import ChattermError
 from chatterm.loader import Loaded
 from chatterm.settings import SETTINGS
 from chatterm.ui.render import CodeBlock
+from chatterm.ui.sanitize import clean
 
 
 class CommandContext(Protocol):
@@ -48,10 +50,13 @@ class CommandContext(Protocol):
     def pull(self, name: str) -> None: ...
     def open_session(self, session: sessions.Session, keep_system: bool = False) -> None: ...
     def replay(self) -> None: ...
+    def show_message(self, message: dict) -> None: ...  # a reply as the transcript shows it
+    def begin_edit(self, question: int, text: str) -> None: ...  # the question, in the input, to edit
     def save(self, path: Path | None = None) -> Path: ...
 
 
 Completer = Callable[[str], Iterable[Completion]]
+SESSIONS_SHOWN = 30  # /sessions without TEXT
 
 
 @dataclass
@@ -133,6 +138,8 @@ def _help(ctx: CommandContext, arg: str) -> None:
     for cmd in COMMANDS.values():
         table.add_row(f"/{cmd.name} {cmd.usage}".rstrip(), cmd.help)
     table.add_row("Esc Enter", "insert a newline (Enter sends)")
+    table.add_row("Ctrl-X Ctrl-E", "edit the input in $VISUAL/$EDITOR")
+    table.add_row("Alt-← Alt-→", "at an empty prompt: the previous/next alternative (/alt)")
     table.add_row("Ctrl-C", "stop a reply; at the prompt, clear the line")
     table.add_row("Ctrl-D", "quit (on an empty line)")
     ctx.console.print(table)
@@ -158,8 +165,117 @@ def _continue(ctx: CommandContext, arg: str) -> None:
 
 @command("retry")
 def _retry(ctx: CommandContext, arg: str) -> None:
-    """Answer the last question again (the old reply stays until the new one comes)."""
-    ctx.show_reply(ctx.conversation.retry(ctx.cancelled))
+    """Answer the last question again; the old reply stays as an alternative (/alt)."""
+    conversation = ctx.conversation
+    before = len(conversation.messages[-1].get("alternatives") or []) if conversation.messages else 0
+    ctx.show_reply(conversation.retry(ctx.cancelled))
+    last = conversation.last_message
+    others = len(last.get("alternatives") or []) if last else 0
+    if others > before:
+        ctx.note(f"(alternative {others + 1} of {others + 1}: /alt N switches, Alt-←/→ too)")
+        if any(v[0]["content"] == last["content"] for v in last["alternatives"]):
+            ctx.note("(the same text as before: with temperature 0 every retry gives the same reply)"
+                     if conversation.sampling.temperature == 0 else "(the same text as before)")
+
+
+def complete_alt(arg: str) -> Iterator[Completion]:
+    if " " in arg:
+        return iter(())
+    return _words(arg, [("next", ""), ("prev", ""), ("reply", "K N: an earlier reply"),
+                        ("question", "K N: an earlier question")])
+
+
+@command("alt", "[reply|question K] [N|next|prev]", complete=complete_alt)
+def _alt(ctx: CommandContext, arg: str) -> None:
+    """Switch to alternative N of the last reply (or of reply/question K); no N: list them."""
+    conversation = ctx.conversation
+    words = arg.split()
+    role = {"reply": "assistant", "question": "user"}.get(words[0].lower()) if words else None
+    if role is not None:
+        if len(words) < 2 or not words[1].isdigit():
+            raise ChattermError("usage: /alt [reply|question K] [N|next|prev]")
+        i, words = conversation.fork(role, int(words[1])), words[2:]
+    else:
+        i = conversation.fork()
+    if len(words) > 1:
+        raise ChattermError("usage: /alt [reply|question K] [N|next|prev]")
+    every = branches.versions(conversation.messages, i)
+    current = branches.current_version(conversation.messages[i])
+    what = branches.position(conversation.messages, i)
+    if not words:
+        from chatterm.ui.session_views import fit
+
+        ctx.note(f"{what} has {len(every)} versions:")
+        for number, version in enumerate(every, 1):
+            marks = sessions.rating_text(version[0])
+            mark = "›" if number == current else " "
+            ctx.note(f"{mark} {number}  {fit(version[0]['content'], 60)}{'  ' + fit(marks, 40) if marks else ''}")
+        ctx.note("/alt N switches (Alt-←/→ at an empty prompt too)")
+        return
+    steps = {"next": current + 1, "prev": current - 1}
+    try:
+        number = steps[words[0]] if words[0] in steps else int(words[0])
+    except ValueError:
+        raise ChattermError("usage: /alt [reply|question K] [N|next|prev]") from None
+    if not 1 <= number <= len(every):
+        raise ChattermError(f"{what} has {len(every)} versions; this is {current}")
+    conversation.choose(i, number)
+    ctx.note(f"{what}: version {number} of {len(every)}")
+    for message in conversation.messages[i:]:  # the conversation from there on, as it now goes
+        if message["role"] == "user":
+            ctx.console.print(Text("› " + clean(message["content"]), style="bold"))
+        else:
+            ctx.show_message(message)
+
+
+@command("edit", "[N] [TEXT]")
+def _edit(ctx: CommandContext, arg: str) -> None:
+    """Ask question N (default: the last) again, edited in the input (Ctrl-X Ctrl-E:
+    in $EDITOR) or as TEXT; the old question and its replies stay an alternative."""
+    conversation = ctx.conversation
+    asked = branches.count(conversation.messages, "user")
+    if not asked:
+        raise ChattermError("there is no question to edit yet")
+    first, _, rest = arg.partition(" ")
+    number, text = (int(first), rest.strip()) if first.isdigit() else (asked, arg)
+    if not 1 <= number <= asked:
+        raise ChattermError(f"no question {number}: this conversation has {asked}")
+    if text:
+        ctx.show_reply(conversation.edit(number, text, ctx.cancelled))
+        return
+    i = branches.index_of(conversation.messages, "user", number)
+    ctx.begin_edit(number, conversation.messages[i]["content"])
+
+
+def _rating(ctx: CommandContext, arg: str, rating: str | None) -> None:
+    first, _, rest = arg.partition(" ")
+    number, note = (int(first.lstrip("#")), rest.strip()) if first.lstrip("#").isdigit() else (None, arg)
+    number = ctx.conversation.rate(number, rating, note)
+    if rating is None:
+        ctx.note(f"reply {number}: rating removed")
+    else:
+        message = ctx.conversation.messages[branches.index_of(ctx.conversation.messages, "assistant", number)]
+        ctx.note(f"reply {number}: {sessions.rating_text(message)}")
+
+
+@command("good", "[N] [NOTE]")
+def _good(ctx: CommandContext, arg: str) -> None:
+    """Rate the last reply (or reply N) good, with an optional note."""
+    _rating(ctx, arg, "good")
+
+
+@command("bad", "[N] [NOTE]")
+def _bad(ctx: CommandContext, arg: str) -> None:
+    """Rate the last reply (or reply N) bad, with an optional note."""
+    _rating(ctx, arg, "bad")
+
+
+@command("unrate", "[N]")
+def _unrate(ctx: CommandContext, arg: str) -> None:
+    """Remove the rating of the last reply (or reply N)."""
+    if arg and not arg.lstrip("#").isdigit():
+        raise ChattermError("usage: /unrate [N]")
+    _rating(ctx, arg, None)
 
 
 @command("undo")
@@ -281,17 +397,25 @@ def _load(ctx: CommandContext, arg: str) -> None:
     ctx.replay()
 
 
-@command("sessions")
+@command("sessions", "[TEXT]")
 def _sessions(ctx: CommandContext, arg: str) -> None:
-    """List saved sessions, newest first."""
-    from datetime import datetime
+    """List saved sessions, newest first; with TEXT, find it in all of them."""
+    from chatterm import archive
+    from chatterm.ui.session_views import hit_lines, summary_lines
 
-    items = sessions.listing()
-    if not items:
-        ctx.note("no saved sessions")
-    for name, mtime, first in items[:30]:
-        stamp = datetime.fromtimestamp(mtime).strftime("%Y-%m-%d %H:%M")
-        ctx.note(f"{name:<24} {stamp}  {first}")
+    paths = archive.files()
+    found = list(archive.search(arg, paths) if arg else archive.read_all(paths[:SESSIONS_SHOWN]))
+    shown = [item for item in found if not isinstance(item, archive.Unreadable)]
+    lines = hit_lines(shown) if arg else summary_lines(archive.summary(s) for s in shown)
+    for line in lines:
+        ctx.note(line)
+    for item in found:
+        if isinstance(item, archive.Unreadable):
+            ctx.note(item.line)
+    if arg:
+        ctx.note(f"{len(shown)} messages match {arg!r}; /load NAME opens a session")
+    elif len(paths) > SESSIONS_SHOWN:
+        ctx.note(f"the newest {SESSIONS_SHOWN} of {len(paths)}; chatterm sessions lists them all")
 
 
 @command("copy", "[N]")

@@ -20,13 +20,14 @@ from prompt_toolkit.application import get_app, run_in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from prompt_toolkit.completion import Completer, Completion
 from prompt_toolkit.document import Document
+from prompt_toolkit.filters import Condition
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 from rich.text import Text
 
 from chatterm import loader, paths, sessions
-from chatterm.conversation import Conversation, Finish
+from chatterm.conversation import Conversation, Finish, branches
 from chatterm.errors import ChattermError, EngineError
 from chatterm.loader import Loaded, RunOptions
 from chatterm.ui import commands
@@ -66,6 +67,18 @@ def key_bindings() -> KeyBindings:
         """Esc+Enter / Alt+Enter inserts a newline; Enter sends."""
         event.current_buffer.insert_text("\n")
 
+    empty = Condition(lambda: not get_app().current_buffer.text)
+
+    @kb.add("escape", "left", filter=empty)
+    def _previous_alternative(event: Any) -> None:
+        """Alt-← at an empty prompt: the previous alternative (/alt prev)."""
+        event.app.exit(result="/alt prev")  # a command, though not one for the history
+
+    @kb.add("escape", "right", filter=empty)
+    def _next_alternative(event: Any) -> None:
+        """Alt-→ at an empty prompt: the next alternative (/alt next)."""
+        event.app.exit(result="/alt next")
+
     return kb
 
 
@@ -95,6 +108,7 @@ class Repl:
         self.session = session
         self.code_blocks: list[CodeBlock] = []
         self.prefill = ""
+        self.editing: int | None = None  # the question being edited in the input (/edit)
         self._cancel = CancelFlag()
         self._told: set[str] = set()  # engine notes already shown
         self._started = False  # a first input was handled: the chat is under way
@@ -108,18 +122,19 @@ class Repl:
             history=_history(), auto_suggest=AutoSuggestFromHistory(),
             completer=SlashCompleter(), complete_while_typing=True,
             key_bindings=key_bindings(), bottom_toolbar=self.toolbar, multiline=False,
-            input=input, output=output)
+            enable_open_in_editor=True, input=input, output=output)
 
     # ------------------------------------------------------------ loop
     def run(self) -> None:
         sessions.clean_leftovers()
         self.conversation.measure()  # a server is asked now, not while the toolbar paints
         while True:
+            marker = f"edit {self.editing}› " if self.editing else "› "
             try:
-                text = self.prompt.prompt([("class:prompt", "› ")], default=self.prefill,
+                text = self.prompt.prompt([("class:prompt", marker)], default=self.prefill,
                                           pre_run=self._watch_engine)
-            except KeyboardInterrupt:  # Ctrl-C at the prompt clears the line
-                self.prefill = ""
+            except KeyboardInterrupt:  # Ctrl-C at the prompt clears the line (and an edit)
+                self.prefill, self.editing = "", None
                 continue
             except EOFError:
                 break
@@ -129,6 +144,7 @@ class Repl:
             self._started = True
             try:
                 if text.startswith("/") and not text.startswith("//"):
+                    self.editing = None
                     commands.dispatch(self, text)
                 else:
                     self.ask(text[1:] if text.startswith("//") else text)
@@ -180,9 +196,10 @@ class Repl:
                         # was typed yet: one line and exit status 1, as before a prompt.
                         app.exit(exception=e)
                         return
-                    if str(e) not in self._told:  # a failed load is told once, not at every prompt
-                        self._told.add(str(e))
-                        await run_in_terminal(lambda: self.error(str(e)))
+                    message = str(e)
+                    if message not in self._told:  # a failed load is told once, not at every prompt
+                        self._told.add(message)
+                        await run_in_terminal(lambda: self.error(message))
                 get_app().invalidate()
                 if state == "failed":
                     return
@@ -200,14 +217,23 @@ class Repl:
     # ------------------------------------------------------------ turns
     def ask(self, text: str) -> None:
         """A question that is not sent (the model did not load, the user stopped waiting
-        for it, it does not fit the window) goes back into the input, for editing."""
+        for it, it does not fit the window) goes back into the input, for editing. While
+        a question is being edited (/edit), the text is its new version."""
+        editing, self.editing = self.editing, None
         try:
-            sent = self.show_reply(self.conversation.send(text, self.cancelled))
+            chunks = (self.conversation.edit(editing, text, self.cancelled) if editing
+                      else self.conversation.send(text, self.cancelled))
+            sent = self.show_reply(chunks)
         except ChattermError:
-            self.prefill = text
+            self.prefill, self.editing = text, editing
             raise
         if not sent:
-            self.prefill = text
+            self.prefill, self.editing = text, editing
+
+    def begin_edit(self, question: int, text: str) -> None:
+        self.prefill, self.editing = text, question
+        self.note(f"editing question {question}: Enter asks it again (the old one stays: /alt), "
+                  "Ctrl-X Ctrl-E opens $EDITOR, Ctrl-C cancels")
 
     def cancelled(self) -> bool:
         return self._cancel()
@@ -286,12 +312,23 @@ class Repl:
     def replay(self) -> None:
         for m in self.conversation.messages:
             if m["role"] == "user":
-                self.console.print(Text("› " + m["content"], style="bold"))
+                self.console.print(Text("› " + clean(m["content"]), style="bold"))
             elif m["role"] == "assistant":
-                renderer = StreamRenderer(self.console)
-                renderer.feed(m["content"])
-                renderer.finish()
+                self.show_message(m)
         self.note(f"session {self.session.name}: {len(self.conversation.messages)} messages")
+
+    def show_message(self, message: dict) -> None:
+        """A reply as the transcript shows it: rendered, then its rating and versions."""
+        renderer = StreamRenderer(self.console)
+        renderer.feed(message["content"])
+        renderer.finish()
+        self.code_blocks = renderer.code_blocks
+        marks = [sessions.rating_text(message)]
+        others = message.get("alternatives")
+        if others:
+            marks.append(f"version {branches.current_version(message)} of {len(others) + 1} (/alt)")
+        if any(marks):
+            self.note(clean("  ·  ".join(m for m in marks if m)))
 
     def switch_model(self, name: str) -> None:
         """The new model replaces the old one only once it has loaded: a model that

@@ -1,0 +1,152 @@
+"""All saved sessions at once: a summary of each, text search across them, and the
+choice of sessions by name or date (for `chatterm sessions`, `/sessions` and
+`chatterm export`). A file that cannot be read is reported, never fatal."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from chatterm import sessions
+from chatterm.conversation import branches
+from chatterm.errors import ChattermError
+
+SNIPPET = 70  # characters of context around a search hit
+
+
+@dataclass
+class Unreadable:
+    path: Path
+    reason: str
+
+    @property
+    def line(self) -> str:
+        return f"skipped {self.path.name}: {self.reason}"
+
+
+@dataclass
+class Summary:
+    name: str
+    updated: datetime
+    model: str
+    turns: int  # questions on the current path
+    good: int  # ratings anywhere in the tree
+    bad: int
+    first: str  # the first question
+
+
+@dataclass
+class Hit:
+    name: str
+    updated: datetime
+    where: str  # "question 2", "reply 3", "system prompt"; "(alternative)" off the current path
+    snippet: str
+
+
+def files() -> list[Path]:
+    """Session files, newest first."""
+    folder = sessions.sessions_dir()
+    found = folder.glob("*.json") if folder.is_dir() else ()
+    return sorted(found, key=lambda p: (-sessions._mtime(p), p.name))
+
+
+def read_all(paths: Iterable[Path]) -> Iterator[sessions.Session | Unreadable]:
+    for path in paths:
+        try:
+            yield sessions.read(path)
+        except FileNotFoundError:
+            continue  # removed since it was listed
+        except sessions.SessionError as e:
+            yield Unreadable(path, _reason(str(e), path))
+
+
+def _reason(message: str, path: Path) -> str:
+    return message.replace(f"session file {path} is ", "").replace(f"session file {path}", "its settings")
+
+
+def updated(session: sessions.Session, path: Path | None = None) -> datetime:
+    """When `session` was last written (the file's own record, else its mtime)."""
+    try:
+        return datetime.fromisoformat(session.updated or session.created)
+    except ValueError:
+        return datetime.fromtimestamp(sessions._mtime(path or session.path))
+
+
+def summary(session: sessions.Session) -> Summary:
+    path = session.messages
+    good = bad = 0
+    for _, firsts, _ in branches.walk(path):
+        for m in firsts:
+            good += m.get("rating") == "good"
+            bad += m.get("rating") == "bad"
+    first = next((m["content"] for m in path if m["role"] == "user"), "")
+    return Summary(session.name, updated(session), session.model, branches.count(path, "user"),
+                   good, bad, " ".join(first.split()))
+
+
+def search(text: str, paths: Iterable[Path]) -> Iterator[Hit | Unreadable]:
+    """Messages containing `text` (any case), every version of them included. Files
+    are first matched as raw text, so only the few that contain it are parsed."""
+    needle = text.lower()
+    encoded = json.dumps(needle, ensure_ascii=False)[1:-1]  # as it appears inside a JSON string
+    for path in paths:
+        try:
+            raw = path.read_text(encoding="utf-8", errors="replace").lower()
+        except OSError:
+            continue
+        # Files written elsewhere may escape non-ASCII text (\uXXXX): those are parsed.
+        if encoded not in raw and "\\u" not in raw:
+            continue
+        for item in read_all([path]):
+            if isinstance(item, Unreadable):
+                yield item
+                continue
+            yield from _hits(item, needle)
+
+
+def _hits(session: sessions.Session, needle: str) -> Iterator[Hit]:
+    when = updated(session)
+    for history, firsts, current in branches.walk(session.messages):
+        role = firsts[0]["role"]
+        number = branches.count(list(history), role) + 1
+        where = {"system": "system prompt", "user": f"question {number}", "assistant": f"reply {number}"}[role]
+        for k, m in enumerate(firsts, 1):
+            found = m["content"].lower().find(needle)
+            if found >= 0:
+                yield Hit(session.name, when, where + ("" if k == current else " (alternative)"),
+                          _snippet(m["content"], found, len(needle)))
+
+
+def _snippet(text: str, at: int, length: int) -> str:
+    start = max(0, at - SNIPPET // 2)
+    end = min(len(text), at + length + SNIPPET // 2)
+    return ("…" if start else "") + " ".join(text[start:end].split()) + ("…" if end < len(text) else "")
+
+
+def select(names: Iterable[str], since: date | None, until: date | None) -> list[Path]:
+    """Session files by name (or path), all when no name is given, then by the date
+    they were last written."""
+    names = list(names)
+    if names:
+        paths = [_named(n) for n in names]
+    else:
+        paths = files()
+    if since is None and until is None:
+        return paths
+    return [p for p in paths if _within(datetime.fromtimestamp(sessions._mtime(p)).date(), since, until)]
+
+
+def _named(name: str) -> Path:
+    path = Path(name).expanduser()
+    if not path.suffix and sessions.NAME.match(name):
+        path = sessions.sessions_dir() / f"{name}.json"
+    if not path.is_file():
+        raise ChattermError(f"no session {name!r} ({path}); chatterm sessions lists them")
+    return path
+
+
+def _within(day: date, since: date | None, until: date | None) -> bool:
+    return (since is None or day >= since) and (until is None or day <= until)

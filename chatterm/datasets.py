@@ -1,0 +1,145 @@
+"""Training data from saved sessions, in the conversational formats of TRL's trainers
+(https://huggingface.co/docs/trl/dataset_formats), which LLaMA-Factory reads too:
+
+- sft: {"messages": [system?, user, assistant, ...]} (language modeling). Without
+  `only_good`: each session's current path, ended before the first reply that is cut,
+  empty or rated bad. With it: one conversation per reply rated good, anywhere in the
+  tree, ending with that reply; longer ones absorb their own prefixes.
+  In both, every assistant message of a record is complete and not rated bad.
+- dpo: {"prompt": [...history], "chosen": [reply], "rejected": [reply]} for every
+  good/bad pair among the alternatives of one reply (same history).
+- kto: {"prompt": [...history], "completion": [reply], "label": bool} per rated reply.
+
+Cut replies (stopped, failed, out of tokens or context) and empty turns are left out
+unless `include_cut` / `include_empty`; every reason something was left out is counted
+in `skipped`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from chatterm.conversation import branches
+from chatterm.conversation.backend import wire
+from chatterm.conversation.reply import Finish
+
+FORMATS = ("sft", "dpo", "kto")
+
+
+@dataclass
+class Options:
+    format: str = "sft"
+    only_good: bool = False
+    include_cut: bool = False
+    include_empty: bool = False
+
+
+@dataclass
+class Tally:
+    records: int = 0
+    sessions: int = 0  # sessions that gave at least one record
+    labels: Counter = field(default_factory=Counter)  # kto: good/bad records
+    skipped: Counter = field(default_factory=Counter)  # reason -> how many
+
+
+def records(messages: list[dict], options: Options, tally: Tally) -> Iterator[dict]:
+    """The records of one session (its `messages` with their alternatives)."""
+    make = {"sft": _sft_good if options.only_good else _sft, "dpo": _dpo, "kto": _kto}[options.format]
+    produced = 0
+    for record in make(messages, options, tally.skipped):
+        produced += 1
+        if options.format == "kto":
+            tally.labels["good" if record["label"] else "bad"] += 1
+        yield record
+    tally.records += produced
+    tally.sessions += bool(produced)
+
+
+def problem(message: dict, options: Options) -> str | None:
+    """Why a message cannot be training data, or None."""
+    if not options.include_empty and not message["content"].strip():
+        return "empty reply" if message["role"] == "assistant" else "empty question"
+    finish = Finish.of(message.get("finish"))
+    if not options.include_cut and finish is not None and (finish.cut or finish is Finish.CONTEXT):
+        return "cut reply"
+    return None
+
+
+def _unfit(message: dict, options: Options) -> str | None:
+    """Why a message cannot be part of an SFT record."""
+    return problem(message, options) or ("reply rated bad" if message.get("rating") == "bad" else None)
+
+
+def _sft(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
+    end = 0
+    for i, m in enumerate(messages):
+        reason = _unfit(m, options) if m["role"] != "system" else None
+        if reason:
+            skipped[f"conversation ended before a {reason}" if end else reason] += 1
+            break
+        if m["role"] == "assistant":
+            end = i + 1
+    if end:
+        yield {"messages": wire(messages[:end])}
+    elif not any(m["role"] == "assistant" for m in messages):
+        skipped["session without a reply"] += 1
+
+
+def _sft_good(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
+    found: list[list[dict]] = []
+    for history, firsts, _ in _replies(messages):
+        for reply in firsts:
+            if reply.get("rating") != "good":
+                continue
+            before = (_unfit(m, options) for m in history if m["role"] != "system")
+            reason = problem(reply, options) or next((f"a message before it: {r}" for r in before if r), None)
+            if reason:
+                skipped[f"good reply skipped: {reason}"] += 1
+            else:
+                found.append(wire([*history, reply]))
+    # A record that another one continues adds nothing.
+    for record in found:
+        if not any(len(other) > len(record) and other[:len(record)] == record for other in found):
+            yield {"messages": record}
+
+
+def _dpo(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
+    for history, firsts, _ in _replies(messages):
+        rated = [m for m in firsts if m.get("rating")]
+        for m in rated:
+            reason = problem(m, options)
+            if reason:
+                skipped[f"rated {reason}"] += 1
+        usable = [m for m in rated if not problem(m, options)]
+        good = [m for m in usable if m["rating"] == "good"]
+        bad = [m for m in usable if m["rating"] == "bad"]
+        if not (good and bad):
+            if usable:
+                skipped["rated reply without an alternative rated the other way" if len(firsts) > 1
+                        else "rated reply without alternatives (/retry makes one)"] += len(usable)
+            continue
+        prompt = wire(list(history))
+        for chosen in good:
+            for rejected in bad:
+                yield {"prompt": prompt, "chosen": wire([chosen]), "rejected": wire([rejected])}
+
+
+def _kto(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
+    for history, firsts, _ in _replies(messages):
+        for m in firsts:
+            if not m.get("rating"):
+                continue
+            reason = problem(m, options)
+            if reason:
+                skipped[f"rated {reason}"] += 1
+                continue
+            yield {"prompt": wire(list(history)), "completion": wire([m]), "label": m["rating"] == "good"}
+
+
+def _replies(messages: list[dict]) -> Iterator[tuple[tuple[dict, ...], list[dict], int]]:
+    """The points of the tree that are replies to a question."""
+    for history, firsts, current in branches.walk(messages):
+        if firsts[0]["role"] == "assistant" and history and history[-1]["role"] == "user":
+            yield history, firsts, current

@@ -1,0 +1,123 @@
+"""`chatterm sessions` and `chatterm export`: the saved sessions listed and searched,
+and training data made from them (formats: `chatterm.datasets`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from chatterm.cli import guarded
+from chatterm.errors import InputError
+
+DATE = click.DateTime(["%Y-%m-%d"])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def session_tools() -> None:
+    """List, search and export saved sessions."""
+
+
+@session_tools.command()
+@click.option("-s", "--search", metavar="TEXT", help="Find TEXT (any case) in every message of every session.")
+@click.option("-n", "--limit", type=click.IntRange(1), help="Show the newest N only.")
+def sessions(search: str | None, limit: int | None) -> None:
+    """The saved sessions, newest first: name, last update, model, questions, ratings."""
+    guarded(_sessions, search, limit)
+
+
+def _sessions(search: str | None, limit: int | None) -> None:
+    from chatterm import archive
+    from chatterm.sessions import sessions_dir
+    from chatterm.ui.session_views import hit_lines, summary_lines
+
+    if search is not None and not search.strip():
+        raise InputError("--search needs some text")
+    paths = archive.files()[:limit]
+    if search is not None:
+        hits, unreadable = _split(archive.search(search, paths))
+        for line in hit_lines(hits):
+            click.echo(line)
+        _tell(unreadable)
+        click.echo(f"{len(hits)} messages match {search!r} in {len({h.name for h in hits})} of "
+                   f"{len(paths)} sessions", err=True)
+        return
+    summaries, unreadable = _split(archive.read_all(paths))
+    if summaries:
+        for line in summary_lines(archive.summary(s) for s in summaries):
+            click.echo(line)
+    _tell(unreadable)
+    click.echo(f"{len(summaries)} sessions in {sessions_dir()}", err=True)
+
+
+def _split(items) -> tuple[list, list]:
+    from chatterm.archive import Unreadable
+
+    items = list(items)
+    return [i for i in items if not isinstance(i, Unreadable)], [i for i in items if isinstance(i, Unreadable)]
+
+
+def _tell(unreadable: list) -> None:
+    for item in unreadable:
+        click.echo(item.line, err=True)
+
+
+@session_tools.command()
+@click.argument("names", nargs=-1, metavar="[NAME|PATH]...")
+@click.option("-f", "--format", "fmt", type=click.Choice(["sft", "dpo", "kto"]), default="sft", show_default=True,
+              help="sft: conversations (messages); dpo: chosen/rejected pairs; kto: single votes.")
+@click.option("--only", type=click.Choice(["good"]), help="sft: only conversations ending with a reply rated good.")
+@click.option("--since", type=DATE, metavar="YYYY-MM-DD", help="Sessions last written on or after this day.")
+@click.option("--until", type=DATE, metavar="YYYY-MM-DD", help="Sessions last written on or before this day.")
+@click.option("--include-cut", is_flag=True, help="Keep replies that were stopped, failed or ran out of tokens.")
+@click.option("--include-empty", is_flag=True, help="Keep empty questions and replies.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSONL here (atomically) instead of stdout.")
+def export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None, until: datetime | None,
+           include_cut: bool, include_empty: bool, output: Path | None) -> None:
+    """Training data from saved sessions (all, or NAMEs), as JSONL in TRL's
+    conversational formats; a summary goes to stderr (README: 'Ratings, alternatives and datasets')."""
+    guarded(_export, names, fmt, only, since, until, include_cut, include_empty, output)
+
+
+def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None,
+            until: datetime | None, include_cut: bool, include_empty: bool, output: Path | None) -> None:
+    from chatterm import archive, datasets, sessions
+
+    if only and fmt != "sft":
+        raise InputError(f"--only good is for --format sft ({fmt} uses the ratings themselves)")
+    paths = archive.select(names, since and since.date(), until and until.date())
+    options = datasets.Options(fmt, only_good=bool(only), include_cut=include_cut, include_empty=include_empty)
+    tally = datasets.Tally()
+    lines: list[str] = []
+    read = 0
+    for item in archive.read_all(paths):
+        if isinstance(item, archive.Unreadable):
+            click.echo(item.line, err=True)
+            continue
+        read += 1
+        for record in datasets.records(item.messages, options, tally):
+            line = json.dumps(record, ensure_ascii=False)
+            if output is None:
+                sys.stdout.write(line + "\n")
+            else:
+                lines.append(line)
+    if output is not None:
+        sessions.atomic_write(output, "".join(line + "\n" for line in lines).encode("utf-8"))
+    sys.stdout.flush()
+    click.echo(_summary(fmt, only, tally, read, output), err=True)
+
+
+def _summary(fmt: str, only: str | None, tally, read: int, output: Path | None) -> str:
+    kind = {"sft": "conversations", "dpo": "preference pairs", "kto": "rated replies"}[fmt]
+    labels = (f" ({tally.labels['good']} good, {tally.labels['bad']} bad)" if fmt == "kto" and tally.records
+              else "")
+    where = f" to {output}" if output else ""
+    lines = [f"{fmt}{' (only good)' if only else ''}: {tally.records} {kind}{labels} from "
+             f"{tally.sessions} of {read} sessions{where}"]
+    for reason, n in sorted(tally.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  left out: {n} × {reason}")
+    return "\n".join(lines)

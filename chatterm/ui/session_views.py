@@ -1,0 +1,38 @@
+"""Saved sessions as text lines, the same for `chatterm sessions` and `/sessions`.
+Everything shown was typed by someone or written by a model: it goes through `clean`."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.cells import cell_len, set_cell_size
+
+from chatterm.archive import Hit, Summary
+from chatterm.ui.sanitize import clean
+
+FIRST_CELLS = 40  # terminal cells of the first question shown
+
+
+def fit(text: str, cells: int) -> str:
+    """`text` on one line, cut to `cells` terminal cells (a CJK character takes two)."""
+    text = clean(" ".join(text.split()))
+    if cell_len(text) <= cells:
+        return text
+    return set_cell_size(text, cells - 1).rstrip() + "…"
+
+
+def ratings(summary: Summary) -> str:
+    return " ".join(part for part in (f"✓{summary.good}" if summary.good else "",
+                                      f"✗{summary.bad}" if summary.bad else "") if part) or "-"
+
+
+def summary_lines(summaries: Iterable[Summary]) -> list[str]:
+    lines = [f"{'NAME':<24} {'UPDATED':<16} {'MODEL':<22} {'TURNS':>5}  {'RATED':<8} FIRST QUESTION"]
+    for s in summaries:
+        lines.append(f"{s.name:<24} {s.updated:%Y-%m-%d %H:%M} {fit(s.model, 22):<22} {s.turns:>5}  "
+                     f"{ratings(s):<8} {fit(s.first, FIRST_CELLS)}")
+    return lines
+
+
+def hit_lines(hits: Iterable[Hit]) -> list[str]:
+    return [f"{h.name:<24} {h.updated:%Y-%m-%d %H:%M}  {h.where}: {clean(h.snippet)}" for h in hits]
