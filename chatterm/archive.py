@@ -50,7 +50,7 @@ def files() -> list[Path]:
     """Session files, newest first."""
     folder = sessions.sessions_dir()
     found = folder.glob("*.json") if folder.is_dir() else ()
-    return sorted(found, key=lambda p: (-sessions._mtime(p), p.name))
+    return sorted(found, key=lambda p: (-sessions.mtime(p), p.name))
 
 
 def read_all(paths: Iterable[Path]) -> Iterator[sessions.Session | Unreadable]:
@@ -63,6 +63,14 @@ def read_all(paths: Iterable[Path]) -> Iterator[sessions.Session | Unreadable]:
             yield Unreadable(path, _reason(str(e), path))
 
 
+def partition(items: Iterable[object]) -> tuple[list, list[Unreadable]]:
+    """(what was read, the files that could not be)."""
+    read, unreadable = [], []
+    for item in items:
+        (unreadable if isinstance(item, Unreadable) else read).append(item)
+    return read, unreadable
+
+
 def _reason(message: str, path: Path) -> str:
     return message.replace(f"session file {path} is ", "").replace(f"session file {path}", "its settings")
 
@@ -72,7 +80,7 @@ def updated(session: sessions.Session, path: Path | None = None) -> datetime:
     try:
         return datetime.fromisoformat(session.updated or session.created)
     except ValueError:
-        return datetime.fromtimestamp(sessions._mtime(path or session.path))
+        return datetime.fromtimestamp(sessions.mtime(path or session.path))
 
 
 def summary(session: sessions.Session) -> Summary:
@@ -136,13 +144,11 @@ def select(names: Iterable[str], since: date | None, until: date | None) -> list
         paths = files()
     if since is None and until is None:
         return paths
-    return [p for p in paths if _within(datetime.fromtimestamp(sessions._mtime(p)).date(), since, until)]
+    return [p for p in paths if _within(datetime.fromtimestamp(sessions.mtime(p)).date(), since, until)]
 
 
 def _named(name: str) -> Path:
-    path = Path(name).expanduser()
-    if not path.suffix and sessions.NAME.match(name):
-        path = sessions.sessions_dir() / f"{name}.json"
+    path = sessions.path_of(name)
     if not path.is_file():
         raise ChattermError(f"no session {name!r} ({path}); chatterm sessions lists them")
     return path

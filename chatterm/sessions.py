@@ -111,12 +111,18 @@ def clean_leftovers(max_age_s: float = 60.0) -> None:
             pass
 
 
-def load(name_or_path: str) -> Session:
-    """A saved session by name, or a session file from anywhere (which continues as a
-    new session, under a new name)."""
+def path_of(name_or_path: str) -> Path:
+    """The file of a saved session's name, or the path itself."""
     path = Path(name_or_path).expanduser()
     if not path.suffix and NAME.match(name_or_path):
         path = sessions_dir() / f"{name_or_path}.json"
+    return path
+
+
+def load(name_or_path: str) -> Session:
+    """A saved session by name, or a session file from anywhere (which continues as a
+    new session, under a new name)."""
+    path = path_of(name_or_path)
     try:
         session = read(path)
     except FileNotFoundError:
@@ -180,11 +186,11 @@ def _tree_problem(messages: list) -> str | None:
 
 def most_recent() -> str | None:
     folder = sessions_dir()
-    newest = max(folder.glob("*.json") if folder.is_dir() else (), key=_mtime, default=None)
+    newest = max(folder.glob("*.json") if folder.is_dir() else (), key=mtime, default=None)
     return newest.stem if newest else None
 
 
-def _mtime(path: Path) -> float:
+def mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
     except OSError:
@@ -211,7 +217,7 @@ def to_markdown(session: Session) -> str:
         if Finish.of(m.get("finish")) in (Finish.CANCELLED, Finish.ERROR):
             out.append("")
             out.append("*(reply cut)*")
-        marks = [text for text in (rating_text(m), _versions_text(m)) if text]
+        marks = [text for text in (rating_text(m), versions_text(m)) if text]
         if marks:
             out.append("")
             out.append(f"*({'; '.join(marks)})*")
@@ -219,7 +225,8 @@ def to_markdown(session: Session) -> str:
     return "\n".join(out)
 
 
-def _versions_text(message: dict) -> str:
+def versions_text(message: dict) -> str:
+    """"version 2 of 3" for a message with alternatives, "" otherwise."""
     others = message.get("alternatives")
     if not others:
         return ""

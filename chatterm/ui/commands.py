@@ -401,19 +401,14 @@ def _load(ctx: CommandContext, arg: str) -> None:
 def _sessions(ctx: CommandContext, arg: str) -> None:
     """List saved sessions, newest first; with TEXT, find it in all of them."""
     from chatterm import archive
-    from chatterm.ui.session_views import hit_lines, summary_lines
+    from chatterm.ui.session_views import report
 
     paths = archive.files()
-    found = list(archive.search(arg, paths) if arg else archive.read_all(paths[:SESSIONS_SHOWN]))
-    shown = [item for item in found if not isinstance(item, archive.Unreadable)]
-    lines = hit_lines(shown) if arg else summary_lines(archive.summary(s) for s in shown)
-    for line in lines:
+    lines, problems, count = report(paths if arg else paths[:SESSIONS_SHOWN], arg or None)
+    for line in lines + problems:
         ctx.note(line)
-    for item in found:
-        if isinstance(item, archive.Unreadable):
-            ctx.note(item.line)
     if arg:
-        ctx.note(f"{len(shown)} messages match {arg!r}; /load NAME opens a session")
+        ctx.note(f"{count}; /load NAME opens one")
     elif len(paths) > SESSIONS_SHOWN:
         ctx.note(f"the newest {SESSIONS_SHOWN} of {len(paths)}; chatterm sessions lists them all")
 

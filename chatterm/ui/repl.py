@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.text import Text
 
 from chatterm import loader, paths, sessions
-from chatterm.conversation import Conversation, Finish, branches
+from chatterm.conversation import Conversation, Finish
 from chatterm.errors import ChattermError, EngineError
 from chatterm.loader import Loaded, RunOptions
 from chatterm.ui import commands
@@ -323,10 +323,8 @@ class Repl:
         renderer.feed(message["content"])
         renderer.finish()
         self.code_blocks = renderer.code_blocks
-        marks = [sessions.rating_text(message)]
-        others = message.get("alternatives")
-        if others:
-            marks.append(f"version {branches.current_version(message)} of {len(others) + 1} (/alt)")
+        versions = sessions.versions_text(message)
+        marks = [sessions.rating_text(message), versions and f"{versions} (/alt)"]
         if any(marks):
             self.note(clean("  ·  ".join(m for m in marks if m)))
 

@@ -32,37 +32,16 @@ def sessions(search: str | None, limit: int | None) -> None:
 def _sessions(search: str | None, limit: int | None) -> None:
     from chatterm import archive
     from chatterm.sessions import sessions_dir
-    from chatterm.ui.session_views import hit_lines, summary_lines
+    from chatterm.ui.session_views import report
 
     if search is not None and not search.strip():
         raise InputError("--search needs some text")
-    paths = archive.files()[:limit]
-    if search is not None:
-        hits, unreadable = _split(archive.search(search, paths))
-        for line in hit_lines(hits):
-            click.echo(line)
-        _tell(unreadable)
-        click.echo(f"{len(hits)} messages match {search!r} in {len({h.name for h in hits})} of "
-                   f"{len(paths)} sessions", err=True)
-        return
-    summaries, unreadable = _split(archive.read_all(paths))
-    if summaries:
-        for line in summary_lines(archive.summary(s) for s in summaries):
-            click.echo(line)
-    _tell(unreadable)
-    click.echo(f"{len(summaries)} sessions in {sessions_dir()}", err=True)
-
-
-def _split(items) -> tuple[list, list]:
-    from chatterm.archive import Unreadable
-
-    items = list(items)
-    return [i for i in items if not isinstance(i, Unreadable)], [i for i in items if isinstance(i, Unreadable)]
-
-
-def _tell(unreadable: list) -> None:
-    for item in unreadable:
-        click.echo(item.line, err=True)
+    lines, problems, count = report(archive.files()[:limit], search)
+    for line in lines:
+        click.echo(line)
+    for line in problems:
+        click.echo(line, err=True)
+    click.echo(count if search is not None else f"{count} in {sessions_dir()}", err=True)
 
 
 @session_tools.command()

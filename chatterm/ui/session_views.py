@@ -3,10 +3,12 @@ Everything shown was typed by someone or written by a model: it goes through `cl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 from rich.cells import cell_len, set_cell_size
 
+from chatterm import archive
 from chatterm.archive import Hit, Summary
 from chatterm.ui.sanitize import clean
 
@@ -36,3 +38,15 @@ def summary_lines(summaries: Iterable[Summary]) -> list[str]:
 
 def hit_lines(hits: Iterable[Hit]) -> list[str]:
     return [f"{h.name:<24} {h.updated:%Y-%m-%d %H:%M}  {h.where}: {clean(h.snippet)}" for h in hits]
+
+
+def report(paths: list[Path], search: str | None) -> tuple[list[str], list[str], str]:
+    """What `chatterm sessions [--search TEXT]` and `/sessions [TEXT]` show: (the lines,
+    one line per file that could not be read, a count)."""
+    if search is not None:
+        hits, unreadable = archive.partition(archive.search(search, paths))
+        count = f"{len(hits)} messages match {search!r} in {len({h.name for h in hits})} of {len(paths)} sessions"
+        return hit_lines(hits), [u.line for u in unreadable], count
+    found, unreadable = archive.partition(archive.read_all(paths))
+    lines = summary_lines(archive.summary(s) for s in found) if found else []
+    return lines, [u.line for u in unreadable], f"{len(found)} sessions"
