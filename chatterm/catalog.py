@@ -113,7 +113,7 @@ def packaged_toml() -> Path:
     return packaged if packaged.exists() else Path(__file__).parent.parent / "models.toml"
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def load_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -234,7 +234,7 @@ class Catalog:
         if user_file.exists():
             files.append(user_file)
         for path in files:
-            data = _load_toml(path)
+            data = load_toml(path)
             unknown = set(data) - {"default", "models"}
             if unknown:
                 raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r}")

@@ -29,9 +29,15 @@ def _click_type(setting: Setting) -> click.ParamType:
 
 
 def sampling_options(command: Any) -> Any:
-    """A click option for each sampling setting, from its declaration."""
+    """A click option for each sampling setting, from its declaration (`--NAME/--no-NAME`
+    for on/off ones)."""
     for setting in reversed(SETTINGS.values()):
-        command = click.option(setting.option, setting.name, type=_click_type(setting), help=setting.help)(command)
+        if setting.kind is bool:
+            option = click.option(f"{setting.option}/--no-{setting.option[2:]}", setting.name, default=None,
+                                  help=setting.help)
+        else:
+            option = click.option(setting.option, setting.name, type=_click_type(setting), help=setting.help)
+        command = option(command)
     return command
 
 
@@ -70,7 +76,11 @@ def main(args: list[str] | None = None) -> None:
 @click.option("--threads", type=click.IntRange(1, 512), help="CPU threads (default: the cores available).")
 @click.option("--ctx", type=click.IntRange(16), help="Context window in tokens (default: the model's entry).")
 @sampling_options
+@click.option("-f", "--file", "files", multiple=True, metavar="PATH",
+              help="Add a text file (or a glob, or a folder) to the first message; repeatable.")
 @click.option("-s", "--system", metavar="TEXT", help="System prompt.")
+@click.option("-r", "--role", metavar="NAME", help="A named system prompt (translator, reviewer, concise, or "
+              "yours in ~/.config/chatterm/roles.toml).")
 @click.option("--template", metavar="NAME", help="Chat template: gguf (the file's own) or a preset such as chatml, llama3.")
 @click.option("-c", "--continue", "resume", is_flag=True, help="Resume the most recent chat session.")
 @click.option("--session", metavar="NAME", help="Open (or create) the named chat session.")
@@ -130,10 +140,29 @@ def _read_stdin() -> str:
 def _run_options(opts: dict[str, Any]) -> Any:
     from chatterm.loader import RunOptions
 
+    system = opts["system"]
+    if opts["role"]:
+        from chatterm import roles
+
+        if system:
+            raise InputError("--role is a system prompt: give --role or --system, not both")
+        system = roles.find(opts["role"]).prompt
     return RunOptions(model=opts["model"], engine=opts["engine"], gpu_layers=opts["gpu_layers"],
                       threads=opts["threads"], ctx=opts["ctx"], template=opts["template"],
-                      system=opts["system"], base_url=opts["base_url"], api_key_env=opts["api_key_env"],
+                      system=system, base_url=opts["base_url"], api_key_env=opts["api_key_env"],
                       sampling={k: opts[k] for k in SETTINGS if opts[k] is not None})
+
+
+def _attach(patterns: tuple[str, ...]) -> list:
+    """The files of -f, read now: a bad one fails before any model loads."""
+    if not patterns:
+        return []
+    from chatterm.attachments import gather
+
+    found = gather(list(patterns))
+    for skipped in found.skipped:
+        click.echo(f"chatterm: left out {skipped}", err=True)
+    return found.files
 
 
 def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
@@ -145,17 +174,23 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
             parts.append(piped)
     options = _run_options(opts)
     interactive = opts["interactive"] or opts["resume"] or opts["session"]
+    files = _attach(opts["files"])
     if not parts:
         if not stdin_is_tty and not interactive:
-            raise InputError("stdin is empty: nothing to answer")
+            raise InputError("stdin is empty: nothing to answer" + (" (-f adds files to a question: give one)"
+                                                                    if files else ""))
         from chatterm.ui.repl import run_repl  # the interactive chat
 
         run_repl(options, session=opts["session"], resume=opts["resume"], color=opts["color"],
-                 tty_input=not stdin_is_tty)
+                 tty_input=not stdin_is_tty, attached=files)
         return
     text = "\n\n".join(p.strip("\n") for p in parts)
     if not text.strip():
         raise InputError("the prompt is empty")
+    if files:
+        from chatterm.attachments import message
+
+        text = message(files, text)
     from chatterm.ui.oneshot import one_shot
 
     loaded, conversation = one_shot(text, options, opts["color"], keep=bool(interactive))

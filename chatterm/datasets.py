@@ -10,6 +10,8 @@
   good/bad pair among the alternatives of one reply (same history).
 - kto: {"prompt": [...history], "completion": [reply], "label": bool} per rated reply.
 
+A reasoning model's thinking is left out unless `thinking`: then each reply is
+`<think>\n...\n</think>\n\nanswer`, as Qwen3 and DeepSeek-R1 were trained on it.
 Cut replies (stopped, failed, out of tokens or context) and empty turns are left out
 unless `include_cut` / `include_empty`; every reason something was left out is counted
 in `skipped`.
@@ -19,10 +21,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from chatterm.conversation import branches
-from chatterm.conversation.backend import wire
+from chatterm.conversation import branches, thinking
 from chatterm.conversation.reply import Finish
 
 FORMATS = ("sft", "dpo", "kto")
@@ -34,6 +35,7 @@ class Options:
     only_good: bool = False
     include_cut: bool = False
     include_empty: bool = False
+    thinking: bool = False  # a reasoning model's thinking, in its <think> block before the answer
 
 
 @dataclass
@@ -82,7 +84,7 @@ def _sft(messages: list[dict], options: Options, skipped: Counter) -> Iterator[d
         if m["role"] == "assistant":
             end = i + 1
     if end:
-        yield {"messages": wire(messages[:end])}
+        yield {"messages": _wire(messages[:end], options)}
     elif not any(m["role"] == "assistant" for m in messages):
         skipped["session without a reply"] += 1
 
@@ -98,7 +100,7 @@ def _sft_good(messages: list[dict], options: Options, skipped: Counter) -> Itera
             if reason:
                 skipped[f"good reply skipped: {reason}"] += 1
             else:
-                found.append(wire([*history, reply]))
+                found.append(_wire([*history, reply], options))
     # A record that another one continues adds nothing.
     for record in found:
         if not any(len(other) > len(record) and other[:len(record)] == record for other in found):
@@ -120,10 +122,10 @@ def _dpo(messages: list[dict], options: Options, skipped: Counter) -> Iterator[d
                 skipped["rated reply without an alternative rated the other way" if len(firsts) > 1
                         else "rated reply without alternatives (/retry makes one)"] += len(usable)
             continue
-        prompt = wire(list(history))
+        prompt = _wire(history, options)
         for chosen in good:
             for rejected in bad:
-                yield {"prompt": prompt, "chosen": wire([chosen]), "rejected": wire([rejected])}
+                yield {"prompt": prompt, "chosen": _wire([chosen], options), "rejected": _wire([rejected], options)}
 
 
 def _kto(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
@@ -135,7 +137,13 @@ def _kto(messages: list[dict], options: Options, skipped: Counter) -> Iterator[d
             if reason:
                 skipped[f"rated {reason}"] += 1
                 continue
-            yield {"prompt": wire(list(history)), "completion": wire([m]), "label": m["rating"] == "good"}
+            yield {"prompt": _wire(history, options), "completion": _wire([m], options), "label": m["rating"] == "good"}
+
+
+def _wire(messages: Iterable[dict], options: Options) -> list[dict[str, str]]:
+    """Messages as the formats take them: role and content (with the thinking, if asked)."""
+    return [{"role": m["role"], "content": thinking.wrapped(m.get("thinking", ""), m["content"])
+             if options.thinking and m["role"] == "assistant" else m["content"]} for m in messages]
 
 
 def _replies(messages: list[dict]) -> Iterator[tuple[tuple[dict, ...], list[dict], int]]:

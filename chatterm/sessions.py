@@ -167,6 +167,8 @@ def _tree_problem(messages: list) -> str | None:
             return "a message without a valid role and text"
         if m.get("rating") not in (None, *RATINGS) or not isinstance(m.get("note", ""), str):
             return "an invalid rating"
+        if not isinstance(m.get("thinking", ""), str):
+            return "invalid thinking text"
         others = m.get("alternatives")
         if others is None:
             continue

@@ -31,6 +31,8 @@ class Setting:
         return "--" + self.name.replace("_", "-")
 
     def range_text(self) -> str:
+        if self.kind is bool:
+            return "on or off"
         if self.high is None:
             return f">= {self.low:g}"
         return f"{self.low:g}-{self.high:g}"
@@ -39,6 +41,10 @@ class Setting:
         """`value` as this setting's type, or SettingError saying what is wrong."""
         if value is None and self.optional:
             return None
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise self._wrong_type(value)
+            return value
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or self.kind is int and not isinstance(value, int):
             raise self._wrong_type(value)
@@ -47,11 +53,17 @@ class Setting:
         return self.kind(value)
 
     def _wrong_type(self, value: Any) -> SettingError:
-        return SettingError(f"{self.name} must be {'an integer' if self.kind is int else 'a number'}, not {value!r}")
+        kind = {int: "an integer", float: "a number", bool: "on or off"}[self.kind]
+        return SettingError(f"{self.name} must be {kind}, not {value!r}")
 
     def parse(self, text: str) -> Any:
         """A value typed by the user (`/set`)."""
         text = text.strip()
+        if self.kind is bool:
+            words = {"on": True, "true": True, "yes": True, "off": False, "false": False, "no": False}
+            if text.lower() not in words:
+                raise self._wrong_type(text)
+            return words[text.lower()]
         if self.optional and text.lower() in ("none", "random"):
             return None
         try:
@@ -75,6 +87,10 @@ class Sampling:
     seed: int | None = _setting(None, int, "Seed for reproducible sampling (unset: random).",
                                 high=2**31 - 1, optional=True)
     max_tokens: int = _setting(1024, int, "Most tokens in one reply.", low=1)
+    # None: as the model's template decides. Only templates with a switch (Qwen3's
+    # enable_thinking) and servers that take chat_template_kwargs obey it.
+    think: bool | None = _setting(None, bool, "Reasoning models: think before answering (on/off).",
+                                  optional=True)
     # Not a user setting: go on past end of generation to max_tokens (benchmarks;
     # llama.cpp's --ignore-eos).
     ignore_eog: bool = False

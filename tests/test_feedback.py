@@ -162,7 +162,7 @@ def test_repl_edit_in_the_input_and_inline(fake_model):
 
 
 def test_an_edit_cancelled_with_ctrl_c_sends_nothing(fake_model):
-    repl, out = drive("first\r/edit\r\x03new question\r", fake_model("r1", "r2"))
+    repl, out = drive("first\r/edit last\r\x03new question\r", fake_model("r1", "r2"))
     assert contents(repl.conversation.messages) == ["SYS", "first", "r1", "new question", "r2"]
     assert not any(m.get("alternatives") for m in repl.conversation.messages)
 

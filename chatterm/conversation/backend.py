@@ -20,9 +20,17 @@ class Backend(Protocol[P]):
     @property
     def n_ctx(self) -> int: ...
 
-    def measure(self, messages: list[dict], tail: str | None) -> tuple[int, P]:
+    def measure(self, messages: list[dict], tail: str | None, think: bool | None = None) -> tuple[int, P]:
         """(size in tokens, prompt) of `messages` ready for a reply; `tail` (when
-        continuing a reply) is the start of that reply."""
+        continuing a reply) is the start of that reply; `think` switches a reasoning
+        model's thinking on or off where its template or server can (None: its default)."""
+
+    def count(self, text: str) -> int:
+        """Tokens in `text` alone (what a file added to a message costs)."""
+
+    @property
+    def think_switch(self) -> bool:
+        """Whether `think` has any effect for this model."""
 
     def reply(self, prompt: P, sampling: Sampling, cancelled: Callable[[], bool]) -> Reply:
         """A reply to `prompt`, streamed as it is iterated."""

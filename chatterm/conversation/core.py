@@ -90,6 +90,8 @@ class Conversation:
 
         def extend(reply: Reply) -> None:
             last["content"] += reply.text
+            if reply.thinking:
+                last["thinking"] = last.get("thinking", "") + reply.thinking
             last["finish"] = _stored(reply.finish)
         yield from self._reply(prompt, cancelled, extend)
 
@@ -152,7 +154,7 @@ class Conversation:
         backend = self.backend
 
         def measure(kept: list[dict]) -> tuple[int, tuple[int, Any]]:
-            size, prompt = backend.measure(kept, tail)
+            size, prompt = backend.measure(kept, tail, self.sampling.think)
             return size, (size, prompt)
 
         n_ctx = backend.n_ctx
@@ -280,4 +282,9 @@ def _stored(finish: Finish | None) -> str | None:
 
 
 def _message(reply: Reply) -> dict:
-    return {"role": "assistant", "content": reply.text, "finish": _stored(reply.finish)}
+    """A reply as the session keeps it: the answer, its finish, and any thinking apart
+    (never sent back to the model: `backend.wire` takes the answer only)."""
+    message = {"role": "assistant", "content": reply.text, "finish": _stored(reply.finish)}
+    if reply.thinking:
+        message["thinking"] = reply.thinking
+    return message

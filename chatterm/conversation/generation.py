@@ -24,8 +24,8 @@ class Generation(Reply):
     one too), which the prompt cache keeps."""
 
     def __init__(self, engine: Engine, prompt: Sequence[int], sampling: Sampling,
-                 stop: Sequence[str] = (), cancelled: Callable[[], bool] = never):
-        super().__init__(len(prompt))
+                 stop: Sequence[str] = (), cancelled: Callable[[], bool] = never, thinking: bool = False):
+        super().__init__(len(prompt), thinking)
         self.engine = engine
         self.prompt = list(prompt)
         self.sampling = sampling
@@ -67,8 +67,7 @@ class Generation(Reply):
                 else:
                     out, pending = pending, ""
                 if out:
-                    self._chunks.append(out)
-                    yield out
+                    yield from self._emit(out)
                 if len(self.tokens) >= budget:
                     self.finish = LENGTH if budget == self.sampling.max_tokens else CONTEXT
                     break
@@ -91,8 +90,8 @@ class Generation(Reply):
         # character are dropped rather than shown as U+FFFD.
         pending += decoder.decode(b"", final=False)
         if pending:
-            self._chunks.append(pending)
-            yield pending
+            yield from self._emit(pending)
+        yield from self._end()
 
     def run(self) -> str:
         for _ in self:

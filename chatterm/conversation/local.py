@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from chatterm.conversation import templates
+from chatterm.conversation import templates, thinking
 from chatterm.conversation.backend import wire
 from chatterm.conversation.generation import Generation
 from chatterm.conversation.reply import Finish, Reply
@@ -53,8 +53,16 @@ class LocalBackend:
         """The model's stop strings and those its template's preset needs."""
         return self.stop + [s for s in templates.PRESET_STOPS.get(self.template.name, []) if s not in self.stop]
 
-    def measure(self, messages: list[dict], tail: str | None) -> tuple[int, tuple[str, list[int]]]:
-        text = self.template.render(wire(messages), add_generation_prompt=True) + (tail or "")
+    def count(self, text: str) -> int:
+        return len(self.engine.tokenize(text, special=False))
+
+    @property
+    def think_switch(self) -> bool:
+        return self.template.think_switch
+
+    def measure(self, messages: list[dict], tail: str | None,
+                think: bool | None = None) -> tuple[int, tuple[str, list[int]]]:
+        text = self.template.render(wire(messages), add_generation_prompt=True, think=think) + (tail or "")
         ids = self._tokenize(text)
         return len(ids), (text, ids)
 
@@ -68,7 +76,8 @@ class LocalBackend:
         return ids
 
     def reply(self, prompt: tuple[str, list[int]], sampling: Sampling, cancelled: Callable[[], bool]) -> Reply:
-        return Generation(self.engine, prompt[1], sampling, self.stops(), cancelled)
+        return Generation(self.engine, prompt[1], sampling, self.stops(), cancelled,
+                          thinking=thinking.opened(prompt[0]))
 
     def settle(self, prompt: tuple[str, list[int]], reply: Reply) -> int:
         assert isinstance(reply, Generation)

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterator
 from chatterm.conversation.backend import wire
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.templates import ChatTemplate
+from chatterm.conversation import thinking
+from chatterm.conversation.thinking import Thought
 from chatterm.engines.remote.engine import RemoteEngine, RemoteError
 from chatterm.errors import EngineError
 from chatterm.settings import Sampling
@@ -33,17 +35,19 @@ class Request:
 class RemoteReply(Reply):
     def __init__(self, engine: RemoteEngine, request: Request, payload: dict[str, Any],
                  cancelled: Callable[[], bool]):
-        super().__init__(request.size)
+        prompt = request.body.get("prompt")  # the completions API: a prompt we rendered
+        super().__init__(request.size, thinking=isinstance(prompt, str) and thinking.opened(prompt))
         self.engine, self.request, self.payload, self.cancelled = engine, request, payload, cancelled
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()
         try:
-            for text in self.engine.stream(self.request.path, self.payload, self.cancelled):
+            for reasoning, text in self.engine.stream(self.request.path, self.payload, self.cancelled):
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - start
-                self._chunks.append(text)  # servers send about one token per event
-                yield text
+                # Servers send about one token per event; n_tokens counts events.
+                yield from self._emit(Thought(text) if reasoning else text)
+            yield from self._end()
             if self.cancelled():
                 self.finish = Finish.CANCELLED
             else:
@@ -76,15 +80,21 @@ class RemoteBackend:
     def size_note(self) -> str:
         return "" if self.engine.counts_exactly else " (estimated: the server has no tokenize endpoint)"
 
-    def measure(self, messages: list[dict], tail: str | None) -> tuple[int, Request]:
+    def count(self, text: str) -> int:
+        return self.engine.count_tokens(text)
+
+    think_switch = True  # servers take chat_template_kwargs (those that do not ignore it)
+
+    def measure(self, messages: list[dict], tail: str | None, think: bool | None = None) -> tuple[int, Request]:
         if tail is None:
             body = wire(messages)
             size = sum(self.engine.count_tokens(m["content"]) + MESSAGE_OVERHEAD for m in body)
-            return size, Request("chat/completions", {"messages": body}, size)
+            switch = {} if think is None else {"chat_template_kwargs": {"enable_thinking": think}}
+            return size, Request("chat/completions", {"messages": body, **switch}, size)
         if self.template is None:
             raise EngineError("/continue on a remote model needs its chat template: set template = "
                               "\"chatml\" (or the model's preset) in its models.toml entry or pass --template")
-        prompt = self.template.render(wire(messages), add_generation_prompt=True) + tail
+        prompt = self.template.render(wire(messages), add_generation_prompt=True, think=think) + tail
         size = self.engine.count_tokens(prompt)
         return size, Request("completions", {"prompt": prompt}, size)
 

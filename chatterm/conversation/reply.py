@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Iterator
 
+from chatterm.conversation.thinking import Splitter, Thought
+
 
 class Finish(str, Enum):
     """Why a reply ended; the value is what session files store."""
@@ -31,26 +33,45 @@ class Finish(str, Enum):
 
 
 class Reply:
-    """Iterate to get text chunks; afterwards `text`, `finish` and the figures tell
-    the rest. Backends fill it in; `n_tokens` counts generated tokens."""
+    """Iterate to get text chunks (`thinking.Thought` ones for a reasoning model's
+    thinking); afterwards `text` (the answer), `thinking`, `finish` and the figures tell
+    the rest. Backends fill it in through `_emit`; `n_tokens` counts generated tokens."""
 
-    def __init__(self, prompt_tokens: int):
+    def __init__(self, prompt_tokens: int, thinking: bool = False):
+        """`thinking`: the prompt opened a thinking block (see `thinking.opened`)."""
         self.prompt_tokens = prompt_tokens
         self.finish: Finish | None = None
         self.first_token_s: float | None = None  # from start to the first token
         self.elapsed_s = 0.0
         self._chunks: list[str] = []
+        self._thoughts: list[str] = []
+        self._splitter = Splitter(inside=thinking)
 
     def __iter__(self) -> Iterator[str]:
         raise NotImplementedError
+
+    def _emit(self, text: str) -> Iterator[str]:
+        for piece in self._splitter.feed(text):
+            (self._thoughts if isinstance(piece, Thought) else self._chunks).append(piece)
+            yield piece
+
+    def _end(self) -> Iterator[str]:
+        """The stream ended: what the splitter held back."""
+        for piece in self._splitter.finish():
+            (self._thoughts if isinstance(piece, Thought) else self._chunks).append(piece)
+            yield piece
 
     @property
     def text(self) -> str:
         return "".join(self._chunks)
 
     @property
+    def thinking(self) -> str:
+        return "".join(self._thoughts)
+
+    @property
     def n_tokens(self) -> int:
-        return len(self._chunks)
+        return len(self._chunks) + len(self._thoughts)
 
     @property
     def tokens_per_s(self) -> float:

@@ -112,13 +112,20 @@ class ChatTemplate:
         self.eos_token = eos_token
         self._template = _compile(source)
 
-    def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+    @property
+    def think_switch(self) -> bool:
+        """The template can turn a reasoning model's thinking off (Qwen3's switch)."""
+        return "enable_thinking" in self.source
+
+    def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
+               think: bool | None = None) -> str:
         from jinja2.exceptions import SecurityError, TemplateError as JinjaError
 
+        switch = {} if think is None else {"enable_thinking": think}
         try:
             return self._template.render(
                 messages=messages, add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token, eos_token=self.eos_token)
+                bos_token=self.bos_token, eos_token=self.eos_token, **switch)
         except SecurityError as e:
             raise TemplateError(f"chat template {self.name!r} tried to leave the sandbox ({e}); "
                                 "choose a preset with --template") from None

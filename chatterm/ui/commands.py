@@ -22,7 +22,8 @@ from prompt_toolkit.document import Document
 from rich.console import Console
 from rich.text import Text
 
-from chatterm import sessions
+from chatterm import attachments, sessions
+from chatterm.attachments import Attachment
 from chatterm.conversation import Conversation, Finish, branches
 from chatterm.errors import ChattermError
 from chatterm.loader import Loaded
@@ -39,6 +40,7 @@ class CommandContext(Protocol):
     loaded: Loaded  # the model answering now
     code_blocks: list[CodeBlock]  # of the last reply shown
     console: Console
+    attached: list[Attachment]  # files for the next message
 
     def cancelled(self) -> bool: ...  # Ctrl-C during the reply being shown
     def note(self, text: str) -> None: ...
@@ -52,6 +54,9 @@ class CommandContext(Protocol):
     def replay(self) -> None: ...
     def show_message(self, message: dict) -> None: ...  # a reply as the transcript shows it
     def begin_edit(self, question: int, text: str) -> None: ...  # the question, in the input, to edit
+    def attached_tokens(self) -> int: ...
+    def compose(self) -> str: ...  # a message written in the user's editor
+    def ask(self, text: str) -> None: ...  # send a message, as typed at the prompt
     def save(self, path: Path | None = None) -> Path: ...
 
 
@@ -124,6 +129,8 @@ def complete_setting(arg: str) -> Iterator[Completion]:
     setting = SETTINGS.get(name)
     if setting is None or " " in value:
         return iter(())
+    if setting.kind is bool:
+        return _words(value, [("on", ""), ("off", ""), ("default", "as the model decides")])
     return _words(value, [("default", "the model's value"), *([("none", "random")] if setting.optional else [])])
 
 
@@ -228,16 +235,28 @@ def _alt(ctx: CommandContext, arg: str) -> None:
             ctx.show_message(message)
 
 
-@command("edit", "[N] [TEXT]")
+@command("edit", "[N|last] [TEXT]")
 def _edit(ctx: CommandContext, arg: str) -> None:
-    """Ask question N (default: the last) again, edited in the input (Ctrl-X Ctrl-E:
-    in $EDITOR) or as TEXT; the old question and its replies stay an alternative."""
+    """No N: write a message in $VISUAL/$EDITOR, sent when saved. N (or last): ask
+    question N again, edited in the input (Ctrl-X Ctrl-E: in the editor) or as TEXT;
+    the old question and its replies stay an alternative."""
     conversation = ctx.conversation
+    if not arg:
+        text = ctx.compose()
+        if text.strip():
+            ctx.ask(text)
+        else:
+            ctx.note("(nothing saved: nothing sent)")
+        return
     asked = branches.count(conversation.messages, "user")
     if not asked:
         raise ChattermError("there is no question to edit yet")
     first, _, rest = arg.partition(" ")
-    number, text = (int(first), rest.strip()) if first.isdigit() else (asked, arg)
+    if first == "last":
+        first = str(asked)
+    if not first.isdigit():
+        raise ChattermError("usage: /edit [N|last] [TEXT]; /edit alone opens your editor")
+    number, text = int(first), rest.strip()
     if not 1 <= number <= asked:
         raise ChattermError(f"no question {number}: this conversation has {asked}")
     if text:
@@ -303,6 +322,32 @@ def _system(ctx: CommandContext, arg: str) -> None:
     ctx.note("system prompt set")
 
 
+def complete_role(arg: str) -> Iterator[Completion]:
+    from chatterm import roles
+
+    try:
+        return _words(arg, ((r.name, r.description) for r in roles.load().values()))
+    except ChattermError:
+        return iter(())
+
+
+@command("role", "[NAME]", complete=complete_role)
+def _role(ctx: CommandContext, arg: str) -> None:
+    """Use a named system prompt (no NAME: list them)."""
+    from chatterm import roles
+
+    if arg:
+        role = roles.find(arg)
+        ctx.conversation.set_system(role.prompt)
+        ctx.note(f"role {role.name}: {role.description or role.prompt[:60]}")
+        return
+    current = ctx.conversation.system
+    for role in roles.load().values():
+        mark = "›" if role.prompt == current else " "
+        ctx.note(f"{mark} {role.name:<12} {role.description}{'  (yours)' if role.source == 'yours' else ''}")
+    ctx.note(f"/role NAME uses one; add your own in {roles.user_roles_toml()}")
+
+
 @command("set", "[NAME VALUE]", complete=complete_setting)
 def _set(ctx: CommandContext, arg: str) -> None:
     """Set a sampling setting, or 'default' for the model's (no NAME: show them)."""
@@ -323,6 +368,24 @@ def _set(ctx: CommandContext, arg: str) -> None:
         return
     conversation.set_sampling(name, setting.parse(value))
     ctx.note(f"{name} = {getattr(conversation.sampling, name)}")
+    if name == "think" and conversation.engine.state() == "ready" and not conversation.backend.think_switch:
+        ctx.note("(this model's chat template has no switch for thinking: it thinks as it was trained to)")
+
+
+@command("think", "[show|on|off|default]",
+         complete=lambda arg: _words(arg, [("show", "the last reply's thinking"), ("on", ""), ("off", ""),
+                                           ("default", "as the model decides")]))
+def _think(ctx: CommandContext, arg: str) -> None:
+    """Reasoning models: show the last reply's thinking, or turn thinking on or off."""
+    conversation = ctx.conversation
+    if arg in ("", "show"):
+        last = next((m for m in reversed(conversation.messages) if m["role"] == "assistant"), None)
+        text = (last or {}).get("thinking", "")
+        if not text.strip():
+            raise ChattermError("the last reply has no thinking")
+        ctx.console.print(Text(clean(text.strip()), style="dim italic"))
+        return
+    _set(ctx, f"think {arg}")
 
 
 @command("model", "NAME", complete=complete_model)
@@ -395,6 +458,47 @@ def _load(ctx: CommandContext, arg: str) -> None:
         raise ChattermError("usage: /load PATH|NAME")
     ctx.open_session(sessions.load(arg))
     ctx.replay()
+
+
+def complete_paths(arg: str) -> Iterator[Completion]:
+    """The last of several paths."""
+    return complete_path(arg.rsplit(" ", 1)[-1])
+
+
+@command("file", "[PATH|GLOB|FOLDER...|clear]", complete=complete_paths)
+def _file(ctx: CommandContext, arg: str) -> None:
+    """Add text files to your next message (no PATH: list them; clear: drop them)."""
+    import shlex
+
+    if arg.strip() == "clear":
+        ctx.attached.clear()
+        ctx.note("no files attached")
+        return
+    if arg.strip():
+        try:
+            patterns = shlex.split(arg)
+        except ValueError as e:
+            raise ChattermError(f"/file: {e} (quote paths with spaces)") from None
+        already = sum(len(f.text.encode("utf-8")) for f in ctx.attached)
+        found = attachments.gather(patterns, already)
+        ctx.attached.extend(found.files)
+        for skipped in found.skipped:
+            ctx.note(f"left out {skipped}")
+    if not ctx.attached:
+        ctx.note("no files attached: /file PATH... adds some to your next message")
+        return
+    if not ctx.wait_for_engine(ctx.loaded):
+        ctx.note(f"{len(ctx.attached)} files attached (counted once the model has loaded)")
+        return
+    total = ctx.attached_tokens()
+    for f in ctx.attached:
+        ctx.note(f"{f.name}  {f.tokens:,} tokens")
+    conversation = ctx.conversation
+    after = (conversation.context_used or 0) + total
+    ctx.note(f"{len(ctx.attached)} files, {total:,} tokens, go with your next message "
+             f"(context {after:,} of {conversation.backend.n_ctx:,} with them)")
+    if after > conversation.backend.n_ctx:
+        ctx.note("(more than the context window holds: the message would be refused; /file clear)")
 
 
 @command("sessions", "[TEXT]")

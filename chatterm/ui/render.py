@@ -2,10 +2,19 @@
 
 A reply is cut into blocks as it streams: a block ends at a blank line outside a code
 fence; inside a fence every finished line is its own block. Each finished block is
-printed exactly once and never redrawn. Only the open tail (the block being written)
-lives in a small `rich.live.Live` region that repaints at most `FPS` times a second,
-from a renderable that is built at paint time, so a token costs O(1) and the tail
-never holds more than one block (taller blocks are flushed line by line).
+printed exactly once and never redrawn, one blank line after the block before it (as
+rich spaces a whole document). Only the open tail (the block being written) lives in a
+small `rich.live.Live` region that repaints at most `FPS` times a second, from a
+renderable that is built at paint time, so a token costs O(1) and the tail never holds
+more than one block. A block taller than the screen is printed in parts where Markdown
+allows it: a paragraph or quote at any line, a list before an item; a table only whole
+(until then the live region shows its top). Table cells fold their text rather than
+cutting it, so nothing of a narrow table is lost, CJK text included.
+
+A reasoning model's thinking (`Thought` chunks) is never printed for good: while it
+streams, the live region shows its last lines, dim, under a "thinking… N tokens, M s"
+line; when the answer starts it collapses to one summary line (`/think show` prints
+it whole). Plain output leaves it out.
 
 Text reaches rich only after `sanitize.clean`, and rich never sees it as markup:
 Markdown and Syntax render it literally, links show their address.
@@ -20,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from chatterm.conversation.thinking import Thought
 from chatterm.ui.sanitize import clean
 
 if TYPE_CHECKING:  # rich is imported when output is styled: plain output does without it
@@ -29,7 +39,11 @@ if TYPE_CHECKING:  # rich is imported when output is styled: plain output does w
     from rich.text import Text
 
 FPS = 12
+THINKING_LINES = 6  # of the thinking shown while it streams
+THINKING_KEPT = 4000  # characters of it kept for that view (the reply keeps it all)
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([\w+#.-]*)")
+LIST_ITEM = re.compile(r"^ {0,3}([-*+]|\d{1,9}[.)])(\s|$)")
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 CODE_THEME = "monokai"
 
 
@@ -47,6 +61,9 @@ class _Tail:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         r = self.renderer
+        if r._thinking is not None:
+            yield from r._thinking.view(console, options.max_width)
+            return
         partial = "".join(r._partial)
         if r._fence is not None:
             if partial:
@@ -65,12 +82,17 @@ def styled(color: str, file: TextIO) -> bool:
 
 def make_console(color: str = "auto", file: Any = None) -> Console:
     """chatterm's console: rich markup off (nothing printed is ever parsed as markup);
-    `is_terminal` is `styled`'s answer."""
+    `is_terminal` is `styled`'s answer. On a terminal its size is asked of the terminal
+    at every paint, never taken from COLUMNS/LINES, which a resize does not change."""
+    import os
+
     from rich.console import Console
 
+    out = file or sys.stdout
+    environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")} if out.isatty() else None
     return Console(file=file, markup=False, emoji=False, highlight=False,
-                   force_terminal=styled(color, file or sys.stdout),
-                   no_color=True if color == "never" else None)
+                   force_terminal=styled(color, out),
+                   no_color=True if color == "never" else None, _environ=environ)
 
 
 @functools.lru_cache(maxsize=16)
@@ -88,16 +110,93 @@ def _highlighter(language: str) -> Syntax:
     return Syntax("", lexer, theme=CODE_THEME, word_wrap=True, background_color="default")
 
 
-def _markdown(text: str) -> Markdown:
-    from rich.markdown import Markdown
+@functools.lru_cache(maxsize=1)
+def _markdown_class() -> type:
+    """rich's Markdown, with tables whose cells fold long words (CJK runs have no spaces
+    to wrap at) instead of cutting them with an ellipsis."""
+    from rich import box
+    from rich.markdown import Markdown, TableElement
+    from rich.table import Table
 
-    return Markdown(text, code_theme=CODE_THEME, hyperlinks=False)
+    class FoldingTable(TableElement):
+        def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+            table = Table(box=box.SIMPLE, pad_edge=False, style="markdown.table.border", show_edge=True,
+                          collapse_padding=True)
+            if self.header is not None and self.header.row is not None:
+                for column in self.header.row.cells:
+                    heading = column.content.copy()
+                    heading.stylize("markdown.table.header")
+                    table.add_column(heading, overflow="fold")
+            if self.body is not None:
+                for row in self.body.rows:
+                    table.add_row(*(cell.content for cell in row.cells))
+            yield table
+
+    class ChattermMarkdown(Markdown):
+        elements = {**Markdown.elements, "table_open": FoldingTable}
+
+    return ChattermMarkdown
+
+
+def _markdown(text: str) -> Markdown:
+    return _markdown_class()(text, code_theme=CODE_THEME, hyperlinks=False)
 
 
 def _rule(text: str) -> Text:
     from rich.text import Text
 
     return Text(text, style="dim")
+
+
+class _Trimmed:
+    """A renderable without the blank lines rich puts above and below some blocks
+    (tables, lists) and not others."""
+
+    def __init__(self, renderable: Any):
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.segment import Segment
+
+        lines = console.render_lines(self.renderable, options, pad=False)
+        blank = [not "".join(s.text for s in line).strip() for line in lines]
+        if all(blank):
+            return
+        first, last = blank.index(False), len(blank) - blank[::-1].index(False)
+        for line in lines[first:last]:
+            yield from line
+            yield Segment.line()
+
+
+class _Thinking:
+    """The thinking being streamed: its last characters, how many chunks, since when."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.count = 0
+        self.tail = ""
+
+    def add(self, text: str) -> None:
+        self.count += 1
+        self.tail += text
+        if len(self.tail) > 2 * THINKING_KEPT:  # trimmed now and then: O(1) a chunk on average
+            self.tail = self.tail[-THINKING_KEPT:]
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.start
+
+    def view(self, console: Console, width: int) -> RenderResult:
+        from rich.text import Text
+
+        lines = Text(self.tail.strip(), style="dim italic").wrap(console, width)
+        yield from lines[-THINKING_LINES:]
+        yield Text(f"thinking… {self.count} tokens, {self.seconds():.0f} s", style="dim")
+
+    def summary(self, cut: bool) -> Text:
+        from rich.text import Text
+
+        what = "thinking cut" if cut else "thought"
+        return Text(f"▸ {what} for {self.seconds():.1f} s ({self.count} tokens) · /think show", style="dim")
 
 
 class StreamRenderer:
@@ -117,10 +216,18 @@ class StreamRenderer:
         self._fence: tuple[str, str] | None = None  # (marker, language) inside a code fence
         self._code: list[str] = []
         self._live: Any = None
+        self._printed = False  # a block of this reply is on the screen (the next one is spaced)
+        self._continued = False  # the last block printed was a part of the open one
+        self._thinking: _Thinking | None = None  # a reasoning model is thinking
         self._max_lines = max_block_lines or (max(4, console.size.height - 4) if console else 0)
 
     # ------------------------------------------------------------ input
     def feed(self, chunk: str) -> None:
+        if isinstance(chunk, Thought):
+            self._think(clean(chunk))
+            return
+        if self._thinking is not None:
+            self._end_thinking(cut=False)
         chunk = clean(chunk)
         if not self.markdown:  # plain text as it comes; lines still tracked for /copy
             if chunk:
@@ -137,6 +244,9 @@ class StreamRenderer:
                 self._line(line)
         if rest:
             self._partial.append(rest)
+        self._paint()
+
+    def _paint(self) -> None:
         if self._live:
             now = time.monotonic()
             if now >= self._next_paint:  # at most FPS paints a second; a slow stream paints every token
@@ -144,6 +254,8 @@ class StreamRenderer:
                 self._live.refresh()
 
     def finish(self) -> None:
+        if self._thinking is not None:
+            self._end_thinking(cut=True)
         if self._partial:
             self._line("".join(self._partial))
             self._partial = []
@@ -155,6 +267,23 @@ class StreamRenderer:
             self.file.write("\n")
             self.file.flush()
             self._newline = True
+
+    # ------------------------------------------------------------ thinking
+    def _think(self, text: str) -> None:
+        if not self.markdown:
+            return  # plain output is the answer alone
+        if self._thinking is None:
+            self._thinking = _Thinking()
+        self._thinking.add(text)
+        if self._live is None:
+            self._start_live()
+        self._paint()
+
+    def _end_thinking(self, cut: bool) -> None:
+        thinking, self._thinking = self._thinking, None
+        if thinking is not None and self.markdown:
+            self._print(thinking.summary(cut))
+            self._printed = False  # the answer follows its summary line directly
 
     # ------------------------------------------------------------ blocks
     def _line(self, line: str) -> None:
@@ -175,14 +304,14 @@ class StreamRenderer:
             self._code = []
             number = len(self.code_blocks) + 1
             if self.markdown:
-                self._print(_rule(f"─── [{number}] {language} "))
+                self._print(_rule(f"─── [{number}] {language} "), new_block=True)
             return
         if not line.strip():
             self._flush_block()
             return
         self._block.append(line)
         if len(self._block) >= self._max_lines:
-            self._flush_block()
+            self._flush_part()
 
     def _close_fence(self) -> None:
         assert self._fence is not None
@@ -192,13 +321,30 @@ class StreamRenderer:
         if self.markdown:
             self._print(_rule("───"))
 
-    def _flush_block(self) -> None:
+    def _flush_block(self, part: bool = False) -> None:
+        """Print the open block (`part`: the first part of a block that goes on)."""
         if self._block:
             # Empty the tail first: printing repaints the Live region, which must not
             # show this block a second time.
             text, self._block = "\n".join(self._block), []
             if self.markdown:
-                self._print(_markdown(text))
+                self._print(_Trimmed(_markdown(text)), new_block=not self._continued)
+            self._continued = part
+
+    def _flush_part(self) -> None:
+        """A block as tall as the screen: print what Markdown lets stand alone."""
+        block = self._block
+        if len(block) > 1 and TABLE_RULE.match(block[1]):
+            return  # a table: whole or not at all
+        if LIST_ITEM.match(block[0]):
+            cut = next((i for i in range(len(block) - 1, 0, -1) if LIST_ITEM.match(block[i])), 0)
+            if not cut:
+                return  # one long item: it waits for the next one
+            self._block, rest = block[:cut], block[cut:]
+            self._flush_block(part=True)
+            self._block = rest
+            return
+        self._flush_block(part=True)
 
     def _code_line(self, line: str) -> Text:
         text = _highlighter(self._fence[1] if self._fence else "text").highlight(line)
@@ -207,8 +353,11 @@ class StreamRenderer:
         return text
 
     # ------------------------------------------------------------ output
-    def _print(self, renderable: Any) -> None:
+    def _print(self, renderable: Any, new_block: bool = False) -> None:
         assert self.console is not None  # Markdown mode only
+        if new_block and self._printed:  # blocks are `_Trimmed`, then spaced by one blank line
+            self.console.line()
+        self._printed = True
         self.console.print(renderable)
 
     def _start_live(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import sys
 from typing import Any, Callable, Iterator
 
@@ -26,7 +27,8 @@ from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 from rich.text import Text
 
-from chatterm import loader, paths, sessions
+from chatterm import attachments, loader, paths, sessions
+from chatterm.attachments import Attachment
 from chatterm.conversation import Conversation, Finish
 from chatterm.errors import ChattermError, EngineError
 from chatterm.loader import Loaded, RunOptions
@@ -98,7 +100,7 @@ class Repl:
     def __init__(self, options: RunOptions, session: sessions.Session, *,
                  loaded: Loaded | None = None, conversation: Conversation | None = None,
                  console: Console | None = None, input: Any = None, output: Any = None,
-                 load: Callable[[RunOptions], Loaded] = loader.load):
+                 load: Callable[[RunOptions], Loaded] = loader.load, attached: list[Attachment] | None = None):
         self.options = options
         self.load = load  # how /model loads a model
         self._io = {"input": input, "output": output}
@@ -109,6 +111,7 @@ class Repl:
         self.code_blocks: list[CodeBlock] = []
         self.prefill = ""
         self.editing: int | None = None  # the question being edited in the input (/edit)
+        self.attached: list[Attachment] = list(attached or [])  # files for the next message (/file, -f)
         self._cancel = CancelFlag()
         self._told: set[str] = set()  # engine notes already shown
         self._started = False  # a first input was handled: the chat is under way
@@ -162,6 +165,8 @@ class Repl:
         l = self.loaded
         self.note(f"chatterm · {l.spec.name} on {l.engine_name} · "
                   f"session {self.session.name} · /help for commands, Ctrl-D to quit")
+        if self.attached:
+            self.note(f"{len(self.attached)} files go with your first message (/file lists them)")
 
     def toolbar(self) -> list[tuple[str, str]]:
         conversation, reply = self.conversation, self.conversation.last
@@ -173,7 +178,21 @@ class Repl:
         else:
             where = "no model: /model NAME" if state == "failed" else "loading the model…"
         speed = f" · {reply.tokens_per_s:.1f} tok/s" if reply is not None and reply.tokens_per_s else ""
-        return [("class:bottom-toolbar", f" {self.loaded.spec.name} · {self.loaded.engine_name} · {where}{speed} ")]
+        files = ""
+        if self.attached:
+            cost = self.attached_tokens() if state == "ready" else None
+            files = f" · +{len(self.attached)} file{'s' if len(self.attached) > 1 else ''}" + (
+                f" ({cost:,} tokens: ctx {(conversation.context_used or 0) + cost:,}/{engine.n_ctx:,} with them)"
+                if cost is not None else "")
+        return [("class:bottom-toolbar",
+                 f" {self.loaded.spec.name} · {self.loaded.engine_name} · {where}{speed}{files} ")]
+
+    def attached_tokens(self) -> int:
+        """What the attached files add to the next message, counted once each."""
+        for f in self.attached:
+            if not f.tokens:
+                f.tokens = self.conversation.backend.count(f.block())
+        return sum(f.tokens for f in self.attached)
 
     async def _engine_news(self) -> None:
         """While the prompt waits for input: tell what the loading engine settles on
@@ -220,15 +239,43 @@ class Repl:
         for it, it does not fit the window) goes back into the input, for editing. While
         a question is being edited (/edit), the text is its new version."""
         editing, self.editing = self.editing, None
+        message = attachments.message(self.attached, text) if self.attached else text
         try:
-            chunks = (self.conversation.edit(editing, text, self.cancelled) if editing
-                      else self.conversation.send(text, self.cancelled))
+            chunks = (self.conversation.edit(editing, message, self.cancelled) if editing
+                      else self.conversation.send(message, self.cancelled))
             sent = self.show_reply(chunks)
         except ChattermError:
+            if self._asked(message):  # the reply failed, the question (and its files) stays
+                self.attached = []
             self.prefill, self.editing = text, editing
             raise
-        if not sent:
+        if sent:
+            self.attached = []
+        else:
             self.prefill, self.editing = text, editing
+
+    def _asked(self, message: str) -> bool:
+        last = next((m for m in reversed(self.conversation.messages) if m["role"] == "user"), None)
+        return last is not None and last["content"] == message
+
+    def compose(self) -> str:
+        """A message written in $VISUAL/$EDITOR (what the file holds once it closes)."""
+        import shlex
+        import subprocess
+        import tempfile
+
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        fd, name = tempfile.mkstemp(prefix="chatterm-", suffix=".md")
+        os.close(fd)
+        try:
+            try:
+                subprocess.run([*shlex.split(editor), name], check=True)
+            except (OSError, ValueError, subprocess.CalledProcessError) as e:
+                raise ChattermError(f"cannot use the editor {editor!r} ({e}); set VISUAL or EDITOR") from None
+            with open(name, encoding="utf-8", errors="replace") as f:
+                return f.read().rstrip("\n")
+        finally:
+            os.unlink(name)
 
     def begin_edit(self, question: int, text: str) -> None:
         self.prefill, self.editing = text, question
@@ -319,6 +366,8 @@ class Repl:
 
     def show_message(self, message: dict) -> None:
         """A reply as the transcript shows it: rendered, then its rating and versions."""
+        if message.get("thinking"):
+            self.note(f"▸ thought ({len(message['thinking'].split())} words) · /think show")
         renderer = StreamRenderer(self.console)
         renderer.feed(message["content"])
         renderer.finish()
@@ -399,7 +448,7 @@ def choose_session(name: str | None, resume: bool) -> sessions.Session:
 
 def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = False,
              color: str = "auto", loaded: Loaded | None = None, conversation: Conversation | None = None,
-             tty_input: bool = False) -> None:
+             tty_input: bool = False, attached: list[Attachment] | None = None) -> None:
     chosen = choose_session(session, resume)
     console = make_console(color)
     pt_input = None
@@ -410,7 +459,8 @@ def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = 
         except OSError:
             raise ChattermError("no terminal to continue the chat on (-i needs one)") from None
     resumed = bool(chosen.messages)
-    repl = Repl(options, chosen, loaded=loaded, conversation=conversation, console=console, input=pt_input)
+    repl = Repl(options, chosen, loaded=loaded, conversation=conversation, console=console, input=pt_input,
+                attached=attached)
     repl.banner()
     if resumed:
         repl.replay()

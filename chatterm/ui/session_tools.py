@@ -53,23 +53,25 @@ def _sessions(search: str | None, limit: int | None) -> None:
 @click.option("--until", type=DATE, metavar="YYYY-MM-DD", help="Sessions last written on or before this day.")
 @click.option("--include-cut", is_flag=True, help="Keep replies that were stopped, failed or ran out of tokens.")
 @click.option("--include-empty", is_flag=True, help="Keep empty questions and replies.")
+@click.option("--thinking", is_flag=True, help="Keep reasoning models' thinking, as <think>...</think> before the answer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSONL here (atomically) instead of stdout.")
 def export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None, until: datetime | None,
-           include_cut: bool, include_empty: bool, output: Path | None) -> None:
+           include_cut: bool, include_empty: bool, thinking: bool, output: Path | None) -> None:
     """Training data from saved sessions (all, or NAMEs), as JSONL in TRL's
     conversational formats; a summary goes to stderr (README: 'Ratings, alternatives and datasets')."""
-    guarded(_export, names, fmt, only, since, until, include_cut, include_empty, output)
+    kept = {"include_cut": include_cut, "include_empty": include_empty, "thinking": thinking}
+    guarded(_export, names, fmt, only, since, until, kept, output)
 
 
 def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None,
-            until: datetime | None, include_cut: bool, include_empty: bool, output: Path | None) -> None:
+            until: datetime | None, kept: dict[str, bool], output: Path | None) -> None:
     from chatterm import archive, datasets, sessions
 
     if only and fmt != "sft":
         raise InputError(f"--only good is for --format sft ({fmt} uses the ratings themselves)")
     paths = archive.select(names, since and since.date(), until and until.date())
-    options = datasets.Options(fmt, only_good=bool(only), include_cut=include_cut, include_empty=include_empty)
+    options = datasets.Options(fmt, only_good=bool(only), **kept)
     tally = datasets.Tally()
     lines: list[str] = []
     read = 0

@@ -151,9 +151,11 @@ class RemoteEngine:
         return count
 
     # ------------------------------------------------------------ streaming
-    def stream(self, path: str, payload: dict, cancelled: Callable[[], bool]) -> Iterator[str]:
+    def stream(self, path: str, payload: dict, cancelled: Callable[[], bool]) -> Iterator[tuple[bool, str]]:
         """Text deltas of a streamed completion at `path` ("chat/completions" or
-        "completions"). Closing the generator (or cancelling) closes the connection."""
+        "completions"), as (reasoning, text): reasoning deltas are the thinking of a
+        reasoning model (`reasoning_content`, or `reasoning`). Closing the generator (or
+        cancelling) closes the connection."""
         self.finish_reason = None
         items: queue.Queue = queue.Queue()
         opened: list[Any] = []
@@ -202,10 +204,9 @@ class RemoteEngine:
                     return
                 if kind == "error":
                     raise item
-                text = _delta_text(item)
+                deltas = _deltas(item)
                 self.finish_reason = _finish_reason(item) or self.finish_reason
-                if text:
-                    yield text
+                yield from deltas
                 if cancelled():
                     return
         finally:
@@ -268,18 +269,25 @@ def _message_detail(data: Any) -> str:
     return f": {message}" if message else ""
 
 
-def _delta_text(event: Any) -> str:
+def _deltas(event: Any) -> list[tuple[bool, str]]:
+    """(reasoning, text) pieces of one event: reasoning first (vLLM, SGLang and
+    llama-server send `reasoning_content`, some others `reasoning`), then content."""
     if not isinstance(event, dict):
         raise RemoteError("malformed stream: an event that is not a JSON object")
     if "error" in event:
         raise RemoteError(f"the server reported an error mid-reply{_message_detail(event)}")
     choices = event.get("choices") or []
     if not choices:
-        return ""  # usage or keep-alive events
+        return []  # usage or keep-alive events
     choice = choices[0] if isinstance(choices[0], dict) else {}
     delta = choice.get("delta")
-    text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-    return text if isinstance(text, str) else ""
+    if not isinstance(delta, dict):  # the completions API
+        text = choice.get("text")
+        return [(False, text)] if isinstance(text, str) and text else []
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+    pieces = [(True, reasoning)] if isinstance(reasoning, str) and reasoning else []
+    content = delta.get("content")
+    return pieces + ([(False, content)] if isinstance(content, str) and content else [])
 
 
 def _finish_reason(event: dict) -> str | None:
