@@ -28,7 +28,7 @@ LANGUAGES = {".py": "python", ".js": "javascript", ".ts": "typescript", ".rs": "
 class Attachment:
     name: str  # as the user named it (relative paths stay relative)
     text: str
-    tokens: int = 0  # set once counted by the model's tokenizer
+    tokens: int | None = None  # set once counted by the model's tokenizer
 
     def block(self) -> str:
         """The file fenced for the model, with a fence longer than any inside it."""

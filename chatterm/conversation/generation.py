@@ -67,7 +67,8 @@ class Generation(Reply):
                 else:
                     out, pending = pending, ""
                 if out:
-                    yield from self._emit(out)
+                    for piece in self._take(out):
+                        yield piece
                 if len(self.tokens) >= budget:
                     self.finish = LENGTH if budget == self.sampling.max_tokens else CONTEXT
                     break
@@ -90,7 +91,7 @@ class Generation(Reply):
         # character are dropped rather than shown as U+FFFD.
         pending += decoder.decode(b"", final=False)
         if pending:
-            yield from self._emit(pending)
+            yield from self._take(pending)
         yield from self._end()
 
     def run(self) -> str:

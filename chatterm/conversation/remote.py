@@ -46,7 +46,7 @@ class RemoteReply(Reply):
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - start
                 # Servers send about one token per event; n_tokens counts events.
-                yield from self._emit(Thought(text) if reasoning else text)
+                yield from self._take(Thought(text) if reasoning else text)
             yield from self._end()
             if self.cancelled():
                 self.finish = Finish.CANCELLED

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 from chatterm.conversation.thinking import Splitter, Thought
 
@@ -35,7 +35,7 @@ class Finish(str, Enum):
 class Reply:
     """Iterate to get text chunks (`thinking.Thought` ones for a reasoning model's
     thinking); afterwards `text` (the answer), `thinking`, `finish` and the figures tell
-    the rest. Backends fill it in through `_emit`; `n_tokens` counts generated tokens."""
+    the rest. Backends fill it in through `_take`; `n_tokens` counts generated tokens."""
 
     def __init__(self, prompt_tokens: int, thinking: bool = False):
         """`thinking`: the prompt opened a thinking block (see `thinking.opened`)."""
@@ -50,16 +50,23 @@ class Reply:
     def __iter__(self) -> Iterator[str]:
         raise NotImplementedError
 
-    def _emit(self, text: str) -> Iterator[str]:
-        for piece in self._splitter.feed(text):
-            (self._thoughts if isinstance(piece, Thought) else self._chunks).append(piece)
-            yield piece
+    def _take(self, text: str) -> Sequence[str]:
+        """`text` streamed: the pieces to yield, recorded as answer or thinking. Once the
+        answer has started this is an append (it runs for every token)."""
+        if self._splitter.answering and type(text) is str:
+            self._chunks.append(text)
+            return (text,)
+        return self._record(self._splitter.feed(text))
 
-    def _end(self) -> Iterator[str]:
+    def _end(self) -> Sequence[str]:
         """The stream ended: what the splitter held back."""
-        for piece in self._splitter.finish():
+        return self._record(self._splitter.finish())
+
+    def _record(self, pieces: Iterable[str]) -> list[str]:
+        pieces = list(pieces)
+        for piece in pieces:
             (self._thoughts if isinstance(piece, Thought) else self._chunks).append(piece)
-            yield piece
+        return pieces
 
     @property
     def text(self) -> str:

@@ -168,6 +168,19 @@ class _Trimmed:
             yield Segment.line()
 
 
+class _Spaced:
+    """A renderable with a blank line above it."""
+
+    def __init__(self, renderable: Any):
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.segment import Segment
+
+        yield Segment.line()
+        yield self.renderable
+
+
 class _Thinking:
     """The thinking being streamed: its last characters, how many chunks, since when."""
 
@@ -356,7 +369,7 @@ class StreamRenderer:
     def _print(self, renderable: Any, new_block: bool = False) -> None:
         assert self.console is not None  # Markdown mode only
         if new_block and self._printed:  # blocks are `_Trimmed`, then spaced by one blank line
-            self.console.line()
+            renderable = _Spaced(renderable)  # in the same print: each print repaints the live region
         self._printed = True
         self.console.print(renderable)
 
