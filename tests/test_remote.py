@@ -5,7 +5,6 @@ server will not do on demand: hostile content, malformed streams, errors, silenc
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess

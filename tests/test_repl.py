@@ -150,7 +150,7 @@ def test_message_larger_than_the_window_is_refused_and_kept_for_editing(fake_mod
 
 def test_copy_code_block(monkeypatch, fake_model):
     copied = []
-    monkeypatch.setattr("chatterm.ui.commands.copy_to_clipboard", lambda text: copied.append(text) or "test")
+    monkeypatch.setattr("chatterm.ui.commands.files.copy_to_clipboard", lambda text: copied.append(text) or "test")
     _, out = drive("code\r/copy 1\r/copy 2\r", fake_model("Here:\n```python\nprint('hi')\n```\n"))
     assert copied == ["print('hi')"] and "copied code block 1 (test)" in out
     assert "no code block 2; the last reply has 1" in out

@@ -190,9 +190,9 @@ class Repl:
     def attached_tokens(self) -> int:
         """What the attached files add to the next message, counted once each."""
         for f in self.attached:
-            if not f.tokens:
+            if f.tokens is None:
                 f.tokens = self.conversation.backend.count(f.block())
-        return sum(f.tokens for f in self.attached)
+        return sum(f.tokens or 0 for f in self.attached)
 
     async def _engine_news(self) -> None:
         """While the prompt waits for input: tell what the loading engine settles on

@@ -1,0 +1,141 @@
+"""Commands that steer the conversation: continue it, undo, start anew, its system
+prompt and role, its settings, a reasoning model's thinking; help and exit."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prompt_toolkit.completion import Completion
+from rich.text import Text
+
+from chatterm import sessions
+from chatterm.conversation import Finish
+from chatterm.errors import ChattermError
+from chatterm.settings import SETTINGS
+from chatterm.ui.commands.registry import COMMANDS, CommandContext, complete_words, command, complete_setting
+from chatterm.ui.sanitize import clean
+
+
+@command("help")
+def _help(ctx: CommandContext, arg: str) -> None:
+    """Show the commands."""
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for cmd in COMMANDS.values():
+        table.add_row(f"/{cmd.name} {cmd.usage}".rstrip(), cmd.help)
+    table.add_row("Esc Enter", "insert a newline (Enter sends)")
+    table.add_row("Ctrl-X Ctrl-E", "edit the input in $VISUAL/$EDITOR")
+    table.add_row("Alt-← Alt-→", "at an empty prompt: the previous/next alternative (/alt)")
+    table.add_row("Ctrl-C", "stop a reply; at the prompt, clear the line")
+    table.add_row("Ctrl-D", "quit (on an empty line)")
+    ctx.console.print(table)
+
+
+@command("exit")
+def _exit(ctx: CommandContext, arg: str) -> None:
+    """Quit chatterm (the session is already saved)."""
+    raise EOFError
+
+
+@command("continue")
+def _continue(ctx: CommandContext, arg: str) -> None:
+    """Continue the last reply from where it stopped."""
+    last = ctx.conversation.last_message
+    if last and last["role"] == "assistant":
+        finish = Finish.of(last.get("finish"))
+        if finish is None or not finish.cut:
+            ctx.note("the last reply was complete; continuing anyway")
+    chunks = ctx.conversation.continue_reply(ctx.cancelled)
+    ctx.show_reply(chunks)
+
+
+@command("undo")
+def _undo(ctx: CommandContext, arg: str) -> None:
+    """Remove the last question and its reply."""
+    ctx.conversation.undo()
+    ctx.note("removed the last exchange")
+
+
+@command("new")
+def _new(ctx: CommandContext, arg: str) -> None:
+    """Start a new conversation (the current one stays saved)."""
+    ctx.open_session(sessions.Session(name=sessions.new_name()), keep_system=True)
+    ctx.note(f"new session {ctx.session.name}")
+
+
+@command("system", "TEXT")
+def _system(ctx: CommandContext, arg: str) -> None:
+    """Set the system prompt (no TEXT: show it)."""
+    if not arg:
+        current = ctx.conversation.system
+        ctx.note(f"system prompt: {current!r}" if current else "no system prompt")
+        return
+    ctx.conversation.set_system(arg)
+    ctx.note("system prompt set")
+
+
+def complete_role(arg: str) -> Iterator[Completion]:
+    from chatterm import roles
+
+    try:
+        return complete_words(arg, ((r.name, r.description) for r in roles.load().values()))
+    except ChattermError:
+        return iter(())
+
+
+@command("role", "[NAME]", complete=complete_role)
+def _role(ctx: CommandContext, arg: str) -> None:
+    """Use a named system prompt (no NAME: list them)."""
+    from chatterm import roles
+
+    if arg:
+        role = roles.find(arg)
+        ctx.conversation.set_system(role.prompt)
+        ctx.note(f"role {role.name}: {role.description or role.prompt[:60]}")
+        return
+    current = ctx.conversation.system
+    for role in roles.load().values():
+        mark = "›" if role.prompt == current else " "
+        ctx.note(f"{mark} {role.name:<12} {role.description}{'  (yours)' if role.source == 'yours' else ''}")
+    ctx.note(f"/role NAME uses one; add your own in {roles.user_roles_toml()}")
+
+
+@command("set", "[NAME VALUE]", complete=complete_setting)
+def _set(ctx: CommandContext, arg: str) -> None:
+    """Set a sampling setting, or 'default' for the model's (no NAME: show them)."""
+    conversation = ctx.conversation
+    name, _, value = arg.partition(" ")
+    if not name:
+        sampling = conversation.sampling
+        for setting in SETTINGS.values():
+            chosen = "  (set)" if setting.name in conversation.overrides else ""
+            ctx.note(f"{setting.name:<15} {getattr(sampling, setting.name)}{chosen}")
+        return
+    setting = SETTINGS.get(name)
+    if setting is None or not value.strip():
+        raise ChattermError(f"usage: /set NAME VALUE, NAME one of {', '.join(SETTINGS)}")
+    if value.strip().lower() == "default":
+        conversation.set_sampling(name, None)
+        ctx.note(f"{name} = {getattr(conversation.sampling, name)} (the model's)")
+        return
+    conversation.set_sampling(name, setting.parse(value))
+    ctx.note(f"{name} = {getattr(conversation.sampling, name)}")
+    if name == "think" and conversation.engine.state() == "ready" and not conversation.backend.think_switch:
+        ctx.note("(this model's chat template has no switch for thinking: it thinks as it was trained to)")
+
+
+@command("think", "[show|on|off|default]",
+         complete=lambda arg: complete_words(arg, [("show", "the last reply's thinking"), ("on", ""), ("off", ""),
+                                           ("default", "as the model decides")]))
+def _think(ctx: CommandContext, arg: str) -> None:
+    """Reasoning models: show the last reply's thinking, or turn thinking on or off."""
+    conversation = ctx.conversation
+    if arg in ("", "show"):
+        last = next((m for m in reversed(conversation.messages) if m["role"] == "assistant"), None)
+        text = (last or {}).get("thinking", "")
+        if not text.strip():
+            raise ChattermError("the last reply has no thinking")
+        ctx.console.print(Text(clean(text.strip()), style="dim italic"))
+        return
+    _set(ctx, f"think {arg}")

@@ -1,0 +1,56 @@
+"""Commands about the model: switch it, list the catalogue, the figures."""
+
+from __future__ import annotations
+
+from chatterm.ui.commands.registry import CommandContext, command, complete_model, model_names
+
+
+@command("model", "NAME", complete=complete_model)
+def _model(ctx: CommandContext, arg: str) -> None:
+    """Switch to another model, keeping the conversation and your settings."""
+    if not arg:
+        ctx.note(f"model: {ctx.loaded.spec.name} ({ctx.loaded.engine_name}); "
+                 f"available: {', '.join(model_names())} (/models for details)")
+        return
+    from chatterm.catalog import NotDownloaded
+
+    try:
+        ctx.switch_model(arg)
+    except NotDownloaded as e:
+        size = f", {e.spec.size / 1e9:.1f} GB" if e.spec.size else ""
+        if not ctx.confirm(f"{e.spec.name} is not downloaded yet ({e.spec.location}{size}). Pull it now?"):
+            ctx.note(f"not pulled; chatterm pull {e.spec.name} gets it later")
+            return
+        ctx.pull(e.spec.name)
+        ctx.switch_model(arg)
+
+
+@command("models")
+def _models(ctx: CommandContext, arg: str) -> None:
+    """The catalogue and the models on disk, and whether each fits this machine."""
+    from rich.text import Text
+
+    from chatterm.catalog import Catalog
+    from chatterm.ui.model_views import rows, table
+
+    ctx.console.print(Text(table(rows(Catalog.load()))), soft_wrap=True)
+
+
+@command("stats")
+def _stats(ctx: CommandContext, arg: str) -> None:
+    """Context use, speed of the last reply, model and engine."""
+    if not ctx.wait_for_engine(ctx.loaded):
+        return
+    conversation, loaded = ctx.conversation, ctx.loaded
+    engine, reply = conversation.engine, conversation.last
+    worker = f", worker pid {engine.pid}" if hasattr(engine, "pid") else ""
+    lines = [f"model     {loaded.spec.name}  {loaded.path}",
+             f"engine    {loaded.engine_name} on {engine.device}{worker}",
+             *(f"settings  {note}" for note in engine.notes),
+             f"context   {conversation.context_used or 0:,} / {engine.n_ctx:,} tokens",
+             f"messages  {len(conversation.messages)}  (session {ctx.session.name})"]
+    if reply is not None:
+        lines.append(f"last      {reply.n_tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
+                     f"after {reply.first_token_s or 0:.2f} s, prompt {reply.prompt_tokens:,} tokens")
+    for line in lines:
+        ctx.note(line)

@@ -1,0 +1,142 @@
+"""Commands on the versions of a conversation: /retry keeps the old reply, /alt
+switches, /edit branches, /good /bad /unrate rate a reply."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prompt_toolkit.completion import Completion
+from rich.text import Text
+
+from chatterm import sessions
+from chatterm.conversation import branches
+from chatterm.errors import ChattermError
+from chatterm.ui.commands.registry import CommandContext, complete_words, command
+from chatterm.ui.sanitize import clean
+
+
+@command("retry")
+def _retry(ctx: CommandContext, arg: str) -> None:
+    """Answer the last question again; the old reply stays as an alternative (/alt)."""
+    conversation = ctx.conversation
+    before = len(conversation.messages[-1].get("alternatives") or []) if conversation.messages else 0
+    ctx.show_reply(conversation.retry(ctx.cancelled))
+    last = conversation.last_message
+    others = len(last.get("alternatives") or []) if last else 0
+    if others > before:
+        ctx.note(f"(alternative {others + 1} of {others + 1}: /alt N switches, Alt-←/→ too)")
+        if any(v[0]["content"] == last["content"] for v in last["alternatives"]):
+            ctx.note("(the same text as before: with temperature 0 every retry gives the same reply)"
+                     if conversation.sampling.temperature == 0 else "(the same text as before)")
+
+
+def complete_alt(arg: str) -> Iterator[Completion]:
+    if " " in arg:
+        return iter(())
+    return complete_words(arg, [("next", ""), ("prev", ""), ("reply", "K N: an earlier reply"),
+                        ("question", "K N: an earlier question")])
+
+
+@command("alt", "[reply|question K] [N|next|prev]", complete=complete_alt)
+def _alt(ctx: CommandContext, arg: str) -> None:
+    """Switch to alternative N of the last reply (or of reply/question K); no N: list them."""
+    conversation = ctx.conversation
+    words = arg.split()
+    role = {"reply": "assistant", "question": "user"}.get(words[0].lower()) if words else None
+    if role is not None:
+        if len(words) < 2 or not words[1].isdigit():
+            raise ChattermError("usage: /alt [reply|question K] [N|next|prev]")
+        i, words = conversation.fork(role, int(words[1])), words[2:]
+    else:
+        i = conversation.fork()
+    if len(words) > 1:
+        raise ChattermError("usage: /alt [reply|question K] [N|next|prev]")
+    every = branches.versions(conversation.messages, i)
+    current = branches.current_version(conversation.messages[i])
+    what = branches.position(conversation.messages, i)
+    if not words:
+        from chatterm.ui.session_views import fit
+
+        ctx.note(f"{what} has {len(every)} versions:")
+        for number, version in enumerate(every, 1):
+            marks = sessions.rating_text(version[0])
+            mark = "›" if number == current else " "
+            ctx.note(f"{mark} {number}  {fit(version[0]['content'], 60)}{'  ' + fit(marks, 40) if marks else ''}")
+        ctx.note("/alt N switches (Alt-←/→ at an empty prompt too)")
+        return
+    steps = {"next": current + 1, "prev": current - 1}
+    try:
+        number = steps[words[0]] if words[0] in steps else int(words[0])
+    except ValueError:
+        raise ChattermError("usage: /alt [reply|question K] [N|next|prev]") from None
+    if not 1 <= number <= len(every):
+        raise ChattermError(f"{what} has {len(every)} versions; this is {current}")
+    conversation.choose(i, number)
+    ctx.note(f"{what}: version {number} of {len(every)}")
+    for message in conversation.messages[i:]:  # the conversation from there on, as it now goes
+        if message["role"] == "user":
+            ctx.console.print(Text("› " + clean(message["content"]), style="bold"))
+        else:
+            ctx.show_message(message)
+
+
+@command("edit", "[N|last] [TEXT]")
+def _edit(ctx: CommandContext, arg: str) -> None:
+    """No N: write a message in $VISUAL/$EDITOR, sent when saved. N (or last): ask
+    question N again, edited in the input (Ctrl-X Ctrl-E: in the editor) or as TEXT;
+    the old question and its replies stay an alternative."""
+    conversation = ctx.conversation
+    if not arg:
+        text = ctx.compose()
+        if text.strip():
+            ctx.ask(text)
+        else:
+            ctx.note("(nothing saved: nothing sent)")
+        return
+    asked = branches.count(conversation.messages, "user")
+    if not asked:
+        raise ChattermError("there is no question to edit yet")
+    first, _, rest = arg.partition(" ")
+    if first == "last":
+        first = str(asked)
+    if not first.isdigit():
+        raise ChattermError("usage: /edit [N|last] [TEXT]; /edit alone opens your editor")
+    number, text = int(first), rest.strip()
+    if not 1 <= number <= asked:
+        raise ChattermError(f"no question {number}: this conversation has {asked}")
+    if text:
+        ctx.show_reply(conversation.edit(number, text, ctx.cancelled))
+        return
+    i = branches.index_of(conversation.messages, "user", number)
+    ctx.begin_edit(number, conversation.messages[i]["content"])
+
+
+def _rating(ctx: CommandContext, arg: str, rating: str | None) -> None:
+    first, _, rest = arg.partition(" ")
+    number, note = (int(first.lstrip("#")), rest.strip()) if first.lstrip("#").isdigit() else (None, arg)
+    number = ctx.conversation.rate(number, rating, note)
+    if rating is None:
+        ctx.note(f"reply {number}: rating removed")
+    else:
+        message = ctx.conversation.messages[branches.index_of(ctx.conversation.messages, "assistant", number)]
+        ctx.note(f"reply {number}: {sessions.rating_text(message)}")
+
+
+@command("good", "[N] [NOTE]")
+def _good(ctx: CommandContext, arg: str) -> None:
+    """Rate the last reply (or reply N) good, with an optional note."""
+    _rating(ctx, arg, "good")
+
+
+@command("bad", "[N] [NOTE]")
+def _bad(ctx: CommandContext, arg: str) -> None:
+    """Rate the last reply (or reply N) bad, with an optional note."""
+    _rating(ctx, arg, "bad")
+
+
+@command("unrate", "[N]")
+def _unrate(ctx: CommandContext, arg: str) -> None:
+    """Remove the rating of the last reply (or reply N)."""
+    if arg and not arg.lstrip("#").isdigit():
+        raise ChattermError("usage: /unrate [N]")
+    _rating(ctx, arg, None)
