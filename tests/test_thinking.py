@@ -164,3 +164,12 @@ def test_sessions_keep_thinking_and_exports_leave_it_out_unless_asked(fake_conve
     assert plain[0]["completion"] == [{"role": "assistant", "content": "Answer."}]
     full = list(datasets.records(conversation.messages, datasets.Options("kto", thinking=True), tally))
     assert full[0]["completion"] == [{"role": "assistant", "content": "<think>\nplan\n</think>\n\nAnswer."}]
+
+
+def test_a_server_without_a_reasoning_parser_sends_the_tags_in_the_content():
+    with FakeServer([event("<think>"), event("\nplan it"), event("</think>"), event("\n\nThe answer."), DONE]) as fake:
+        chat = converse(RunOptions(base_url=fake.url))
+        "".join(chat.send("hi"))
+        assert chat.messages[-1] == {"role": "assistant", "content": "The answer.", "finish": "eog",
+                                     "thinking": "\nplan it"}
+        assert run("--base-url", fake.url, "hi").stdout.decode() == "The answer.\n"
