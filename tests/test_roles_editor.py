@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 
 import pytest
@@ -105,3 +106,15 @@ def test_ctrl_x_ctrl_e_edits_the_input_in_the_editor_and_sends_it(editor, spawn)
         sent = [q["json"] for q in fake.requests if q["path"].endswith("chat/completions")][-1]
         assert sent["messages"][-1]["content"] == "draft question (edited in the editor)"
         child.quit()
+
+
+def test_without_visual_or_editor_the_systems_editor_is_used(tmp_path, monkeypatch, fake_model):
+    fake = tmp_path / "bin" / "editor"  # Debian's alternatives name, looked for first
+    fake.parent.mkdir()
+    fake.write_text(f"#!{sys.executable}\nimport sys\nopen(sys.argv[1], 'w').write('from the system editor')\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.delenv("EDITOR", raising=False)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    repl, _ = drive("/edit\r", fake_model("ok"))
+    assert repl.conversation.messages[-2]["content"] == "from the system editor"

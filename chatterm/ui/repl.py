@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import shutil
 import sys
 from typing import Any, Callable, Iterator
 
@@ -264,7 +265,8 @@ class Repl:
         import subprocess
         import tempfile
 
-        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or next(
+            (e for e in ("editor", "nano", "vim", "vi", "emacs") if shutil.which(e)), "vi")  # as Ctrl-X Ctrl-E does
         fd, name = tempfile.mkstemp(prefix="chatterm-", suffix=".md")
         os.close(fd)
         try:
