@@ -55,12 +55,19 @@ def files() -> list[Path]:
 
 def read_all(paths: Iterable[Path]) -> Iterator[sessions.Session | Unreadable]:
     for path in paths:
-        try:
-            yield sessions.read(path)
-        except FileNotFoundError:
-            continue  # removed since it was listed
-        except sessions.SessionError as e:
-            yield Unreadable(path, _reason(str(e), path))
+        item = _read(path)
+        if item is not None:
+            yield item
+
+
+def _read(path: Path, data: bytes | None = None) -> sessions.Session | Unreadable | None:
+    """The session in `path` (None: removed since it was listed)."""
+    try:
+        return sessions.read(path, data)
+    except FileNotFoundError:
+        return None
+    except sessions.SessionError as e:
+        return Unreadable(path, _reason(str(e), path))
 
 
 def partition(items: Iterable[object]) -> tuple[list, list[Unreadable]]:
@@ -102,16 +109,17 @@ def search(text: str, paths: Iterable[Path]) -> Iterator[Hit | Unreadable]:
     encoded = json.dumps(needle, ensure_ascii=False)[1:-1]  # as it appears inside a JSON string
     for path in paths:
         try:
-            raw = path.read_text(encoding="utf-8", errors="replace").lower()
+            data = path.read_bytes()
         except OSError:
             continue
+        raw = data.decode("utf-8", errors="replace").lower()
         # Files written elsewhere may escape non-ASCII text (\uXXXX): those are parsed.
         if encoded not in raw and "\\u" not in raw:
             continue
-        for item in read_all([path]):
-            if isinstance(item, Unreadable):
-                yield item
-                continue
+        item = _read(path, data)  # parsed from the bytes already read
+        if isinstance(item, Unreadable):
+            yield item
+        elif item is not None:
             yield from _hits(item, needle)
 
 

@@ -132,10 +132,11 @@ def load(name_or_path: str) -> Session:
     return session
 
 
-def read(path: Path) -> Session:
-    """The session in `path`, checked whole: SessionError says what is wrong with it."""
+def read(path: Path, data: bytes | None = None) -> Session:
+    """The session in `path` (its bytes `data`, when already read), checked whole:
+    SessionError says what is wrong with it."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads((path.read_bytes() if data is None else data).decode("utf-8"))
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

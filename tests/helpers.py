@@ -9,10 +9,15 @@ import time
 from pathlib import Path
 
 import pexpect
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+from rich.console import Console
 
 from chatterm import loader, sessions
 from chatterm.conversation import Conversation
-from chatterm.loader import RunOptions
+from chatterm.loader import Loaded, RunOptions
+from chatterm.ui.repl import Repl
 
 
 def run(*args: str, stdin: bytes | None = b"", timeout: float = 120) -> subprocess.CompletedProcess:
@@ -51,6 +56,22 @@ class Terminal(pexpect.spawn):
     def quit(self) -> None:
         self.sendline("/exit")
         self.expect(pexpect.EOF)
+
+
+def drive(keys: str, loaded: Loaded, session: sessions.Session | None = None, load=None,
+          options: RunOptions | None = None, width: int = 100) -> tuple[Repl, str]:
+    """The REPL on `loaded`, fed `keys` through prompt_toolkit's pipe input, until Ctrl-D:
+    (the Repl, what it printed, plain, `width` columns)."""
+    import io
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=width, markup=False)
+    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
+        inp.send_text(keys + "\x04")  # Ctrl-D on the empty prompt quits
+        repl = Repl(options or RunOptions(), session or sessions.Session(name="test"), loaded=loaded,
+                    console=console, input=inp, output=DummyOutput(), **({"load": load} if load else {}))
+        repl.run()  # ends at EOF of the pipe, like Ctrl-D
+    return repl, out.getvalue()
 
 
 def session_files() -> list[Path]:

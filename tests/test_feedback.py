@@ -3,23 +3,17 @@ files (old ones included), and what `chatterm sessions` and `chatterm export` ma
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 
 import pexpect
 import pytest
-from prompt_toolkit.application import create_app_session
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
-from rich.console import Console
 
 from chatterm import archive, datasets, sessions
 from chatterm.conversation import branches
 from chatterm.errors import ChattermError
-from chatterm.loader import RunOptions
-from chatterm.ui.repl import Repl
+from tests.helpers import drive
 
 ALT_LEFT, ALT_RIGHT = "\x1b[1;3D", "\x1b[1;3C"  # what xterm sends for Alt-← / Alt-→
 
@@ -27,16 +21,6 @@ ALT_LEFT, ALT_RIGHT = "\x1b[1;3D", "\x1b[1;3C"  # what xterm sends for Alt-← /
 def reply(chunks) -> str:
     return "".join(chunks)
 
-
-def drive(keys: str, loaded, session: sessions.Session | None = None):
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=False, width=120, markup=False)
-    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
-        inp.send_text(keys + "\x04")
-        repl = Repl(RunOptions(), session or sessions.Session(name="test"), loaded=loaded,
-                    console=console, input=inp, output=DummyOutput())
-        repl.run()
-    return repl, out.getvalue()
 
 
 def saved(name: str = "test") -> list[dict]:

@@ -3,23 +3,17 @@ what the model receives, what the toolbar says it costs."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 
 import pytest
-from prompt_toolkit.application import create_app_session
 from prompt_toolkit.document import Document
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
-from rich.console import Console
 
-from chatterm import attachments, sessions
+from chatterm import attachments
 from chatterm.errors import InputError
-from chatterm.loader import RunOptions
-from chatterm.ui.repl import Repl, SlashCompleter
+from chatterm.ui.repl import SlashCompleter
 from tests.fakeserver import DONE, FakeServer, event
-from tests.helpers import one_line_error, run
+from tests.helpers import drive, one_line_error, run
 
 CODE = 'def greet(name):\n    """Say hello."""\n    return f"```{name}```"\n'
 CHINESE = "北京是中国的首都。\n上海是最大的城市。\n"
@@ -73,16 +67,6 @@ def test_the_fence_outlasts_any_backticks_in_the_file(project):
     assert block.startswith(f"{f.name}:\n````python\n") and block.endswith("\n````")
     assert attachments.message([f], "Explain.").endswith("````\n\nExplain.")
 
-
-def drive(keys: str, loaded):
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=False, width=200, markup=False)
-    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
-        inp.send_text(keys + "\x04")
-        repl = Repl(RunOptions(), sessions.Session(name="files"), loaded=loaded, console=console,
-                    input=inp, output=DummyOutput())
-        repl.run()
-    return repl, out.getvalue()
 
 
 def test_file_goes_with_the_next_message_and_its_cost_is_shown(project, fake_model):

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import stat
 
 import pytest
-from prompt_toolkit.application import create_app_session
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
-from rich.console import Console
 
 from chatterm import sessions
-from chatterm.loader import Loaded, RunOptions
+from chatterm.loader import RunOptions
 from chatterm.ui.repl import Repl, SlashCompleter
+from tests.helpers import drive
 
-
-def drive(keys: str, loaded: Loaded, session: sessions.Session | None = None, load=None,
-          options: RunOptions | None = None):
-    """The REPL on `loaded`, fed `keys`, until Ctrl-D: (the Repl, what it printed)."""
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=False, width=100, markup=False)
-    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
-        inp.send_text(keys + "\x04")  # Ctrl-D on the empty prompt quits
-        repl = Repl(options or RunOptions(), session or sessions.Session(name="test"), loaded=loaded,
-                    console=console, input=inp, output=DummyOutput(), **({"load": load} if load else {}))
-        repl.run()  # ends at EOF of the pipe, like Ctrl-D
-    return repl, out.getvalue()
 
 
 def saved_messages(repl: Repl) -> list[dict]:

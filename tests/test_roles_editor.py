@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 
 import pytest
-from prompt_toolkit.application import create_app_session
-from prompt_toolkit.input import create_pipe_input
-from prompt_toolkit.output import DummyOutput
-from rich.console import Console
 
-from chatterm import roles, sessions
+from chatterm import roles
 from chatterm.errors import ConfigError
-from chatterm.loader import RunOptions
-from chatterm.ui.repl import Repl
 from tests.fakeserver import DONE, FakeServer, event
-from tests.helpers import one_line_error, run
+from tests.helpers import drive, one_line_error, run
 
-
-def drive(keys: str, loaded):
-    out = io.StringIO()
-    console = Console(file=out, force_terminal=False, width=200, markup=False)
-    with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
-        inp.send_text(keys + "\x04")
-        repl = Repl(RunOptions(), sessions.Session(name="roles"), loaded=loaded, console=console,
-                    input=inp, output=DummyOutput())
-        repl.run()
-    return repl, out.getvalue()
 
 
 @pytest.fixture
