@@ -127,7 +127,7 @@ def _hits(session: sessions.Session, needle: str) -> Iterator[Hit]:
     when = updated(session)
     for history, firsts, current in branches.walk(session.messages):
         role = firsts[0]["role"]
-        number = branches.count(list(history), role) + 1
+        number = history.role_count(role) + 1
         where = {"system": "system prompt", "user": f"question {number}", "assistant": f"reply {number}"}[role]
         for k, m in enumerate(firsts, 1):
             found = m["content"].lower().find(needle)

@@ -2,8 +2,10 @@
 read as UTF-8 text, each fenced with its name so the model can tell them apart.
 
 Refused with one line each: a missing path, a binary file, a file that is not UTF-8,
-more than `MAX_BYTES` in all. In a folder, hidden entries are skipped and binary or
-non-UTF-8 files are left out and counted, so that `/file src/` takes the sources.
+anything but a regular file (a FIFO, a device, a symlink loop: never opened to block
+or read without end), more than `MAX_BYTES` in all. In a folder, hidden entries are
+skipped and binary, non-UTF-8 and non-regular files are left out and counted, so that
+`/file src/` takes the sources.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chatterm import safe_files
 from chatterm.errors import InputError
 
 MAX_BYTES = 1_000_000  # of text in one message's files
@@ -52,7 +55,7 @@ def gather(patterns: list[str], already: int = 0) -> Gathered:
             if total + _size(path) > MAX_BYTES:  # known before reading a byte of it
                 raise InputError(f"{pattern}: more than {MAX_BYTES // 1000:,} KB of text in one message's files; "
                                  "name fewer or smaller files")
-            text, why = _read(path)
+            text, why = _read(path, MAX_BYTES - total)
             if why:
                 if explicit:
                     raise InputError(f"{path}: {why}")
@@ -73,15 +76,16 @@ def _expand(pattern: str) -> list[tuple[Path, bool]]:
     path = Path(pattern).expanduser()
     if path.is_dir():
         return [(p, False) for p in _walk(path)]
-    if path.is_file():
+    why = safe_files.why_unreadable(path)
+    if why is None:
         return [(path, True)]
     if glob.has_magic(pattern):
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        files = [Path(m) for m in matches if Path(m).is_file()]
+        files = [Path(m) for m in matches if not Path(m).is_dir()]  # _read tells the rest why not
         if not files:
             raise InputError(f"{pattern}: no file matches")
         return [(p, False) for p in files]
-    raise InputError(f"{pattern}: no such file or folder")
+    raise InputError(f"{pattern}: {'no such file or folder' if why == 'no such file' else why}")
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -93,16 +97,23 @@ def _walk(folder: Path) -> list[Path]:
 
 
 def _size(path: Path) -> int:
+    """The size of a regular file (0 for anything else: it is refused when read)."""
     try:
-        return path.stat().st_size
+        st = path.stat()
     except OSError:
         return 0
+    return st.st_size if safe_files.stat.S_ISREG(st.st_mode) else 0
 
 
-def _read(path: Path) -> tuple[str, str]:
+def _read(path: Path, limit: int) -> tuple[str, str]:
     """(text, "") or ("", why it is not text)."""
+    why = safe_files.why_unreadable(path)
+    if why:
+        return "", f"{why}, not read"
     try:
-        data = path.read_bytes()
+        data = safe_files.read_bytes(path, limit)
+    except safe_files.RefusedFile as e:
+        return "", str(e).removeprefix(f"file {path} ").removeprefix("is ")
     except OSError as e:
         return "", f"cannot read it: {e.strerror or e}"
     if b"\0" in data[:SNIFF]:

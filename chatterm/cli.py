@@ -49,6 +49,9 @@ SUBCOMMANDS = {"pull": "manage", "models": "manage", "show": "manage", "rm": "ma
 
 def main(args: list[str] | None = None) -> None:
     """The `chatterm` command: a subcommand, or a chat."""
+    from chatterm.ui import terminal
+
+    terminal.install()  # from here on, nothing reaches the terminal uncleaned
     argv = sys.argv[1:] if args is None else list(args)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib

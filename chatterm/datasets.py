@@ -19,6 +19,8 @@ in `skipped`.
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -44,6 +46,16 @@ class Tally:
     sessions: int = 0  # sessions that gave at least one record
     labels: Counter = field(default_factory=Counter)  # kto: good/bad records
     skipped: Counter = field(default_factory=Counter)  # reason -> how many
+
+
+# JSON leaves these raw; escaped, a record is inert on a terminal and one line for
+# every reader (U+2028/9 end lines for JavaScript and str.splitlines), and still equal.
+_RAW_CONTROLS = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def jsonl(record: dict) -> str:
+    """`record` as one JSONL line: UTF-8 text unescaped, controls escaped."""
+    return _RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(record, ensure_ascii=False))
 
 
 def records(messages: list[dict], options: Options, tally: Tally) -> Iterator[dict]:

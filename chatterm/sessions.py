@@ -3,6 +3,11 @@
 A write goes to a temporary file in the same folder, is fsynced, then renamed over the
 old file (and the folder fsynced), so a kill -9 at any moment leaves either the old or
 the new session whole. Files are 0600 in a 0700 folder: conversations are private.
+
+A session is the file it was opened from: its name is the file's name, whatever name
+the file stores (a copied file is another session). `Session.stamp` remembers the file
+as this process last read or wrote it, so a save can tell that someone else wrote it
+since (`changed_elsewhere`) instead of overwriting their turn.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chatterm import paths, settings
+from chatterm import paths, settings, surrogates
 from chatterm.conversation import branches
 from chatterm.conversation.reply import Finish
 from chatterm.errors import ChattermError
@@ -44,10 +49,17 @@ class Session:
     sampling: dict[str, Any] = field(default_factory=dict)  # the user's settings (`Conversation.overrides`)
     created: str = field(default_factory=lambda: datetime.now().isoformat(timespec="seconds"))
     updated: str = ""  # when it was last written (read from the file)
+    stamp: tuple[int, int, int] | None = None  # (inode, mtime, size) of the file as we last saw it
+    repaired: str = ""  # what reading had to mend (lone surrogates), said once when opened
 
     @property
     def path(self) -> Path:
         return sessions_dir() / f"{self.name}.json"
+
+    def changed_elsewhere(self) -> bool:
+        """Whether the session's file was written by someone else since we read or
+        wrote it (or was created, for a session we have not written yet)."""
+        return file_stamp(self.path) not in (None, self.stamp)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "name": self.name, "created": self.created,
@@ -56,11 +68,20 @@ class Session:
 
     def save(self, path: Path | None = None) -> Path:
         target = path or self.path
-        if target.suffix.lower() == ".md":
-            atomic_write(target, to_markdown(self).encode("utf-8"))
-        else:
-            atomic_write(target, json.dumps(self.to_json(), ensure_ascii=False, indent=1).encode("utf-8"))
+        text = to_markdown(self) if target.suffix.lower() == ".md" else json.dumps(
+            self.to_json(), ensure_ascii=False, indent=1)
+        atomic_write(target, text.encode("utf-8", "replace"))  # "replace": a stray surrogate never costs the file
+        if path is None:
+            self.stamp = file_stamp(target)
         return target
+
+
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def new_name() -> str:
@@ -70,7 +91,7 @@ def new_name() -> str:
 def atomic_write(target: Path, data: bytes) -> None:
     folder = target.parent
     try:
-        _ensure_private_dir(folder)
+        ensure_private_dir(folder)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -91,7 +112,7 @@ def atomic_write(target: Path, data: bytes) -> None:
         raise SessionError(f"cannot write {target}: {e.strerror or e}") from None
 
 
-def _ensure_private_dir(folder: Path) -> None:
+def ensure_private_dir(folder: Path) -> None:
     if not folder.exists():
         folder.mkdir(parents=True, mode=0o700)
         os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
@@ -112,37 +133,58 @@ def clean_leftovers(max_age_s: float = 60.0) -> None:
 
 
 def path_of(name_or_path: str) -> Path:
-    """The file of a saved session's name, or the path itself."""
+    """The file of a saved session's name (any file name the folder holds, spaces
+    included), or the path itself."""
     path = Path(name_or_path).expanduser()
-    if not path.suffix and NAME.match(name_or_path):
-        path = sessions_dir() / f"{name_or_path}.json"
+    if "/" not in name_or_path and not name_or_path.startswith((".", "~")):
+        named = sessions_dir() / f"{name_or_path}.json"
+        if not path.suffix or named.is_file():
+            return named
     return path
 
 
-def load(name_or_path: str) -> Session:
+def load(name_or_path: str | Path) -> Session:
     """A saved session by name, or a session file from anywhere (which continues as a
     new session, under a new name)."""
-    path = path_of(name_or_path)
+    path = name_or_path if isinstance(name_or_path, Path) else path_of(name_or_path)
     try:
         session = read(path)
     except FileNotFoundError:
-        raise SessionError(f"no session {name_or_path!r} ({path})") from None
+        raise SessionError(f"no session {str(name_or_path)!r} ({path})") from None
     if path.parent != sessions_dir():
-        session.name = f"{path.stem}-{new_name()}"
+        session.name, session.stamp = f"{path.stem}-{new_name()}", None
     return session
+
+
+MAX_FILE = 1 << 30  # bytes: a session file larger than this is not one chatterm wrote
 
 
 def read(path: Path, data: bytes | None = None) -> Session:
     """The session in `path` (its bytes `data`, when already read), checked whole:
-    SessionError says what is wrong with it."""
+    SessionError says what is wrong with it. Only regular files are read."""
+    from chatterm import safe_files
+
+    stamp = file_stamp(path)
     try:
-        raw = json.loads((path.read_bytes() if data is None else data).decode("utf-8"))
+        if data is None:
+            data = safe_files.read_bytes(path, MAX_FILE, what="session file")
+        raw = json.loads(data.decode("utf-8"))
     except FileNotFoundError:
         raise
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SessionError(f"session file {path} is unreadable or corrupt ({e})") from None
+    except safe_files.RefusedFile as e:
+        raise SessionError(str(e)) from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: JSON, and integers of over 4,300 digits
+        raise SessionError(f"session file {path} is unreadable or corrupt ({_short(e)})") from None
     except RecursionError:
         raise SessionError(f"session file {path} is corrupt (nested too deeply)") from None
+    repaired = ""
+    if _SURROGATE_ESCAPE.search(data):  # only a JSON \udXXX escape makes a lone surrogate
+        try:
+            raw, mended = _mend(raw)
+        except RecursionError:
+            raise SessionError(f"session file {path} is corrupt (nested too deeply)") from None
+        if mended:
+            repaired = f"{mended} texts had broken characters (lone UTF-16 surrogates), now shown as \ufffd"
     messages = raw.get("messages") if isinstance(raw, dict) else None
     try:
         problem = _tree_problem(messages) if isinstance(messages, list) else "no messages"
@@ -150,14 +192,35 @@ def read(path: Path, data: bytes | None = None) -> Session:
         problem = "nested too deeply"
     if problem:
         raise SessionError(f"session file {path} is corrupt ({problem})")
-    name = raw.get("name") if isinstance(raw.get("name"), str) and NAME.match(raw["name"]) else path.stem
     try:
         sampling = settings.validated(raw.get("sampling", {}), f"session file {path}")
     except settings.SettingError as e:
         raise SessionError(str(e)) from None
-    return Session(name=name, messages=messages, model=str(raw.get("model", "")),
+    return Session(name=path.stem, messages=messages, model=str(raw.get("model", "")),
                    engine=str(raw.get("engine", "")), sampling=sampling, created=str(raw.get("created", "")),
-                   updated=str(raw.get("updated", "")))
+                   updated=str(raw.get("updated", "")), stamp=stamp, repaired=repaired)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _mend(value: Any) -> tuple[Any, int]:
+    """`value` with each lone surrogate in its strings replaced by U+FFFD (pairs
+    joined); how many strings changed."""
+    if isinstance(value, str):
+        mended = surrogates.mend(value)
+        return mended, int(mended is not value)
+    if isinstance(value, list):
+        items = [_mend(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    if isinstance(value, dict):
+        items = {k: _mend(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in items.items()}, sum(n for _, n in items.values())
+    return value, 0
+
+
+def _short(error: Exception) -> str:
+    return " ".join(str(error).split())[:120]
 
 
 def _tree_problem(messages: list) -> str | None:
@@ -187,10 +250,9 @@ def _tree_problem(messages: list) -> str | None:
     return None
 
 
-def most_recent() -> str | None:
+def most_recent() -> Path | None:
     folder = sessions_dir()
-    newest = max(folder.glob("*.json") if folder.is_dir() else (), key=mtime, default=None)
-    return newest.stem if newest else None
+    return max(folder.glob("*.json") if folder.is_dir() else (), key=mtime, default=None)
 
 
 def mtime(path: Path) -> float:

@@ -19,11 +19,15 @@ DONE = b"data: [DONE]\n\n"
 
 class FakeServer:
     """`chunks`: the SSE body of /v1/chat/completions (bytes, sent one by one);
-    `status`/`body`: an HTTP error instead; `stall`: accept and never answer."""
+    `status`/`body`: an HTTP error instead; `stall`: accept and never answer;
+    `model_id`: what /v1/models lists; `models_body`: (bytes, headers) sent for
+    /v1/models instead (a gzip bomb)."""
 
     def __init__(self, chunks: list[bytes] | None = None, status: int = 200, body: bytes = b"",
-                 stall: bool = False, delay_s: float = 0.0):
+                 stall: bool = False, delay_s: float = 0.0, model_id: str = "fake-model",
+                 models_body: tuple[bytes, dict[str, str]] | None = None):
         self.chunks, self.status, self.body, self.stall, self.delay_s = chunks or [], status, body, stall, delay_s
+        self.model_id, self.models_body = model_id, models_body
         self.requests: list[dict[str, Any]] = []
         server = self
 
@@ -40,8 +44,15 @@ class FakeServer:
 
             def do_GET(self) -> None:
                 self._record()
-                if self.path.endswith("/models"):
-                    self._send(200, json.dumps({"data": [{"id": "fake-model"}]}).encode(), "application/json")
+                if self.path.endswith("/models") and server.models_body is not None:
+                    body, headers = server.models_body
+                    self.send_response(200)
+                    for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                elif self.path.endswith("/models"):
+                    self._send(200, json.dumps({"data": [{"id": server.model_id}]}).encode(), "application/json")
                 else:
                     self._send(404, b'{"error": "no such route"}', "application/json")
 

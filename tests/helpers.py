@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -12,11 +13,11 @@ import pexpect
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
-from rich.console import Console
 
 from chatterm import loader, sessions
 from chatterm.conversation import Conversation
 from chatterm.loader import Loaded, RunOptions
+from chatterm.ui import terminal
 from chatterm.ui.repl import Repl
 
 
@@ -46,6 +47,11 @@ class Terminal(pexpect.spawn):
                "PROMPT_TOOLKIT_NO_CPR": "1"}
         super().__init__(sys.executable, ["-m", "chatterm", *(["--threads", "2"] if threads else []), *args],
                          env=env, encoding="utf-8", timeout=60, dimensions=dimensions, **kw)
+        self.logfile_read = io.StringIO()  # everything it wrote, for `transcript`
+
+    @property
+    def transcript(self) -> str:
+        return self.logfile_read.getvalue()
 
     def ask(self, question: str, answer: str) -> None:
         """Send `question`, wait for `answer` (a pattern) and for the prompt to be back."""
@@ -65,12 +71,13 @@ def drive(keys: str, loaded: Loaded, session: sessions.Session | None = None, lo
     import io
 
     out = io.StringIO()
-    console = Console(file=out, force_terminal=False, width=width, markup=False)
+    console = terminal.console(out, force_terminal=False, width=width)
     with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
         inp.send_text(keys + "\x04")  # Ctrl-D on the empty prompt quits
         repl = Repl(options or RunOptions(), session or sessions.Session(name="test"), loaded=loaded,
                     console=console, input=inp, output=DummyOutput(), **({"load": load} if load else {}))
         repl.run()  # ends at EOF of the pipe, like Ctrl-D
+        repl.release_session()
     return repl, out.getvalue()
 
 
@@ -97,11 +104,19 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _template_worker(pid: int) -> bool:
+    try:
+        return b"template_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def worker_pid(chatterm_pid: int, not_pid: int | None = None, timeout: float = 30) -> int:
-    """The engine worker of the chatterm process `chatterm_pid` (another than `not_pid`)."""
+    """The engine worker of the chatterm process `chatterm_pid` (another than `not_pid`;
+    never the chat-template worker, which is a child too)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        workers = [p for p in children(chatterm_pid) if p != not_pid]
+        workers = [p for p in children(chatterm_pid) if p != not_pid and not _template_worker(p)]
         if workers:
             return workers[0]
         time.sleep(0.01)

@@ -28,7 +28,9 @@ def _tensor(name: str, shape: tuple[int, ...], rng: np.random.Generator, scale: 
 def tiny_model(path: Path, vocab_from: gguf.GGUFFile, *, architecture: str = "llama",
                n_embd: int = 64, n_layer: int = 2, n_head: int = 4, n_head_kv: int = 2,
                n_ff: int = 128, n_ctx: int = 512, tied: bool = True, seed: int = 0,
-               version: int = 3) -> Path:
+               version: int = 3, metadata: dict | None = None) -> Path:
+    """A tiny random model with `vocab_from`'s tokenizer; `metadata` (strings) added
+    over what it would have (a hostile name or chat template)."""
     rng = np.random.default_rng(seed)
     src = vocab_from.metadata
     n_vocab = len(src["tokenizer.ggml.tokens"])
@@ -69,6 +71,8 @@ def tiny_model(path: Path, vocab_from: gguf.GGUFFile, *, architecture: str = "ll
             tensors += [_tensor(b + "attn_q.bias", (n_embd,), rng),
                         _tensor(b + "attn_k.bias", (head_dim * n_head_kv,), rng),
                         _tensor(b + "attn_v.bias", (head_dim * n_head_kv,), rng)]
+    for key, value in (metadata or {}).items():
+        md[key], types[key] = value, gguf.infer_type(value)
     with open(path, "wb") as out:
         gguf.write(out, version, md, types, tensors)
     return path

@@ -313,7 +313,8 @@ def test_export_of_chinese_and_code_is_jsonl_that_round_trips(chatterm, tmp_path
     r = chatterm("export", "--format", "sft", "-o", str(out))
     assert r.returncode == 0 and "sft: 1 conversations from 1 of 1 sessions" in r.stderr.decode()
     raw = out.read_bytes()
-    assert "用中文回答" in raw.decode("utf-8") and b"\\u" not in raw.replace(b"\\u001b", b"")  # unescaped
+    # Text unescaped; only controls (ESC) and the line separators U+2028/9 escaped.
+    assert "用中文回答" in raw.decode("utf-8") and b"\\u" not in raw.replace(b"\\u001b", b"").replace(b"\\u2028", b"")
     lines = raw.decode("utf-8").split("\n")
     assert lines[-1] == "" and len(lines) == 2  # one record, one line
     assert json.loads(lines[0]) == {"messages": [{"role": m["role"], "content": m["content"]} for m in messages]}

@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--process-runs", type=int, default=15,
                    help="repetitions of the whole-process timings (cheap, and the noisiest)")
     p.add_argument("--sessions", default="1000,5000", help="saved-session counts for the listing and search")
-    p.add_argument("--only", default="render,engine,llama-bench,process,repack,sessions",
+    p.add_argument("--only", default="render,engine,llama-bench,process,repack,sessions,long",
                    help="sections to run, comma-separated")
     p.add_argument("--repack-models", default="", metavar="PATH,...",
                    help="more GGUF files for the weight-repacking section (default: the default model only)")
@@ -216,6 +216,20 @@ def bench_sessions(args: argparse.Namespace, figures: list[Figure], targets: lis
                 targets.append(Target(f"--search of {n:,} sessions, rare word (s)", rare.median, 1.0, False))
 
 
+def bench_long(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
+    from chatterm.bench import long_sessions
+
+    for n, n_ctx in ((600, 2048), (1000, 8192), (20000, 8192)):
+        figures.append(Figure("Long sessions: fitting the context window (before each reply)",
+                              f"{n:,} messages into --ctx {n_ctx:,}", "s",
+                              long_sessions.fit_times(n, n_ctx, args.runs, args.threads)))
+    for n in (40_000, 1_000_000):
+        for label, runs in long_sessions.archive_times(n, args.runs).items():
+            figures.append(Figure(f"Long sessions: one of {n:,} messages", label, "s", runs))
+    fit = next(f for f in figures[::-1] if f.name.startswith("600 messages"))
+    targets.append(Target("fit 600 messages into 2,048 tokens (s)", fit.median, 0.5, False))
+
+
 def one_shot_setup() -> dict:
     """What chatterm's one-shot uses, for the minimal scripts to use too."""
     from chatterm import gguf
@@ -275,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     if "sessions" in args.only:
         progress("saved sessions")
         bench_sessions(args, figures, targets)
+    if "long" in args.only:
+        progress("long sessions")
+        bench_long(args, figures, targets)
     report.print_table(sys.stdout, header, figures, targets)
     if args.json:
         report.write_json(args.json, header, figures, targets)

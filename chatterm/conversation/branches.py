@@ -15,7 +15,8 @@ the last). Nesting grows with the number of forks taken, not with the conversati
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Sequence
+from typing import Any, Iterator
 
 TREE_KEYS = ("alternatives", "version")
 
@@ -66,19 +67,52 @@ def newest_fork(path: list[dict]) -> int | None:
     return next((i for i in range(len(path) - 1, -1, -1) if path[i].get("alternatives")), None)
 
 
-def walk(path: list[dict], history: tuple[dict, ...] = (), on_path: bool = True
-         ) -> Iterator[tuple[tuple[dict, ...], list[dict], int]]:
+class Prefix(Sequence):
+    """The messages before a point of the tree, without copying them: those of
+    `parent`, then `path[:end]`; `role_count` without counting. Making one costs the
+    same however long the conversation is."""
+
+    def __init__(self, parent: "Prefix | None", path: list[dict], end: int, counts: dict[str, int]):
+        self._parent, self._path, self._end, self._counts = parent, path, end, counts
+        self._len = (len(parent) if parent is not None else 0) + end
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[dict]:
+        if self._parent is not None:
+            yield from self._parent
+        yield from self._path[:self._end]
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, int) and -self._end <= i < 0:
+            return self._path[self._end + i]  # the common case: the message just before
+        return list(self)[i]
+
+    def role_count(self, role: str) -> int:
+        return self._counts.get(role, 0)
+
+
+_EMPTY = Prefix(None, [], 0, {})
+
+
+def walk(path: list[dict], history: Prefix = _EMPTY, on_path: bool = True
+         ) -> Iterator[tuple[Prefix, list[dict], int]]:
     """Every point of the tree under `path`: (the messages before it, the first message
     of each of its versions, the number of the version the current path takes there,
-    0 off the current path). A message without alternatives is a point of one version."""
+    0 off the current path). A message without alternatives is a point of one version.
+    Linear in the size of the tree: nothing before a point is copied."""
+    counts = dict(history._counts)
     for i, message in enumerate(path):
-        before = history + tuple(path[:i])
-        every = versions(path, i)
+        before = Prefix(history, path, i, dict(counts))
+        others = message.get("alternatives") or []
         k = current_version(message)
-        yield before, [v[0] for v in every], k if on_path else 0
-        for number, version in enumerate(every, 1):
-            if number != k:
-                yield from walk(version[1:], before + (version[0],), on_path=False)
+        yield before, [o[0] for o in others[:k - 1]] + [bare(message)] + [o[0] for o in others[k - 1:]], \
+            k if on_path else 0
+        for other in others:
+            with_first = Prefix(before, other, 1, {**counts, other[0]["role"]: counts.get(other[0]["role"], 0) + 1})
+            yield from walk(other[1:], with_first, on_path=False)
+        counts[message["role"]] = counts.get(message["role"], 0) + 1
 
 
 def position(path: list[dict], i: int) -> str:

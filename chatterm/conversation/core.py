@@ -61,6 +61,11 @@ class Conversation:
     def context_used(self) -> int | None:
         return self.measure()
 
+    @property
+    def measured(self) -> int | None:
+        """The tokens `measure` last found, without measuring (None: not yet)."""
+        return self._used
+
     def measure(self) -> int | None:
         """Tokens the conversation fills in the context window (None until the model
         has loaded). Measured again after changes other than a reply, when first asked."""
@@ -164,7 +169,16 @@ class Conversation:
 
     def _reply(self, prompt: Any, cancelled: Callable[[], bool], record: Callable[[Reply], None],
                sampling: Sampling | None = None) -> Iterator[str]:
-        reply = self.backend.reply(prompt, sampling or self.sampling, cancelled)
+        try:
+            reply = self.backend.reply(prompt, sampling or self.sampling, cancelled)
+        except ChattermError:
+            # No reply could start: the question stays, with an empty failed reply
+            # (what /retry replaces), rather than twice or not at all.
+            failed = Reply(0)
+            failed.finish = Finish.ERROR
+            record(failed)
+            self.on_change()
+            raise
         self.last = reply
         try:
             yield from reply

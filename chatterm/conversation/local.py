@@ -34,6 +34,7 @@ class LocalBackend:
         self.engine = engine
         self._template = template if isinstance(template, ChatTemplate) else None
         self._template_choice = template if isinstance(template, str) else ""
+        templates.warm(self._template_choice)
         self.stop = list(stop or [])  # the model's stop strings; the template's are added
         self.cache = PromptCache()
 

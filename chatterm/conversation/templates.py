@@ -4,15 +4,19 @@ Jinja's immutable sandbox.
 Templates from model files are untrusted code (CVE-2024-34359 was remote code execution
 through exactly this path in llama-cpp-python), so nothing is rendered outside
 `ImmutableSandboxedEnvironment`; a template that reaches for Python internals raises
-TemplateError instead of running.
+TemplateError instead of running. Those templates also render in a process of their
+own (`template_worker`), under a time, output and memory budget: a template that loops
+for ever or writes a gigabyte is stopped with a TemplateError, and the chat goes on.
+chatterm's own presets render in this process.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from functools import lru_cache
+import threading
+import time
 from typing import Any
 
+from chatterm.conversation import template_worker
 from chatterm.errors import TemplateError
 
 PRESETS: dict[str, str] = {
@@ -75,31 +79,101 @@ PRESET_STOPS: dict[str, list[str]] = {
 
 
 CHOICES = ("gguf", *PRESETS)  # gguf: the model file's own template
+_PRESET_SOURCES = frozenset(PRESETS.values())
 
 
-def _raise(message: str) -> None:
-    raise TemplateError(f"chat template raised: {message}")
+TIME_S = 2.0  # a render may take this long, plus a second per MB of messages
+OUTPUT = 16 << 20  # characters a render may produce, plus 4 per character of its request
 
 
-@lru_cache(maxsize=8)
-def _compile(source: str) -> Any:
-    from jinja2 import TemplateSyntaxError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+class Renderer:
+    """The template worker process (`template_worker`): started at the first render
+    of a template from a model file, killed and started again when a render takes
+    longer than its time budget. One render at a time."""
 
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=["jinja2.ext.loopcontrols"])
-    env.globals["raise_exception"] = _raise
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    env.filters["tojson"] = _tojson
-    try:
-        return env.from_string(source)
-    except TemplateSyntaxError as e:
-        raise TemplateError(f"chat template does not parse: {e.message} (line {e.lineno})") from None
+    def __init__(self) -> None:
+        self._process: Any = None
+        self._lock = threading.Lock()
+
+    def render(self, source: str, context: dict[str, Any]) -> dict[str, str]:
+        import json
+
+        body = json.dumps({"source": source, "context": context})  # ASCII: nothing fails to encode
+        budget = OUTPUT + 4 * len(body)
+        request = body[:-1] + f', "budget": {budget}}}'
+        limit = TIME_S + len(request) / 1e6
+        with self._lock:
+            for attempt in (1, 2):  # a worker that died since the last render is started again once
+                process = self._start()
+                try:
+                    process.stdin.write(request.encode("ascii") + b"\n")
+                    process.stdin.flush()
+                    line = self._read_line(process, time.monotonic() + limit, 6 * budget + 4096)
+                except BrokenPipeError:
+                    self.stop()
+                    if attempt == 2:
+                        return {"error": "failed", "message": "the template worker could not start"}
+                    continue
+                if line is None:
+                    self.stop()
+                    return {"error": "slow", "message": f"it took more than {limit:.0f} s"}
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    self.stop()
+                    return {"error": "failed", "message": "the template worker failed"}
+        raise AssertionError("unreachable")
+
+    def warm(self) -> None:
+        """Start the worker now (it imports Jinja while the model loads)."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> Any:
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        if self._process is None or self._process.poll() is not None:
+            package_root = str(Path(__file__).resolve().parents[2])
+            code = (f"import sys; sys.path.insert(0, {package_root!r}); "
+                    "from chatterm.conversation.template_worker import main; main()")
+            self._process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        return self._process
+
+    @staticmethod
+    def _read_line(process: Any, deadline: float, most: int) -> bytes | None:
+        """The answer, or None when the worker took too long (or sent too much)."""
+        import os
+        import select
+
+        fd = process.stdout.fileno()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or size > most:
+                return None
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b""  # it died: not JSON, reported as a failure
+            chunks.append(chunk)
+            size += len(chunk)
+            if chunk.endswith(b"\n"):
+                return b"".join(chunks)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait()
 
 
-def _tojson(value: Any, indent: int | None = None, **_: Any) -> str:
-    import json
-    return json.dumps(value, ensure_ascii=False, indent=indent)
+_renderer = Renderer()
 
 
 class ChatTemplate:
@@ -110,7 +184,7 @@ class ChatTemplate:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
-        self._template = _compile(source)
+        self.trusted = source in _PRESET_SOURCES  # chatterm's own: rendered here
 
     @property
     def think_switch(self) -> bool:
@@ -119,20 +193,33 @@ class ChatTemplate:
 
     def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
                think: bool | None = None) -> str:
-        from jinja2.exceptions import SecurityError, TemplateError as JinjaError
-
         switch = {} if think is None else {"enable_thinking": think}
-        try:
-            return self._template.render(
-                messages=messages, add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token, eos_token=self.eos_token, **switch)
-        except SecurityError as e:
-            raise TemplateError(f"chat template {self.name!r} tried to leave the sandbox ({e}); "
-                                "choose a preset with --template") from None
-        except TemplateError:
-            raise
-        except (JinjaError, TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
-            raise TemplateError(f"chat template {self.name!r} failed: {e}") from None
+        context = {"messages": messages, "add_generation_prompt": add_generation_prompt,
+                   "bos_token": self.bos_token, "eos_token": self.eos_token, **switch}
+        if self.trusted:
+            answer = template_worker.render({"source": self.source, "context": context, "budget": 1 << 62})
+        else:
+            answer = _renderer.render(self.source, context)
+        if "text" in answer:
+            return answer["text"]
+        kind, message = answer.get("error"), answer.get("message", "")
+        if kind == "syntax":
+            raise TemplateError(f"chat template does not parse: {message}")
+        if kind == "sandbox":
+            raise TemplateError(f"chat template {self.name!r} tried to leave the sandbox ({message}); "
+                                "choose a preset with --template")
+        if kind == "raised":
+            raise TemplateError(message)
+        if kind == "slow":
+            raise TemplateError(f"chat template {self.name!r} was stopped: {message} to render "
+                                "(a loop without end?); choose a preset with --template")
+        raise TemplateError(f"chat template {self.name!r} failed: {message}")
+
+
+def warm(choice: str) -> None:
+    """A template from the model file will render: start its worker early."""
+    if choice == "gguf":
+        _renderer.warm()
 
 
 def check(choice: str) -> str:

@@ -15,13 +15,13 @@ class Bar:
     """rich's progress bar on the terminal (stderr)."""
 
     def __init__(self, file: IO[str]):
-        from rich.console import Console
+        from chatterm.ui import terminal
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                                    TimeRemainingColumn, TransferSpeedColumn)
 
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                   TransferSpeedColumn(), TimeRemainingColumn(),
-                                  console=Console(file=file), transient=False)
+                                  console=terminal.console(file), transient=False)
         self._task: Any = None
 
     def start(self, name: str, total: int | None, done: int) -> None:

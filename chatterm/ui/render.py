@@ -80,19 +80,19 @@ def styled(color: str, file: TextIO) -> bool:
     return color == "always" or color != "never" and file.isatty()
 
 
-def make_console(color: str = "auto", file: Any = None) -> Console:
-    """chatterm's console: rich markup off (nothing printed is ever parsed as markup);
-    `is_terminal` is `styled`'s answer. On a terminal its size is asked of the terminal
-    at every paint, never taken from COLUMNS/LINES, which a resize does not change."""
+def make_console(color: str = "auto", file: Any = None, **options: Any) -> Console:
+    """chatterm's console (`terminal.console`: all it prints is cleaned, nothing is
+    parsed as markup); `is_terminal` is `styled`'s answer. On a terminal its size is
+    asked of the terminal at every paint, never taken from COLUMNS/LINES, which a
+    resize does not change."""
     import os
 
-    from rich.console import Console
+    from chatterm.ui import terminal
 
     out = file or sys.stdout
     environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")} if out.isatty() else None
-    return Console(file=file, markup=False, emoji=False, highlight=False,
-                   force_terminal=styled(color, out),
-                   no_color=True if color == "never" else None, _environ=environ)
+    return terminal.console(out, force_terminal=styled(color, out),
+                            no_color=True if color == "never" else None, _environ=environ, **options)
 
 
 @functools.lru_cache(maxsize=16)
@@ -221,7 +221,9 @@ class StreamRenderer:
                  max_block_lines: int | None = None):
         self.console = console
         self.markdown = console is not None and console.is_terminal
-        self.file: TextIO = console.file if console is not None else file or sys.stdout
+        from chatterm.ui import terminal
+
+        self.file: TextIO = terminal.cleaning(console.file if console is not None else file or sys.stdout)
         self._newline = True  # plain mode: the output so far ends a line
         self.code_blocks: list[CodeBlock] = []
         self._partial: list[str] = []  # the unfinished line, as chunks

@@ -11,10 +11,13 @@ next prompt.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import os
 import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from prompt_toolkit import PromptSession
@@ -33,8 +36,9 @@ from chatterm.attachments import Attachment
 from chatterm.conversation import Conversation, Finish
 from chatterm.errors import ChattermError, EngineError
 from chatterm.loader import Loaded, RunOptions
-from chatterm.ui import commands
-from chatterm.ui.interrupt import CancelFlag, ctrl_c_cancels, no_echo
+from chatterm.ui import commands, terminal
+from chatterm.session_lock import SessionLock
+from chatterm.ui.interrupt import CancelFlag, ctrl_c_cancels, ended_by_signals, no_echo
 from chatterm.ui.render import CodeBlock, StreamRenderer, make_console
 from chatterm.ui.sanitize import clean
 
@@ -42,6 +46,7 @@ ENDINGS = {Finish.CANCELLED: "reply cut: /continue resumes it",
            Finish.LENGTH: "reached max_tokens: /continue resumes it",
            Finish.CONTEXT: "the context window is full"}
 WATCH_S = 0.1  # how often the prompt looks at a loading engine
+REPLAYED = 20  # messages of a resumed session shown again (the newest)
 
 
 class SlashCompleter(Completer):
@@ -85,12 +90,37 @@ def key_bindings() -> KeyBindings:
     return kb
 
 
+class _History(FileHistory):
+    """The input history file; one that cannot be read or written (a folder in its
+    place, a full disk, permissions changed mid-chat) leaves the history in memory,
+    and `problem` says why, for the chat to tell once."""
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.problem = ""
+
+    def load_history_strings(self) -> Iterator[str]:
+        try:
+            yield from super().load_history_strings()
+        except (OSError, ValueError) as e:
+            self.problem = f"cannot read the history file {self.filename!s}: {getattr(e, 'strerror', None) or e}"
+
+    def store_string(self, string: str) -> None:
+        if self.problem:
+            return
+        try:
+            super().store_string(string)
+        except (OSError, ValueError) as e:
+            self.problem = (f"cannot write the history file {self.filename!s}: "
+                            f"{getattr(e, 'strerror', None) or e}; this chat's history stays in memory")
+
+
 def _history() -> History:
     path = paths.data_dir() / "history"
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.touch(mode=0o600, exist_ok=True)
-        return FileHistory(str(path))
+        return _History(str(path))
     except OSError:
         return InMemoryHistory()
 
@@ -104,6 +134,7 @@ class Repl:
                  load: Callable[[RunOptions], Loaded] = loader.load, attached: list[Attachment] | None = None):
         self.options = options
         self.load = load  # how /model loads a model
+        output = output if output is not None else terminal.prompt_output()  # prompt_toolkit draws on the raw terminal
         self._io = {"input": input, "output": output}
         self.console = console or make_console()
         self.loaded = loaded or load(options)
@@ -116,23 +147,33 @@ class Repl:
         self._cancel = CancelFlag()
         self._told: set[str] = set()  # engine notes already shown
         self._started = False  # a first input was handled: the chat is under way
+        self._lock: SessionLock | None = None  # this chat's hold on its session (`claim`)
+        self.read_only = False  # the session is open in another chat, and this one only reads it
+        self._save_problem = ""  # why the last autosave failed ("" when it did not)
+        self._counting: concurrent.futures.Future | None = None  # the toolbar's count, off the UI thread
+        self._counter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chatterm-count")
+        self.ending = CancelFlag()  # SIGTERM or SIGHUP arrived: the chat ends after this input
         if not session.messages:
             session.messages = self.conversation.messages  # the system prompt, or a piped-in turn
         elif session.messages is not self.conversation.messages:  # -i into a saved session: add the turn
             session.messages += [m for m in self.conversation.messages if m["role"] != "system"]
             self.conversation.replace_messages(session.messages)
-        self.conversation.on_change = self.save
+        self.conversation.on_change = self.autosave
+        self.history = _history()
         self.prompt = PromptSession(
-            history=_history(), auto_suggest=AutoSuggestFromHistory(),
+            history=self.history, auto_suggest=AutoSuggestFromHistory(),
             completer=SlashCompleter(), complete_while_typing=True,
             key_bindings=key_bindings(), bottom_toolbar=self.toolbar, multiline=False,
             enable_open_in_editor=True, input=input, output=output)
 
     # ------------------------------------------------------------ loop
     def run(self) -> None:
+        """Read and handle inputs until Ctrl-D, /exit, SIGTERM or SIGHUP. Whatever goes
+        wrong with one input is one line, and the prompt comes back."""
         sessions.clean_leftovers()
-        self.conversation.measure()  # a server is asked now, not while the toolbar paints
-        while True:
+        if self._lock is None and not self.read_only and not self.begin():
+            return
+        while not self.ending():
             marker = f"edit {self.editing}› " if self.editing else "› "
             try:
                 text = self.prompt.prompt([("class:prompt", marker)], default=self.prefill,
@@ -142,6 +183,9 @@ class Repl:
                 continue
             except EOFError:
                 break
+            finally:
+                self._settle_count()
+            self._tell_history_problem()
             self.prefill = ""
             if not text.strip():
                 continue
@@ -152,7 +196,6 @@ class Repl:
                     commands.dispatch(self, text)
                 else:
                     self.ask(text[1:] if text.startswith("//") else text)
-                self.conversation.measure()  # as above
             except EOFError:
                 break
             except KeyboardInterrupt:  # in a command that was not streaming: it stops, the chat goes on
@@ -162,28 +205,65 @@ class Repl:
             except Exception as e:  # the loop never dies
                 self.error(f"unexpected error: {type(e).__name__}: {e}")
 
+    def close(self) -> None:
+        """The chat is over: the session saved (elsewhere if its folder refuses it), the
+        engine and the counting thread stopped, the session's lock released."""
+        try:
+            self._counter.shutdown(wait=True, cancel_futures=True)
+            self.conversation.engine.close()
+            if self._lock is not None and not self.read_only and any(
+                    m["role"] != "system" for m in self.conversation.messages):
+                self.autosave()
+                if self._save_problem:
+                    self._save_fallback()
+                else:
+                    self.note(f"session saved: {self.session.path} (chatterm -c resumes it)")
+        finally:
+            self.release_session()
+
+    def release_session(self) -> None:
+        """Let another chat open this session (the chat is over)."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def _save_fallback(self) -> None:
+        """The session's own file could not be written: the conversation goes to the
+        temporary folder, and the user is told where (or that even that failed)."""
+        fallback = Path(tempfile.gettempdir()) / f"chatterm-{self.session.name}.json"
+        try:
+            self.save(fallback)
+        except ChattermError as e:
+            raise ChattermError(f"the session could not be saved: {self._save_problem}; nor to {fallback}: {e}") from None
+        self.error(f"the session could not be saved to {self.session.path} ({self._save_problem}); "
+                   f"it is in {fallback} (/load {fallback} reopens it)")
+
     def banner(self) -> None:
         l = self.loaded
         self.note(f"chatterm · {l.spec.name} on {l.engine_name} · "
-                  f"session {self.session.name} · /help for commands, Ctrl-D to quit")
+                  f"session {self.session.name}{' (read-only)' if self.read_only else ''} · "
+                  "/help for commands, Ctrl-D to quit")
         if self.attached:
             self.note(f"{len(self.attached)} files go with your first message (/file lists them)")
 
     def toolbar(self) -> list[tuple[str, str]]:
+        """Never waits: what it shows was counted off the UI thread (`_count`)."""
         conversation, reply = self.conversation, self.conversation.last
         engine = conversation.engine
         state = engine.state()  # never waits: the model may still be loading
+        used = conversation.measured
         if state == "ready":
-            used, total = conversation.context_used or 0, engine.n_ctx
-            where = f"{engine.device} · ctx {used:,}/{total:,} ({100 * used // max(total, 1)}%)"
+            total = engine.n_ctx
+            where = (f"{engine.device} · ctx {used:,}/{total:,} ({100 * used // max(total, 1)}%)" if used is not None
+                     else f"{engine.device} · ctx …/{total:,}")
         else:
             where = "no model: /model NAME" if state == "failed" else "loading the model…"
         speed = f" · {reply.tokens_per_s:.1f} tok/s" if reply is not None and reply.tokens_per_s else ""
         files = ""
         if self.attached:
-            cost = self.attached_tokens() if state == "ready" else None
+            counted = state == "ready" and all(f.tokens is not None for f in self.attached)
+            cost = sum(f.tokens or 0 for f in self.attached) if counted else None
             files = f" · +{len(self.attached)} file{'s' if len(self.attached) > 1 else ''}" + (
-                f" ({cost:,} tokens: ctx {(conversation.context_used or 0) + cost:,}/{engine.n_ctx:,} with them)"
+                f" ({cost:,} tokens: ctx {(used or 0) + cost:,}/{engine.n_ctx:,} with them)"
                 if cost is not None else "")
         return [("class:bottom-toolbar",
                  f" {self.loaded.spec.name} · {self.loaded.engine_name} · {where}{speed}{files} ")]
@@ -195,15 +275,45 @@ class Repl:
                 f.tokens = self.conversation.backend.count(f.block())
         return sum(f.tokens or 0 for f in self.attached)
 
+    def _count(self) -> None:
+        """What the toolbar shows (tokens in the window, the attached files' cost),
+        counted on the counting thread: a slow tokenizer or chat template never
+        holds up a key."""
+        self.conversation.measure()
+        self.attached_tokens()
+
+    def _settle_count(self) -> None:
+        """The input is in: the count (if still running) ends before anything else
+        uses the engine; its failure is the toolbar's, not this input's."""
+        counting, self._counting = self._counting, None
+        if counting is not None:
+            try:
+                counting.result()
+            except Exception:
+                pass  # said by whatever uses the engine next
+
+    def _tell_history_problem(self) -> None:
+        problem = getattr(self.history, "problem", "")
+        if problem and problem not in self._told:
+            self._told.add(problem)
+            self.error(problem)
+
     async def _engine_news(self) -> None:
         """While the prompt waits for input: tell what the loading engine settles on
-        (its notes, a failure, a crash while loading) above the prompt when it happens."""
+        (its notes, a failure, a crash while loading) above the prompt when it happens,
+        and count what the toolbar shows once it has loaded."""
         engine = self.conversation.engine
         while True:
             state = engine.state()
             if state == "ready":
                 if any(n not in self._told for n in engine.notes):
                     await run_in_terminal(self.tell_notes)
+                if self._counting is None:
+                    self._counting = self._counter.submit(self._count)
+                try:
+                    await asyncio.wrap_future(self._counting)
+                except Exception:
+                    pass
                 get_app().invalidate()  # the toolbar shows the device and context now
                 return
             if state != "loading":
@@ -237,27 +347,30 @@ class Repl:
     # ------------------------------------------------------------ turns
     def ask(self, text: str) -> None:
         """A question that is not sent (the model did not load, the user stopped waiting
-        for it, it does not fit the window) goes back into the input, for editing. While
-        a question is being edited (/edit), the text is its new version."""
+        for it, it does not fit the window) goes back into the input, for editing; one
+        that was recorded stays recorded, once, and never goes back too. While a
+        question is being edited (/edit), the text is its new version."""
+        if self.read_only:
+            self.prefill = text
+            raise ChattermError(f"session {self.session.name} is read-only here (it is open in another chatterm): "
+                                "/new starts a new session, /save PATH writes a copy")
         editing, self.editing = self.editing, None
         message = attachments.message(self.attached, text) if self.attached else text
+        last = self.conversation.last_message
         try:
             chunks = (self.conversation.edit(editing, message, self.cancelled) if editing
                       else self.conversation.send(message, self.cancelled))
             sent = self.show_reply(chunks)
         except ChattermError:
-            if self._asked(message):  # the reply failed, the question (and its files) stays
+            if self.conversation.last_message is not last:  # recorded (with the failed reply): /retry
                 self.attached = []
-            self.prefill, self.editing = text, editing
+            else:
+                self.prefill, self.editing = text, editing
             raise
         if sent:
             self.attached = []
         else:
             self.prefill, self.editing = text, editing
-
-    def _asked(self, message: str) -> bool:
-        last = next((m for m in reversed(self.conversation.messages) if m["role"] == "user"), None)
-        return last is not None and last["content"] == message
 
     def compose(self) -> str:
         """A message written in $VISUAL/$EDITOR (what the file holds once it closes)."""
@@ -317,6 +430,9 @@ class Repl:
                     for chunk in chunks:
                         renderer.feed(chunk)
                 finally:
+                    close = getattr(chunks, "close", None)
+                    if close is not None:
+                        close()  # however this ends, the reply is recorded (and saved) now
                     renderer.finish()
         except KeyboardInterrupt:  # a second Ctrl-C during a long prompt evaluation
             pass
@@ -341,8 +457,13 @@ class Repl:
     # ------------------------------------------------------------ sessions
     def open_session(self, session: sessions.Session, keep_system: bool = False) -> None:
         """`session` in place of the current one, with its messages and settings (a
-        new one, `keep_system`, starts with the current system prompt and settings)."""
+        new one, `keep_system`, starts with the current system prompt and settings).
+        One open in another chat is continued as a copy, or read, as the user chooses."""
         conversation = self.conversation
+        claimed = self.claim(session)
+        if claimed is None:
+            raise ChattermError(f"session {session.name} not opened; still in {self.session.name}")
+        session = claimed
         if keep_system and not session.messages:
             session.messages = [dict(m) for m in conversation.messages[:1] if m["role"] == "system"]
             session.sampling = dict(conversation.overrides)
@@ -351,7 +472,95 @@ class Repl:
         conversation.replace_messages(session.messages)
         conversation.overrides = dict(session.sampling)
 
+    def claim(self, session: sessions.Session | None = None) -> sessions.Session | None:
+        """Take the lock of `session` (default: the current one) for this chat, in place
+        of the lock held before. When another chat holds it, the user chooses: go on in
+        a copy under a new name, only read it here, or leave it (None)."""
+        session = session or self.session
+        if session.path == self.session.path and self._lock is not None and not self.read_only:
+            return session  # this chat holds it already (/load of the session open here)
+        while True:
+            lock = SessionLock.take(session.path)
+            if isinstance(lock, SessionLock):
+                read_only = False
+                break
+            holder = f" (pid {lock})" if lock else ""
+            answer = self.choose(f"session {session.name} is open in another chatterm{holder}: "
+                                 "[c]ontinue in a copy, [r]ead it only, or [q]uit?", "crq")
+            if answer == "q":
+                return None
+            if answer == "r":
+                lock, read_only = SessionLock(None), True
+                break
+            session = dataclasses.replace(session, name=_free_name(session.name), stamp=None)
+            self.note(f"continuing in a copy: session {session.name}")
+        if self._lock is not None:
+            self._lock.release()
+        self._lock, self.read_only = lock, read_only
+        if session.repaired:
+            self.note(f"session {session.name}: {session.repaired}")
+        return session
+
+    def begin(self) -> bool:
+        """Claim the session the chat starts in (False: the user chose to leave)."""
+        claimed = self.claim()
+        if claimed is None:
+            return False
+        self.session = claimed
+        return True
+
+    def choose(self, question: str, letters: str) -> str:
+        """One of `letters` (the first is the default; the last at the end of input)."""
+        while True:
+            try:
+                answer = PromptSession(**self._io).prompt(f"{question} ").strip().lower()
+            except (EOFError, KeyboardInterrupt):
+                return letters[-1]
+            if not answer:
+                return letters[0]
+            if answer[0] in letters:
+                return answer[0]
+
+    def autosave(self) -> None:
+        """After every change (`Conversation.on_change`): the session on disk. A save
+        that fails is said once, the conversation stays as it is in memory, and the
+        next change saves it again. A file someone else wrote since is never
+        overwritten: this chat goes on in a copy beside it."""
+        if self.read_only:
+            return
+        session = self.session
+        try:
+            if session.changed_elsewhere():
+                old = session.name
+                self._move_to_copy(session)
+                self.note(f"session {old} was written by another program since this chat opened it: "
+                          f"this chat goes on as {session.name} (both kept)")
+            self.save()
+        except ChattermError as e:
+            if str(e) != self._save_problem:
+                self.error(f"not saved: {e}; the conversation is kept, and saved again at the next change "
+                           "(/save PATH writes it elsewhere)")
+            self._save_problem = str(e)
+            return
+        if self._save_problem:
+            self._save_problem = ""
+            self.note(f"saved again: {session.path}")
+
+    def _move_to_copy(self, session: sessions.Session) -> None:
+        """`session` goes on under the first free name beside its own, locked for this
+        chat (asked of nobody: it is called between the steps of a turn)."""
+        while True:
+            session.name, session.stamp = _free_name(session.name), None
+            lock = SessionLock.take(session.path)
+            if isinstance(lock, SessionLock):
+                break
+        if self._lock is not None:
+            self._lock.release()
+        self._lock = lock
+
     def save(self, path: Any = None) -> Any:
+        if path is None and self.read_only:
+            raise ChattermError(f"session {self.session.name} is read-only here: /save PATH writes a copy")
         session = self.session
         session.messages = self.conversation.messages
         session.sampling = dict(self.conversation.overrides)
@@ -359,12 +568,18 @@ class Repl:
         return session.save(path)
 
     def replay(self) -> None:
-        for m in self.conversation.messages:
+        """The newest messages of the conversation again (a long one is not replayed
+        whole: its file holds it all)."""
+        messages = self.conversation.messages
+        shown = messages[-REPLAYED:]
+        if len(messages) > len(shown):
+            self.note(f"… {len(messages) - len(shown):,} earlier messages (in {self.session.path})")
+        for m in shown:
             if m["role"] == "user":
-                self.console.print(Text("› " + clean(m["content"]), style="bold"))
+                self.console.print(Text("› " + m["content"], style="bold"))
             elif m["role"] == "assistant":
                 self.show_message(m)
-        self.note(f"session {self.session.name}: {len(self.conversation.messages)} messages")
+        self.note(f"session {self.session.name}: {len(messages):,} messages")
 
     def show_message(self, message: dict) -> None:
         """A reply as the transcript shows it: rendered, then its rating and versions."""
@@ -424,6 +639,14 @@ class Repl:
         self.console.print(Text(f"error: {clean(' '.join(text.split()))}", style="bold red"), soft_wrap=True)
 
 
+def _free_name(name: str) -> str:
+    """`name-2`, `name-3`, ...: the first no session file has."""
+    n = 2
+    while (sessions.sessions_dir() / f"{name}-{n}.json").exists():
+        n += 1
+    return f"{name}-{n}"
+
+
 def _conversation(loaded: Loaded, options: RunOptions, session: sessions.Session) -> Conversation:
     """A conversation for `session`: its messages, and its saved settings under the
     ones given now on the command line."""
@@ -463,11 +686,14 @@ def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = 
     resumed = bool(chosen.messages)
     repl = Repl(options, chosen, loaded=loaded, conversation=conversation, console=console, input=pt_input,
                 attached=attached)
-    repl.banner()
-    if resumed:
-        repl.replay()
-    repl.run()
-    repl.conversation.engine.close()
-    if any(m["role"] != "system" for m in repl.conversation.messages):
-        repl.save()
-        print(f"session saved: {repl.session.path} (chatterm -c resumes it)", file=sys.stderr)
+    with ended_by_signals() as ending:
+        repl.ending = ending
+        try:
+            if not repl.begin():
+                return
+            repl.banner()
+            if resumed:
+                repl.replay()
+            repl.run()
+        finally:
+            repl.close()

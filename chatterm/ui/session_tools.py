@@ -3,7 +3,6 @@ and training data made from them (formats: `chatterm.datasets`)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -81,7 +80,7 @@ def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime 
             continue
         read += 1
         for record in datasets.records(item.messages, options, tally):
-            line = json.dumps(record, ensure_ascii=False)
+            line = datasets.jsonl(record)
             if output is None:
                 sys.stdout.write(line + "\n")
             else:

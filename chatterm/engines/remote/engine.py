@@ -19,10 +19,13 @@ import threading
 from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
+from chatterm import surrogates
 from chatterm.engines.remote import sse
 from chatterm.errors import ConfigError, EngineError
 
 DEFAULT_CTX = 4096  # when neither the user nor the server says
+QUEUED = 4096  # events read ahead of the reply
+MAX_BODY = 16 << 20  # bytes of a JSON answer (after decompression: a gzip bomb stops here)
 BYTES_PER_TOKEN_ESTIMATE = 3  # see estimate_tokens
 
 
@@ -83,15 +86,21 @@ class RemoteEngine:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         return {"Authorization": f"Bearer {key}"} if key else {}
 
+    def _fetch(self, method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        """(status, body) of a request, the body read only up to MAX_BYTES once
+        decompressed: RemoteError past that."""
+        with self.client.stream(method, url, headers=self._headers(), **kwargs) as response:
+            return response.status_code, _capped(response, url)
+
     def _request(self, method: str, url: str, **kwargs: Any) -> Any:
         try:
-            response = self.client.request(method, url, headers=self._headers(), **kwargs)
+            status, body = self._fetch(method, url, **kwargs)
         except self._httpx.HTTPError as e:
             raise RemoteError(self._network_error(e)) from None
-        if response.status_code >= 400:
-            raise RemoteError(self._http_error(response.status_code, response.text))
+        if status >= 400:
+            raise RemoteError(self._http_error(status, body.decode("utf-8", "replace")))
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError:
             raise RemoteError(f"{url}: the server answered with something that is not JSON") from None
 
@@ -106,12 +115,12 @@ class RemoteEngine:
         """vLLM lists max_model_len with its models; llama-server has /props."""
         for url, find in ((f"{self.base_url}/models", _vllm_ctx), (f"{self._root}/props", _llama_server_ctx)):
             try:
-                response = self.client.get(url, headers=self._headers(), timeout=min(self.timeout, 5.0))
-                if response.status_code == 200:
-                    n = find(response.json())
+                status, body = self._fetch("GET", url, timeout=min(self.timeout, 5.0))
+                if status == 200:
+                    n = find(json.loads(body))
                     if isinstance(n, int) and n > 0:
                         return n
-            except (self._httpx.HTTPError, ValueError, KeyError, TypeError, IndexError):
+            except (self._httpx.HTTPError, RemoteError, ValueError, KeyError, TypeError, IndexError):
                 continue
         return None
 
@@ -135,11 +144,10 @@ class RemoteEngine:
         ]
         for url, body in candidates:
             try:
-                response = self.client.post(url, json=body(sample), headers=self._headers(),
-                                            timeout=min(self.timeout, 5.0))
-                if response.status_code == 200 and _token_count(response.json()) is not None:
+                status, answer = self._fetch("POST", url, json=body(sample), timeout=min(self.timeout, 5.0))
+                if status == 200 and _token_count(json.loads(answer)) is not None:
                     return lambda t, url=url, body=body: self._count_with(url, body(t))
-            except (self._httpx.HTTPError, ValueError):
+            except (self._httpx.HTTPError, RemoteError, ValueError):
                 continue
         self.counts_exactly = False
         return estimate_tokens
@@ -157,9 +165,17 @@ class RemoteEngine:
         reasoning model (`reasoning_content`, or `reasoning`). Closing the generator (or
         cancelling) closes the connection."""
         self.finish_reason = None
-        items: queue.Queue = queue.Queue()
+        items: queue.Queue = queue.Queue(maxsize=QUEUED)  # a server faster than the screen waits
         opened: list[Any] = []
         stop = threading.Event()
+
+        def put(item: tuple[str, Any]) -> None:
+            while not stop.is_set():
+                try:
+                    items.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
 
         def read() -> None:
             try:
@@ -167,26 +183,27 @@ class RemoteEngine:
                                         headers=self._headers()) as response:
                     opened.append(response)
                     if response.status_code >= 400:
-                        body = response.read().decode("utf-8", "replace")
-                        items.put(("error", RemoteError(self._http_error(response.status_code, body, path))))
+                        body = _capped(response, path).decode("utf-8", "replace")
+                        put(("error", RemoteError(self._http_error(response.status_code, body, path))))
                         return
                     done = False
-                    for event in sse.events(response.iter_bytes()):
+                    for event in sse.events(response.iter_bytes()):  # bounded lines and events
                         if stop.is_set():
                             return
                         if event is sse.DONE:
                             done = True
                         else:
-                            items.put(("event", event))
-                items.put(("end", done))
+                            put(("event", event))
+                put(("end", done))
             except sse.MalformedStream as e:
-                items.put(("error", RemoteError(f"malformed stream from {self.base_url}: {e}")))
+                put(("error", RemoteError(f"malformed stream from {self.base_url}: {e}")))
             except self._httpx.HTTPError as e:
                 if not stop.is_set():
-                    items.put(("error", RemoteError(self._network_error(e, during_reply=True))))
+                    put(("error", RemoteError(self._network_error(e, during_reply=True))))
             except Exception as e:  # anything else on the worker must still reach the user
-                items.put(("error", RemoteError(f"{type(e).__name__}: {e}")))
+                put(("error", RemoteError(f"{type(e).__name__}: {e}")))
 
+        joiner = _SurrogateJoiner()
         worker = threading.Thread(target=read, name="chatterm-remote", daemon=True)
         worker.start()
         try:
@@ -198,6 +215,7 @@ class RemoteEngine:
                         return
                     continue
                 if kind == "end":
+                    yield from joiner.rest()
                     if not item and self.finish_reason is None:
                         raise RemoteError(f"{self.base_url}: the stream ended before the reply did "
                                           "(no [DONE], no finish_reason: a proxy or the server closed it)")
@@ -206,7 +224,8 @@ class RemoteEngine:
                     raise item
                 deltas = _deltas(item)
                 self.finish_reason = _finish_reason(item) or self.finish_reason
-                yield from deltas
+                for reasoning, text in deltas:
+                    yield from joiner.feed(reasoning, text)
                 if cancelled():
                     return
         finally:
@@ -247,6 +266,42 @@ class RemoteEngine:
         self.client.close()
 
 
+def _capped(response: Any, url: str) -> bytes:
+    """A response's body, decompressed, refused past MAX_BODY."""
+    chunks, total = [], 0
+    for chunk in response.iter_bytes():
+        total += len(chunk)
+        if total > MAX_BODY:
+            raise RemoteError(f"{url}: the server's answer is larger than {MAX_BODY >> 20} MiB; not read")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _SurrogateJoiner:
+    """Text deltas with UTF-16 surrogate pairs made whole: a server that escapes an
+    emoji as "\\ud83d" in one event and "\\ude00" in the next sends two halves of one
+    character. A high half is held until the next delta of its kind; a half that stays
+    alone becomes U+FFFD."""
+
+    def __init__(self) -> None:
+        self._held = {False: "", True: ""}
+
+    def feed(self, reasoning: bool, text: str) -> Iterator[tuple[bool, str]]:
+        text = self._held[reasoning] + text
+        self._held[reasoning] = ""
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            self._held[reasoning], text = text[-1], text[:-1]
+        text = surrogates.mend(text)
+        if text:
+            yield reasoning, text
+
+    def rest(self) -> Iterator[tuple[bool, str]]:
+        for reasoning, held in self._held.items():
+            if held:
+                yield reasoning, "\ufffd"
+        self._held = {False: "", True: ""}
+
+
 def _reason(error: Exception) -> str:
     text = " ".join(str(error).split())
     return text[:160] or type(error).__name__
@@ -274,7 +329,7 @@ def _deltas(event: Any) -> list[tuple[bool, str]]:
     llama-server send `reasoning_content`, some others `reasoning`), then content."""
     if not isinstance(event, dict):
         raise RemoteError("malformed stream: an event that is not a JSON object")
-    if "error" in event:
+    if event.get("error") is not None:  # some servers send "error": null in every event
         raise RemoteError(f"the server reported an error mid-reply{_message_detail(event)}")
     choices = event.get("choices") or []
     if not choices:

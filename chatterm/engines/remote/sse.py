@@ -2,8 +2,8 @@
 events separated by blank lines, `data: [DONE]` at the end, `:` comments ignored.
 
 Bytes in, decoded JSON payloads out. Malformed input raises `MalformedStream` rather
-than passing anything odd on; lines are bounded so a hostile server cannot make the
-client buffer without limit.
+than passing anything odd on; lines and events are bounded so a hostile server cannot
+make the client buffer without limit.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from typing import Any, Iterable, Iterator
 
 MAX_LINE = 1 << 20  # 1 MiB: far above any real event
+MAX_EVENT = 4 << 20  # bytes of one event's data lines together
 DONE: Any = object()  # yielded last when the server ended the stream with [DONE]
 
 
@@ -36,11 +37,12 @@ def events(chunks: Iterable[bytes]) -> Iterator[Any]:
     """Each event's data as parsed JSON, then DONE if the stream said [DONE]. A stream
     that just ends (a proxy or server closed the connection) has no DONE."""
     data: list[str] = []
+    size = 0
     for line in _with_final_blank(lines(chunks)):  # a last event may lack its blank line
         if not line:
             if data:
                 payload = "\n".join(data)
-                data = []
+                data, size = [], 0
                 if payload.strip() == "[DONE]":
                     yield DONE
                     return
@@ -54,6 +56,9 @@ def events(chunks: Iterable[bytes]) -> Iterator[Any]:
         field, _, value = line.partition(":")
         if field == "data":
             data.append(value[1:] if value.startswith(" ") else value)
+            size += len(value) + 1
+            if size > MAX_EVENT:
+                raise MalformedStream(f"an event larger than {MAX_EVENT >> 20} MiB")
 
 
 def _with_final_blank(source: Iterator[str]) -> Iterator[str]:

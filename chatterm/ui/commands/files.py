@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -120,6 +119,7 @@ def copy_to_clipboard(text: str) -> str:
                 continue
     # OSC 52: the terminal sets its clipboard. chatterm writes this sequence itself; model
     # text never can (sanitize.clean turns ESC into a visible character).
-    sys.stdout.write(f"\x1b]52;c;{base64.b64encode(text.encode()).decode()}\x07")
-    sys.stdout.flush()
+    from chatterm.ui import terminal
+
+    terminal.control(f"\x1b]52;c;{base64.b64encode(text.encode()).decode()}\x07")
     return "OSC 52"

@@ -1,0 +1,77 @@
+"""Reading files named from outside (attachments, session files) without surprises:
+only regular files, their size checked before a byte is read, and never an open that
+blocks (a FIFO), never a read that does not end (/dev/zero, a link to it).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from chatterm.errors import InputError
+
+
+class RefusedFile(InputError):
+    """A path that is not a regular file, or one larger than its limit."""
+
+
+def kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def why_unreadable(path: Path) -> str | None:
+    """Why `path` is no regular file to read ("no such file", "a symlink loop", "a FIFO
+    (named pipe)", ...), or None for a regular file. Nothing is opened."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return _os_reason(e)
+    return None if stat.S_ISREG(st.st_mode) else kind(st.st_mode)
+
+
+def read_bytes(path: Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them (RefusedFile past
+    that, or for anything but a regular file; FileNotFoundError when it is missing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise RefusedFile(f"{what} {path}: {_os_reason(e)}") from None
+    try:
+        st = os.fstat(fd)  # of what was opened, not of what the name pointed at before
+        if not stat.S_ISREG(st.st_mode):
+            raise RefusedFile(f"{what} {path} is {kind(st.st_mode)}: not read")
+        if st.st_size > limit:
+            raise RefusedFile(f"{what} {path} is {st.st_size:,} bytes, more than the {limit:,} read")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:  # it grew while being read
+                raise RefusedFile(f"{what} {path} is more than the {limit:,} bytes read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _os_reason(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "a symlink loop"
+    if error.errno == errno.ENOENT:
+        return "no such file"
+    return error.strerror or str(error)
