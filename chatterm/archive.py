@@ -10,7 +10,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from chatterm import sessions
+from chatterm import safe_files, sessions
 from chatterm.conversation import branches
 from chatterm.errors import ChattermError
 
@@ -109,7 +109,10 @@ def search(text: str, paths: Iterable[Path]) -> Iterator[Hit | Unreadable]:
     encoded = json.dumps(needle, ensure_ascii=False)[1:-1]  # as it appears inside a JSON string
     for path in paths:
         try:
-            data = path.read_bytes()
+            data = safe_files.read_bytes(path, sessions.MAX_FILE, what="session file")
+        except safe_files.RefusedFile as e:
+            yield Unreadable(path, _reason(str(e), path))
+            continue
         except OSError:
             continue
         raw = data.decode("utf-8", errors="replace").lower()

@@ -113,10 +113,16 @@ def packaged_toml() -> Path:
     return packaged if packaged.exists() else Path(__file__).parent.parent / "models.toml"
 
 
+MAX_TOML = 4 << 20  # bytes: a configuration file, not a data set
+
+
 def load_toml(path: Path) -> dict[str, Any]:
+    from chatterm import safe_files
+
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(safe_files.read_bytes(path, MAX_TOML, what="configuration file").decode("utf-8"))
+    except safe_files.RefusedFile as e:
+        raise ConfigError(str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
     except UnicodeDecodeError:

@@ -200,6 +200,16 @@ class _Reader:
         raise ModelFileError(f"{self.what}: corrupt GGUF (unknown value type {kind})")
 
 
+def _regular(path: str | os.PathLike[str], what: str) -> None:
+    """A FIFO, a device or a symlink loop is refused before it is opened (opening a FIFO
+    blocks; reading a device may never end)."""
+    from chatterm import safe_files
+
+    why = safe_files.why_unreadable(Path(path))
+    if why not in (None, "no such file", "a folder"):  # those two: _open_errors' own words
+        raise ModelFileError(f"{what}: {why}, not a model file")
+
+
 @contextmanager
 def _open_errors(what: str) -> Iterator[None]:
     """OS errors on opening a model file, as one-line ModelFileErrors."""
@@ -218,6 +228,7 @@ def read(path: str | os.PathLike[str]) -> GGUFFile:
     lies inside the file. Raises ModelFileError with a one-line reason."""
     path = Path(path)
     what = str(path)
+    _regular(path, what)
     try:
         with _open_errors(what), open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -285,6 +296,7 @@ def _parse(path: Path, buf: Any, size: int, what: str) -> GGUFFile:
 def sniff(path: str | os.PathLike[str]) -> str:
     """'gguf', 'ggml' (a legacy format only ctransformers reads) or raise ModelFileError."""
     what = str(path)
+    _regular(path, what)
     with _open_errors(what), open(path, "rb") as f:
         head = f.read(8)
     if not head:

@@ -154,6 +154,22 @@ def test_a_signal_at_the_prompt_ends_the_chat_with_everything_saved(spawn, sig):
     assert saved("quiet") == ["before the signal", "kept"]
 
 
+def test_kill_9_at_any_moment_leaves_a_whole_session(spawn):
+    """Held before the fixes, worth keeping: a save is whole or not there at all."""
+    words = [event(f"w{i} ") for i in range(200)]
+    with FakeServer(words + [DONE], delay_s=0.005) as fake:
+        for attempt in range(4):
+            child = spawn("--base-url", fake.url, "--session", "killed", threads=False)
+            child.sendline(f"question {attempt}")
+            child.expect("w1")
+            time.sleep(0.05 * attempt)
+            os.kill(child.pid, signal.SIGKILL)
+            child.expect(pexpect.EOF)
+            contents = saved("killed")  # parses: whole
+            assert contents[-1] == f"question {attempt}" or contents[-2] == f"question {attempt}"
+            assert all(f"question {k}" in contents for k in range(attempt + 1))
+
+
 # ------------------------------------------------------------------ one way to the terminal
 def test_the_console_and_the_streams_clean_whatever_is_written(capsys):
     import io
@@ -210,6 +226,17 @@ def test_file_names_session_names_and_exports_are_shown_inert(tmp_path):
         assert b"skipped broken" in r.stderr or "--search" in args  # a search parses only files with the text
     record = json.loads(run("export").stdout)
     assert record["messages"][1]["content"] == EVIL + "\x85"  # escaped in JSON, equal once parsed
+
+
+def test_a_servers_error_messages_are_shown_inert(spawn):
+    body = json.dumps({"error": {"message": EVIL}}).encode()
+    with FakeServer(status=500, body=body, model_id="m") as fake:
+        r = run("--base-url", fake.url, "hi")
+        assert "server error (HTTP 500: evil" in one_line_error(r) and not raw_escapes(r.stderr)
+        child = spawn("--base-url", fake.url, threads=False)
+        child.ask("hi", "server error")
+        child.quit()
+    assert not raw_escapes(child.transcript)
 
 
 def test_gguf_metadata_is_shown_inert(tmp_path, default_gguf):
@@ -330,6 +357,30 @@ def test_fifos_devices_and_loops_are_never_opened_to_hang(tmp_path):
         assert "notes" in fake.requests[-1]["json"]["messages"][-1]["content"]
         for name, why in (("fifo", "a FIFO"), ("loop", "a symlink loop"), ("zero", "a device")):
             assert why in one_line_error(run("--base-url", fake.url, "-f", str(folder / name), "q", timeout=30))
+
+
+def test_fifos_in_place_of_config_models_sessions_and_history_are_refused(tmp_path, fake_model):
+    from chatterm import paths
+
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)
+    assert "a FIFO" in one_line_error(run("-m", str(fifo), "hi", timeout=30))
+    config = paths.user_models_toml()
+    config.parent.mkdir(parents=True)
+    os.mkfifo(config)
+    assert "a FIFO" in one_line_error(run("hi", timeout=30))
+    config.unlink()
+    folder = sessions.sessions_dir()
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "pipe.json")
+    write_session("fine", {"messages": turn("findme", "here")})
+    for args in (["sessions"], ["sessions", "--search", "findme"], ["export"]):
+        r = run(*args, timeout=30)
+        assert r.returncode == 0 and b"skipped pipe.json: a FIFO" in r.stderr, (args, r.stderr)
+    (folder / "pipe.json").unlink()
+    os.mkfifo(paths.data_dir() / "history")
+    repl, out = drive("one\r", fake_model("a"))
+    assert out.count("history file") == 1 and "a FIFO" in out
 
 
 def test_load_of_a_device_is_one_line(fake_model):

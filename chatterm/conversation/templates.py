@@ -138,8 +138,11 @@ class Renderer:
             package_root = str(Path(__file__).resolve().parents[2])
             code = (f"import sys; sys.path.insert(0, {package_root!r}); "
                     "from chatterm.conversation.template_worker import main; main()")
+            # Its own session: the terminal's Ctrl-C and hangup are the chat's to handle
+            # (the worker dies with the chat: PR_SET_PDEATHSIG).
             self._process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                             start_new_session=True)
         return self._process
 
     @staticmethod

@@ -31,7 +31,7 @@ from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 from rich.text import Text
 
-from chatterm import attachments, loader, paths, sessions
+from chatterm import attachments, loader, paths, safe_files, sessions
 from chatterm.attachments import Attachment
 from chatterm.conversation import Conversation, Finish
 from chatterm.errors import ChattermError, EngineError
@@ -115,14 +115,25 @@ class _History(FileHistory):
                             f"{getattr(e, 'strerror', None) or e}; this chat's history stays in memory")
 
 
+class _Unsaved(InMemoryHistory):
+    """The history in memory only, and why."""
+
+    def __init__(self, problem: str):
+        super().__init__()
+        self.problem = problem
+
+
 def _history() -> History:
     path = paths.data_dir() / "history"
+    why = safe_files.why_unreadable(path)
+    if why not in (None, "no such file"):  # a FIFO would block the first Enter
+        return _Unsaved(f"the history file {path} is {why}; this chat's history stays in memory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         path.touch(mode=0o600, exist_ok=True)
         return _History(str(path))
-    except OSError:
-        return InMemoryHistory()
+    except OSError as e:
+        return _Unsaved(f"cannot use the history file {path}: {e.strerror or e}; this chat's history stays in memory")
 
 
 class Repl:

@@ -12,12 +12,19 @@ directly only for text that goes somewhere else (the clipboard, a code block kep
 
 from __future__ import annotations
 
+import re
+
 from chatterm.surrogates import mend
 
 _TABLE = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]
           if c not in (0x09, 0x0A)}
 _TABLE[0x1B] = "␛"  # ESC: the one users most need to recognise
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def clean(text: str) -> str:
+    """`text` made inert (`text` itself when there was nothing to do: the common case
+    costs one scan, no copy)."""
+    if _UNSAFE.search(text) is None:
+        return text
     return mend(text.translate(_TABLE))
