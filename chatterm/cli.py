@@ -3,7 +3,6 @@ prompt_toolkit load when a chat actually starts, so `chatterm --help` stays fast
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -11,7 +10,8 @@ import click
 
 from chatterm import __version__
 from chatterm.engines import ENGINE_NAMES
-from chatterm.errors import ChattermError, InputError
+from chatterm.errors import InputError
+from chatterm.ui.guard import guarded
 from chatterm.settings import SETTINGS, Setting
 
 
@@ -98,38 +98,6 @@ def chat(prompt: tuple[str, ...], **opts: Any) -> None:
     stdin). With neither, on a terminal, open the interactive chat.
     """
     guarded(_run, prompt, opts)
-
-
-def guarded(action: Any, *args: Any) -> None:
-    """Run `action`: every failure is one line and an exit status, never a traceback."""
-    try:
-        action(*args)
-    except ChattermError as e:
-        _fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BrokenPipeError:
-        _silence_stdout()
-        sys.exit(0)
-    except Exception as e:  # never a traceback for users; CHATTERM_DEBUG=1 shows one
-        if os.environ.get("CHATTERM_DEBUG"):
-            raise
-        _fail(f"unexpected error: {type(e).__name__}: {e}", 1)
-
-
-def _fail(message: str, code: int) -> None:
-    from chatterm.ui.sanitize import clean  # messages may quote a server or a file name
-
-    click.echo(f"chatterm: error: {clean(' '.join(message.split()))}", err=True)
-    sys.exit(code)
-
-
-def _silence_stdout() -> None:
-    # Python flushes stdout again at exit; point it at /dev/null so that cannot fail.
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except OSError:
-        pass
 
 
 def _read_stdin() -> str:

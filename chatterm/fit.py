@@ -74,7 +74,7 @@ class Footprint:
         return k
 
     def breakdown(self) -> str:
-        from chatterm.ui.units import size_text
+        from chatterm.units import size_text
 
         return (f"weights {size_text(self.weights)}, KV cache {size_text(sum(self.kv_per_layer))}, "
                 f"working memory {size_text(self.compute + RAM_MARGIN)}")
@@ -133,7 +133,7 @@ def size_estimate(size: int, n_ctx: int) -> Footprint:
 
 def check_ram(fp: Footprint, gpu_layers: int, available: int | None, name: str) -> None:
     """Refuse, with the numbers, a model that cannot fit the RAM available now."""
-    from chatterm.ui.units import size_text
+    from chatterm.units import size_text
 
     if available is None or os.environ.get(SKIP_ENV):
         return

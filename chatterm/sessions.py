@@ -278,7 +278,7 @@ def to_markdown(session: Session) -> str:
     for m in session.messages:
         out.append(f"## {titles[m['role']]}")
         out.append("")
-        out.append(m["content"])
+        out.append(m["content"] + _fence_left_open(m["content"]))
         if Finish.of(m.get("finish")) in (Finish.CANCELLED, Finish.ERROR):
             out.append("")
             out.append("*(reply cut)*")
@@ -288,6 +288,25 @@ def to_markdown(session: Session) -> str:
             out.append(f"*({'; '.join(marks)})*")
         out.append("")
     return "\n".join(out)
+
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+def _fence_left_open(text: str) -> str:
+    """The line that closes a code fence `text` opened and never closed ("" if none),
+    so that the rest of the transcript is not swallowed into it."""
+    open_marker = None
+    for line in text.split("\n"):
+        match = _FENCE.match(line)
+        if not match:
+            continue
+        marker, rest = match.groups()
+        if open_marker is None:
+            open_marker = marker
+        elif marker[0] == open_marker[0] and len(marker) >= len(open_marker) and not rest.strip():
+            open_marker = None
+    return "" if open_marker is None else "\n" + open_marker
 
 
 def versions_text(message: dict) -> str:

@@ -30,6 +30,15 @@ class Setting:
     def option(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def show(self, value: Any) -> str:
+        """`value` as people read it: on/off, "random" for no seed, "as the model
+        decides" for no choice; never Python's None."""
+        if value is None:
+            return "random" if self.name == "seed" else "as the model decides"
+        if self.kind is bool:
+            return "on" if value else "off"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
     def range_text(self) -> str:
         if self.kind is bool:
             return "on or off"

@@ -43,13 +43,14 @@ def test_benchmark_replies_go_on_past_the_end_of_generation():
     """The end-of-generation check still runs (it is part of the per-token cost) but
     does not end a benchmark's reply."""
     engine = FakeEngine()
-    engine.queue("ab")
+    engine.queue("ab", "cd")  # the model would go on after its end of turn
     checked = []
     real = engine.is_eog
     engine.is_eog = lambda token: checked.append(token) or real(token)  # type: ignore[method-assign]
     gen = Generation(engine, [1], eb.greedy(50))
-    assert gen.run() == "ab"
-    assert gen.tokens == [ord("a"), ord("b"), FakeEngine.EOT] and FakeEngine.EOT in checked
+    assert gen.run() == "abcd"  # past the end of turn: a reply stopped there would be "ab"
+    assert gen.tokens == [ord("a"), ord("b"), FakeEngine.EOT, ord("c"), ord("d"), FakeEngine.EOT]
+    assert checked.count(FakeEngine.EOT) == 2
     engine.queue("ab")
     gen = Generation(engine, [1], Sampling(max_tokens=50))
     gen.run()

@@ -86,7 +86,7 @@ def test_toolbar_counts_the_files_before_sending(project, fake_model):
     repl, _ = drive(f"/file {project}/src/notes.txt\r", fake_model())
     toolbar = repl.toolbar()[0][1]
     cost = len(repl.attached[0].block().encode())
-    assert f"+1 file ({cost:,} tokens: ctx " in toolbar
+    assert f"+1 file ({cost:,} tokens)" in toolbar
 
 
 def test_refusals_are_one_line_and_nothing_is_attached(project, fake_model):

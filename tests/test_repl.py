@@ -27,12 +27,30 @@ def test_question_answer_and_session_saved_after_each_turn(fake_model):
     assert saved[2] == {"role": "assistant", "content": "Hi **there**", "finish": "eog"}
 
 
-def test_session_files_are_private_and_atomic(fake_model):
+def test_session_files_are_private_and_leave_no_temporary_files(fake_model):
     repl, _ = drive("hello\r", fake_model("ok"))
     path = repl.session.path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_a_save_that_fails_midway_leaves_the_old_file_whole(fake_model, monkeypatch):
+    """Atomic: the new file is written and synced beside the old one, then renamed over it."""
+    import os
+
+    repl, _ = drive("first\r", fake_model("one"))
+    path = repl.session.path
+    before = path.read_bytes()
+
+    def fail(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fail)  # the disk fills while the new version is written
+    repl.conversation.messages.append({"role": "user", "content": "second"})
+    with pytest.raises(sessions.SessionError, match="No space left"):
+        repl.save()
+    assert path.read_bytes() == before and not list(path.parent.glob(".*.tmp"))
 
 
 def test_esc_enter_inserts_a_newline_and_paste_is_one_message(fake_model):
@@ -192,3 +210,31 @@ def test_completion_of_commands_paths_models_and_settings(tmp_path, user_models_
     assert complete("/model ti") == ["tinyllama"]
     assert complete("/set tem") == ["temperature"]
     assert complete("/set seed ") == ["default", "none"] and complete("/set top_k d") == ["default"]
+
+
+def test_the_repl_survives_errors_in_the_toolbar_commands_and_rendering(fake_model, monkeypatch):
+    from chatterm.ui import render
+    from chatterm.ui.commands import registry
+
+    def broken(ctx, arg):
+        raise RuntimeError("a command broke")
+
+    monkeypatch.setitem(registry.COMMANDS, "broken", registry.Command("broken", "", "", broken))
+    real_feed, calls = render.StreamRenderer.feed, []
+
+    def feed_once_broken(self, chunk):
+        calls.append(chunk)
+        if len(calls) == 1:
+            raise ValueError("rendering broke")
+        real_feed(self, chunk)
+
+    monkeypatch.setattr(render.StreamRenderer, "feed", feed_once_broken)
+    loaded = fake_model("first", "second")
+    repl, out = drive("/broken\rone\rtwo\r", loaded)
+    monkeypatch.setattr(type(repl.conversation), "measured", property(lambda self: 1 / 0))
+    assert "ZeroDivisionError" in repl.toolbar()[0][1]  # drawn anyway
+    assert "unexpected error: RuntimeError: a command broke" in out
+    assert "unexpected error: ValueError: rendering broke" in out
+    replies = [m for m in repl.conversation.messages if m["role"] == "assistant"]
+    # The reply whose rendering broke is kept as far as it streamed, cut; the next is whole.
+    assert [(m["content"], m["finish"]) for m in replies] == [("f", "cancelled"), ("second", "eog")]

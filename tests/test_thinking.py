@@ -151,7 +151,7 @@ def test_the_repl_shows_thinking_live_then_one_line_and_think_show(spawn):
         child.sendline("/think show")
         child.expect("step 29")
         child.sendline("/set think on")
-        child.expect("think = True")
+        child.expect("think = on")  # as typed, never Python's True
         child.quit()
 
 

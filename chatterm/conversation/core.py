@@ -53,6 +53,11 @@ class Conversation:
     def last_message(self) -> dict | None:
         return self.messages[-1] if self.messages else None
 
+    @property
+    def think_ignored(self) -> bool:
+        """The user chose thinking on or off, and this model has no switch for it."""
+        return self.sampling.think is not None and not self.backend.think_switch
+
     def ready(self, cancelled: Callable[[], bool] = never) -> bool:
         """Wait for the model to load (see `Engine.wait_ready`)."""
         return bool(self.engine.wait_ready(cancelled))

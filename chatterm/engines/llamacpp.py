@@ -72,7 +72,9 @@ class LlamaCppEngine(Engine):
         self._memory = lib.llama_get_memory(self._ctx)
         self._n_batch = lib.llama_n_batch(self._ctx)
         self._n_vocab = lib.llama_vocab_n_tokens(self._vocab)
-        self.n_ctx = lib.llama_n_ctx(self._ctx)
+        # llama.cpp pads the context to a multiple of 256: --ctx 64 allocates 256. The
+        # window chatterm fills is the one asked for (the padding stays unused).
+        self.n_ctx = min(n_ctx, lib.llama_n_ctx(self._ctx))
         n_layers = lib.llama_model_n_layer(self._model)
         self.device = f"CUDA ({min(gpu, n_layers) if gpu >= 0 else n_layers}/{n_layers} layers)" if gpu else "CPU"
         template = lib.llama_model_chat_template(self._model, None)

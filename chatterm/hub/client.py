@@ -52,9 +52,9 @@ def list_files(repo: str) -> dict[str, RemoteFile]:
     except errors.HFValidationError:
         raise HubError(f"{repo!r} is not a repository name (OWNER/NAME)") from None
     except (OSError, ValueError) as e:  # transport errors, a proxy's HTML page
-        raise HubError(f"cannot reach {endpoint()}: {_reason(e)}") from None
+        raise HubError(unreachable(e)) from None
     except Exception as e:  # httpx2/httpx transport errors derive from Exception only
-        raise HubError(f"cannot reach {endpoint()}: {_reason(e)}") from None
+        raise HubError(unreachable(e)) from None
     files = {}
     for s in info.siblings or []:
         lfs = s.lfs
@@ -86,6 +86,25 @@ def stream(file: RemoteFile, start: int) -> Iterator[tuple[Any, int]]:
         if r.status_code >= 400:
             raise HubError(f"{endpoint()} answered HTTP {r.status_code} for {file.repo}/{file.name}")
         yield r.iter_bytes(1 << 20), start if r.status_code == 206 else 0
+
+
+_NETWORK_WORDS = (
+    (("name or service not known", "nodename nor servname", "temporary failure in name resolution",
+      "no address associated"), "its name does not resolve (no network, or no DNS?)"),
+    (("connection refused",), "the connection was refused (nothing listens there)"),
+    (("timed out", "timeout"), "no answer in time (no network, or a firewall?)"),
+    (("network is unreachable", "no route to host"), "the network is unreachable (offline?)"),
+    (("certificate", "ssl"), "its TLS certificate was not accepted (a proxy in between?)"),
+)
+
+
+def unreachable(e: BaseException) -> str:
+    """Why the hub could not be reached, in words rather than an errno, and what to do."""
+    text = _reason(e)
+    lowered = text.lower()
+    why = next((words for needles, words in _NETWORK_WORDS if any(n in lowered for n in needles)), text)
+    return (f"cannot reach {endpoint()}: {why}; a mirror of the hub works too: set HF_ENDPOINT to its "
+            "address")
 
 
 def _status(e: Any) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import IO, Any
 
-from chatterm.ui.units import size_text
+from chatterm.units import size_text
 
 PLAIN_EVERY_S = 5.0
 

@@ -11,7 +11,7 @@ from typing import Callable
 from chatterm.catalog import Catalog, ModelSpec
 from chatterm.hub import client, download, refs, store
 from chatterm.hub.client import HubError, RemoteFile
-from chatterm.ui.units import size_text
+from chatterm.units import size_text
 
 DISK_RESERVE = 200_000_000  # left free after the download: a full disk breaks everything else
 

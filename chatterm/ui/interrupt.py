@@ -32,11 +32,13 @@ class CancelFlag:
 @contextmanager
 def no_echo() -> Iterator[None]:
     """Keep keys typed during a reply (Ctrl-C's "^C" included) from being echoed into
-    the streamed output, where they would shift the live region and corrupt it."""
+    the streamed output, where they would shift the live region and corrupt it (a
+    line of it stays on the screen, printed twice). The terminal is the first of
+    stdin, stdout and stderr that is one: a one-shot answer may have a pipe for stdin."""
     import sys
     try:
         import termios
-        fd = sys.stdin.fileno()
+        fd = next(s.fileno() for s in (sys.stdin, sys.stdout, sys.stderr) if s is not None and s.isatty())
         saved = termios.tcgetattr(fd)
     except Exception:  # not a terminal, or no termios
         yield

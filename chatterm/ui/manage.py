@@ -9,7 +9,7 @@ from typing import IO
 
 import click
 
-from chatterm.cli import guarded
+from chatterm.ui.guard import guarded
 from chatterm.errors import InputError
 
 
@@ -34,7 +34,7 @@ def pull_model(target: str, out: IO[str], ask: bool) -> object:
     from chatterm.catalog import Catalog
     from chatterm.hub import pull, store
     from chatterm.hub.progress import for_stream
-    from chatterm.ui.units import size_text
+    from chatterm.units import size_text
 
     catalog = Catalog.load()
     plan = pull.plan(target, catalog, choose_file if ask else None)
@@ -76,7 +76,7 @@ def pull(target: str) -> None:
     """
     def run() -> None:
         from chatterm.catalog import Catalog
-        from chatterm.ui.units import size_text
+        from chatterm.units import size_text
 
         model = pull_model(target, sys.stderr, interactive())
         entry = Catalog.load().by_file(model.repo, model.file)
@@ -120,7 +120,7 @@ def rm(model: str, yes: bool) -> None:
         from chatterm.catalog import Catalog
         from chatterm.errors import ModelFileError
         from chatterm.hub import refs, store
-        from chatterm.ui.units import size_text
+        from chatterm.units import size_text
 
         catalog = Catalog.load()
         spec = catalog.models.get(model)

@@ -11,7 +11,7 @@ from chatterm import fit, gguf, hardware
 from chatterm.catalog import Catalog, ModelSpec
 from chatterm.engines.base import context_size
 from chatterm.hub import refs, store
-from chatterm.ui.units import size_text
+from chatterm.units import size_text
 
 CHINESE = "zh"
 
@@ -45,8 +45,8 @@ def verdict(footprint: fit.Footprint, ram: int | None, vram: int | None, exact: 
         gpu = (", all on the GPU" if layers < 0 else f", {layers}/{footprint.n_layers} layers on the GPU"
                if layers else ", GPU too small")
     if ram is not None and need > ram:
-        return f"no: needs {about}{size_text(need)} RAM, {size_text(ram)} free"
-    return f"yes: {about}{size_text(need)} RAM{gpu}"
+        return f"no: needs {about}{size_text(need)}"  # what is free: under the table
+    return f"yes: {about}{size_text(need)}{gpu}"
 
 
 def _catalogue_row(spec: ModelSpec, ram: int | None, vram: int | None) -> Row:
@@ -96,12 +96,24 @@ def rows(catalog: Catalog) -> list[Row]:
     return result
 
 
+def _engines(engines: str) -> str:
+    names = set(engines.split(","))
+    return "both" if names == {"llama.cpp", "ctransformers"} else ",".join(
+        "ct" if n == "ctransformers" else n for n in engines.split(","))
+
+
+def _context(context: str) -> str:
+    n = int(context) if context.isdigit() else 0
+    return f"{n // 1024}k" if n and n % 1024 == 0 else context
+
+
 def table(found: list[Row]) -> str:
-    """Aligned columns, the same on a terminal and in a pipe (easy to grep and read)."""
-    head = ("NAME", "ON DISK", "SIZE", "QUANT", "PARAMS", "CONTEXT", "LANGUAGES", "ENGINES", "FITS THIS MACHINE")
+    """Aligned columns, the same on a terminal and in a pipe (easy to grep and read),
+    within 100 columns for the catalogue's names."""
+    head = ("NAME", "ON DISK", "SIZE", "QUANT", "PARAMS", "CTX", "LANG", "ENGINES", "FITS HERE")
     lines = [head] + [(r.name, r.installed, size_text(r.size) if r.size else "", r.quant, r.params,
-                       r.context, " ".join(("中文 " if lang == CHINESE else "") + lang for lang in r.languages)
-                       if r.languages else "", r.engines, r.fits) for r in found]
+                       _context(r.context), " ".join("中文" if lang == CHINESE else lang for lang in r.languages),
+                       _engines(r.engines), r.fits) for r in found]
     widths = [max(_width(line[i]) for line in lines) for i in range(len(head))]
     out = ["  ".join(cell + " " * (w - _width(cell)) for cell, w in zip(line, widths)).rstrip()
            for line in lines]
@@ -109,9 +121,10 @@ def table(found: list[Row]) -> str:
     out.append("")
     out.append(f"This machine: {size_text(ram)} RAM available"
                + (f", {size_text(vram)} free VRAM" if vram is not None else ", no CUDA GPU")
-               + f"; {size_text(store.free_space()[1])} free for models in {store.root()}.")
-    out.append("中文 zh: chats in Chinese. ≈: estimated from the download size; exact (from the file) once pulled. "
-               "Get one: chatterm pull NAME")
+               + f"; {size_text(store.free_space()[1])} free for models")
+    out.append(f"Models are kept in {store.root()}.")
+    out.append("中文: chats in Chinese. ct: ctransformers; both: it and llama.cpp. Get one: chatterm pull NAME")
+    out.append("FITS HERE: the RAM it needs with its context; ≈: estimated from the download size.")
     return "\n".join(out)
 
 

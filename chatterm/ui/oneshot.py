@@ -15,8 +15,13 @@ import click
 from chatterm import loader
 from chatterm.conversation import Conversation, Finish
 from chatterm.loader import Loaded, RunOptions
-from chatterm.ui.interrupt import ctrl_c_cancels
+from chatterm.ui.hints import chinese_hint
+from chatterm.ui.interrupt import ctrl_c_cancels, no_echo
 from chatterm.ui.render import StreamRenderer, make_console, styled
+
+
+THINK_IGNORED = ("this model's chat template has no switch for thinking: "
+                 "--think/--no-think has no effect (it thinks as it was trained to)")
 
 
 def one_shot(text: str, options: RunOptions, color: str = "auto",
@@ -24,11 +29,16 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
     loaded = loader.load(dataclasses.replace(options, restart=keep))
     conversation = loader.conversation(loaded, options)
     renderer = StreamRenderer(make_console(color, sys.stdout)) if styled(color, sys.stdout) else StreamRenderer()
-    with ctrl_c_cancels() as cancelled:
+    with ctrl_c_cancels() as cancelled, no_echo():
         if not conversation.ready(cancelled):
             sys.exit(130)
         for note in conversation.engine.notes:
             click.echo(f"chatterm: {note}", err=True)
+        if conversation.think_ignored:
+            click.echo(f"chatterm: {THINK_IGNORED}", err=True)
+        hint = chinese_hint(text, loaded.spec, "-m")
+        if hint:
+            click.echo(f"chatterm: {hint}", err=True)
         try:
             for chunk in conversation.send(text, cancelled):
                 renderer.feed(chunk)

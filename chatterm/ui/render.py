@@ -82,7 +82,8 @@ def styled(color: str, file: TextIO) -> bool:
 
 def make_console(color: str = "auto", file: Any = None, **options: Any) -> Console:
     """chatterm's console (`terminal.console`: all it prints is cleaned, nothing is
-    parsed as markup); `is_terminal` is `styled`'s answer. On a terminal its size is
+    parsed as markup); `is_terminal` is `styled`'s answer; NO_COLOR is respected
+    unless --color always says otherwise. On a terminal its size is
     asked of the terminal at every paint, never taken from COLUMNS/LINES, which a
     resize does not change."""
     import os
@@ -91,8 +92,12 @@ def make_console(color: str = "auto", file: Any = None, **options: Any) -> Conso
 
     out = file or sys.stdout
     environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")} if out.isatty() else None
-    return terminal.console(out, force_terminal=styled(color, out),
-                            no_color=True if color == "never" else None, _environ=environ, **options)
+    # --color always is asked for on this run: it wins over NO_COLOR (no-color.org).
+    no_color = {"never": True, "always": False}.get(color)
+    console = terminal.console(out, force_terminal=styled(color, out), no_color=no_color, _environ=environ,
+                               **options)
+    console.repaints = out.isatty()  # --color always into a pipe: styled, never repainted
+    return console
 
 
 @functools.lru_cache(maxsize=16)
@@ -150,10 +155,11 @@ def _rule(text: str) -> Text:
 
 class _Trimmed:
     """A renderable without the blank lines rich puts above and below some blocks
-    (tables, lists) and not others."""
+    (tables, lists) and not others; `bare`: without the spaces that pad its lines to
+    the width (styled output into a pipe or a file)."""
 
-    def __init__(self, renderable: Any):
-        self.renderable = renderable
+    def __init__(self, renderable: Any, bare: bool = False):
+        self.renderable, self.bare = renderable, bare
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from rich.segment import Segment
@@ -164,6 +170,11 @@ class _Trimmed:
             return
         first, last = blank.index(False), len(blank) - blank[::-1].index(False)
         for line in lines[first:last]:
+            if self.bare:
+                while line and not line[-1].text.strip():
+                    line = line[:-1]
+                if line and line[-1].text != line[-1].text.rstrip():
+                    line = [*line[:-1], Segment(line[-1].text.rstrip(), line[-1].style)]
             yield from line
             yield Segment.line()
 
@@ -235,6 +246,9 @@ class StreamRenderer:
         self._continued = False  # the last block printed was a part of the open one
         self._thinking: _Thinking | None = None  # a reasoning model is thinking
         self._max_lines = max_block_lines or (max(4, console.size.height - 4) if console else 0)
+        # A region to repaint needs a real terminal: --color always into a pipe gets
+        # the styled blocks, printed once, without cursor codes or padding.
+        self._screen = console is not None and console.is_terminal and getattr(console, "repaints", True)
 
     # ------------------------------------------------------------ input
     def feed(self, chunk: str) -> None:
@@ -343,7 +357,7 @@ class StreamRenderer:
             # show this block a second time.
             text, self._block = "\n".join(self._block), []
             if self.markdown:
-                self._print(_Trimmed(_markdown(text)), new_block=not self._continued)
+                self._print(_Trimmed(_markdown(text), bare=not self._screen), new_block=not self._continued)
             self._continued = part
 
     def _flush_part(self) -> None:
@@ -376,7 +390,7 @@ class StreamRenderer:
         self.console.print(renderable)
 
     def _start_live(self) -> None:
-        if not self.console.is_terminal:
+        if not self._screen:
             self._live = False  # no repaintable region: finished blocks only
             return
         from rich.live import Live

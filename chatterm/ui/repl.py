@@ -34,7 +34,7 @@ from rich.text import Text
 from chatterm import attachments, loader, paths, safe_files, sessions
 from chatterm.attachments import Attachment
 from chatterm.conversation import Conversation, Finish
-from chatterm.errors import ChattermError, EngineError
+from chatterm.errors import ChattermError, ContextOverflowError, EngineError
 from chatterm.loader import Loaded, RunOptions
 from chatterm.ui import commands, terminal
 from chatterm.session_lock import SessionLock
@@ -47,6 +47,7 @@ ENDINGS = {Finish.CANCELLED: "reply cut: /continue resumes it",
            Finish.CONTEXT: "the context window is full"}
 WATCH_S = 0.1  # how often the prompt looks at a loading engine
 REPLAYED = 20  # messages of a resumed session shown again (the newest)
+PROMPT_FAILURES = 3  # the prompt failing this often in a row ends the chat (saved) rather than spin
 
 
 class SlashCompleter(Completer):
@@ -164,6 +165,7 @@ class Repl:
         self._counting: concurrent.futures.Future | None = None  # the toolbar's count, off the UI thread
         self._counter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chatterm-count")
         self.ending = CancelFlag()  # SIGTERM or SIGHUP arrived: the chat ends after this input
+        self._refused = ""  # why the text in the input was not sent (shown in the toolbar)
         if not session.messages:
             session.messages = self.conversation.messages  # the system prompt, or a piped-in turn
         elif session.messages is not self.conversation.messages:  # -i into a saved session: add the turn
@@ -184,20 +186,29 @@ class Repl:
         sessions.clean_leftovers()
         if self._lock is None and not self.read_only and not self.begin():
             return
+        failures = 0  # of the prompt in a row
         while not self.ending():
             marker = f"edit {self.editing}› " if self.editing else "› "
             try:
                 text = self.prompt.prompt([("class:prompt", marker)], default=self.prefill,
                                           pre_run=self._watch_engine)
             except KeyboardInterrupt:  # Ctrl-C at the prompt clears the line (and an edit)
-                self.prefill, self.editing = "", None
+                self.prefill, self.editing, self._refused = "", None, ""
                 continue
             except EOFError:
                 break
+            except Exception as e:  # the prompt itself failed: said, the input kept, asked again
+                failures += 1
+                self.prefill = self.prompt.default_buffer.text
+                self.error(f"unexpected error at the prompt: {type(e).__name__}: {e}")
+                if failures >= PROMPT_FAILURES:
+                    raise ChattermError(f"the prompt failed {failures} times in a row; the session is saved") from None
+                continue
             finally:
                 self._settle_count()
+            failures = 0
             self._tell_history_problem()
-            self.prefill = ""
+            self.prefill, self._refused = "", ""
             if not text.strip():
                 continue
             self._started = True
@@ -257,7 +268,14 @@ class Repl:
             self.note(f"{len(self.attached)} files go with your first message (/file lists them)")
 
     def toolbar(self) -> list[tuple[str, str]]:
-        """Never waits: what it shows was counted off the UI thread (`_count`)."""
+        """Never waits, never fails: what it shows was counted off the UI thread
+        (`_count`); a toolbar that cannot be drawn shows the model's name alone."""
+        try:
+            return self._toolbar()
+        except Exception as e:
+            return [("class:bottom-toolbar", f" {self.loaded.spec.name} · (toolbar: {type(e).__name__}) ")]
+
+    def _toolbar(self) -> list[tuple[str, str]]:
         conversation, reply = self.conversation, self.conversation.last
         engine = conversation.engine
         state = engine.state()  # never waits: the model may still be loading
@@ -274,10 +292,10 @@ class Repl:
             counted = state == "ready" and all(f.tokens is not None for f in self.attached)
             cost = sum(f.tokens or 0 for f in self.attached) if counted else None
             files = f" · +{len(self.attached)} file{'s' if len(self.attached) > 1 else ''}" + (
-                f" ({cost:,} tokens: ctx {(used or 0) + cost:,}/{engine.n_ctx:,} with them)"
-                if cost is not None else "")
+                f" ({cost:,} tokens)" if cost is not None else "")  # /file tells what they leave
+        refused = f"\n {self._refused} " if self._refused else ""
         return [("class:bottom-toolbar",
-                 f" {self.loaded.spec.name} · {self.loaded.engine_name} · {where}{speed}{files} ")]
+                 f" {self.loaded.spec.name} · {self.loaded.engine_name} · {where}{speed}{files} {refused}")]
 
     def attached_tokens(self) -> int:
         """What the attached files add to the next message, counted once each."""
@@ -350,7 +368,12 @@ class Repl:
         get_app().create_background_task(self._engine_news())
 
     def tell_notes(self) -> None:
-        for note in self.conversation.engine.notes:
+        from chatterm.ui.oneshot import THINK_IGNORED
+
+        notes = list(self.conversation.engine.notes)
+        if self.conversation.think_ignored:
+            notes.append(THINK_IGNORED.replace("--think/--no-think", "/set think"))
+        for note in notes:
             if note not in self._told:
                 self._told.add(note)
                 self.note(note)
@@ -366,6 +389,12 @@ class Repl:
             raise ChattermError(f"session {self.session.name} is read-only here (it is open in another chatterm): "
                                 "/new starts a new session, /save PATH writes a copy")
         editing, self.editing = self.editing, None
+        from chatterm.ui.hints import chinese_hint
+
+        hint = chinese_hint(text, self.loaded.spec, "/model")
+        if hint and hint not in self._told:  # once a chat
+            self._told.add(hint)
+            self.note(hint)
         message = attachments.message(self.attached, text) if self.attached else text
         last = self.conversation.last_message
         try:
@@ -377,6 +406,10 @@ class Repl:
                 self.attached = []
             else:
                 self.prefill, self.editing = text, editing
+                if isinstance(sys.exc_info()[1], ContextOverflowError):
+                    # Back in the input, which may be taller than the screen: the
+                    # toolbar keeps saying why until the next input.
+                    self._refused = f"not sent: {' '.join(str(sys.exc_info()[1]).split())}; /ctx N sets the window"
             raise
         if sent:
             self.attached = []
@@ -587,10 +620,13 @@ class Repl:
             self.note(f"… {len(messages) - len(shown):,} earlier messages (in {self.session.path})")
         for m in shown:
             if m["role"] == "user":
-                self.console.print(Text("› " + m["content"], style="bold"))
+                self.show_question(m["content"])
             elif m["role"] == "assistant":
                 self.show_message(m)
         self.note(f"session {self.session.name}: {len(messages):,} messages")
+
+    def show_question(self, text: str) -> None:
+        self.console.print(Text("› " + text, style="bold"))
 
     def show_message(self, message: dict) -> None:
         """A reply as the transcript shows it: rendered, then its rating and versions."""
@@ -606,9 +642,16 @@ class Repl:
             self.note(clean("  ·  ".join(m for m in marks if m)))
 
     def switch_model(self, name: str) -> None:
-        """The new model replaces the old one only once it has loaded: a model that
-        fails to load, or a Ctrl-C while it loads, leaves the chat as it was."""
-        options = dataclasses.replace(self.options, model=name)
+        self._reload(dataclasses.replace(self.options, model=name))
+
+    def resize(self, n_ctx: int) -> None:
+        """The same model with a context window of `n_ctx` tokens (/ctx)."""
+        self._reload(dataclasses.replace(self.options, ctx=n_ctx))
+
+    def _reload(self, options: RunOptions) -> None:
+        """The model `options` choose replaces the one answering only once it has
+        loaded: one that fails to load, or a Ctrl-C while it loads, leaves the chat
+        as it was."""
         loaded = self.load(options)
         try:
             ready = self.wait_for_engine(loaded)
@@ -623,7 +666,9 @@ class Repl:
         self.loaded, self.options = loaded, options
         self.conversation.switch(loaded.backend, loaded.defaults)
         old.backend.engine.close()
-        self.note(f"now chatting with {loaded.spec.name} on {loaded.engine_name} ({loaded.backend.engine.device})")
+        engine = loaded.backend.engine
+        self.note(f"now chatting with {loaded.spec.name} on {loaded.engine_name} ({engine.device}, "
+                  f"context window {engine.n_ctx:,} tokens)")
         self.tell_notes()
 
     def confirm(self, question: str) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from chatterm.cli import guarded
+from chatterm.ui.guard import guarded
 from chatterm.errors import InputError
 
 DATE = click.DateTime(["%Y-%m-%d"])

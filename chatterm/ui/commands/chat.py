@@ -16,23 +16,38 @@ from chatterm.ui.commands.registry import COMMANDS, CommandContext, complete_wor
 from chatterm.ui.sanitize import clean
 
 
-@command("help")
+@command("help", "[COMMAND]")
 def _help(ctx: CommandContext, arg: str) -> None:
-    """Show the commands."""
+    """Show the commands, one line each (with COMMAND: all of its help)."""
     from rich.table import Table
 
-    table = Table(show_header=False, box=None, padding=(0, 2))
-    for cmd in COMMANDS.values():
-        table.add_row(f"/{cmd.name} {cmd.usage}".rstrip(), cmd.help)
+    from chatterm.ui.commands.registry import ALIASES
+
+    if arg:
+        key = arg.lstrip("/").lower()
+        cmd = COMMANDS.get(ALIASES.get(key, key))
+        if cmd is None:
+            raise ChattermError(f"no command /{key}; /help lists them")
+        also = f" (also {', '.join('/' + a for a in cmd.aliases)})" if cmd.aliases else ""
+        ctx.note(f"/{cmd.name} {cmd.usage}".rstrip() + also)
+        ctx.note(f"  {cmd.help}")
+        return
+    # One row a command, cut to the screen: the whole list fits a 30-row terminal.
+    table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
+    names = [f"/{cmd.name} {cmd.usage}".rstrip() for cmd in COMMANDS.values()]
+    table.add_column(no_wrap=True, min_width=max(len(n) for n in names))
+    table.add_column(no_wrap=True, overflow="ellipsis")
+    for name, cmd in zip(names, COMMANDS.values()):
+        table.add_row(name, cmd.help)
     table.add_row("Esc Enter", "insert a newline (Enter sends)")
     table.add_row("Ctrl-X Ctrl-E", "edit the input in $VISUAL/$EDITOR")
     table.add_row("Alt-← Alt-→", "at an empty prompt: the previous/next alternative (/alt)")
     table.add_row("Ctrl-C", "stop a reply; at the prompt, clear the line")
-    table.add_row("Ctrl-D", "quit (on an empty line)")
+    table.add_row("Ctrl-D", "quit (on an empty line); /help COMMAND: all of its help")
     ctx.console.print(table)
 
 
-@command("exit")
+@command("exit", aliases=("quit", "bye", "q"))
 def _exit(ctx: CommandContext, arg: str) -> None:
     """Quit chatterm (the session is already saved)."""
     raise EOFError
@@ -98,6 +113,8 @@ def _role(ctx: CommandContext, arg: str) -> None:
     for role in roles.load().values():
         mark = "›" if role.prompt == current else " "
         ctx.note(f"{mark} {role.name:<12} {role.description}{'  (yours)' if role.source == 'yours' else ''}")
+    if current and not any(role.prompt == current for role in roles.load().values()):
+        ctx.note("› (your own system prompt: /system shows it)")
     ctx.note(f"/role NAME uses one; add your own in {roles.user_roles_toml()}")
 
 
@@ -110,17 +127,17 @@ def _set(ctx: CommandContext, arg: str) -> None:
         sampling = conversation.sampling
         for setting in SETTINGS.values():
             chosen = "  (set)" if setting.name in conversation.overrides else ""
-            ctx.note(f"{setting.name:<15} {getattr(sampling, setting.name)}{chosen}")
+            ctx.note(f"{setting.name:<15} {setting.show(getattr(sampling, setting.name))}{chosen}")
         return
     setting = SETTINGS.get(name)
     if setting is None or not value.strip():
         raise ChattermError(f"usage: /set NAME VALUE, NAME one of {', '.join(SETTINGS)}")
     if value.strip().lower() == "default":
         conversation.set_sampling(name, None)
-        ctx.note(f"{name} = {getattr(conversation.sampling, name)} (the model's)")
+        ctx.note(f"{name} = {setting.show(getattr(conversation.sampling, name))} (the model's)")
         return
     conversation.set_sampling(name, setting.parse(value))
-    ctx.note(f"{name} = {getattr(conversation.sampling, name)}")
+    ctx.note(f"{name} = {setting.show(getattr(conversation.sampling, name))}")
     if name == "think" and conversation.engine.state() == "ready" and not conversation.backend.think_switch:
         ctx.note("(this model's chat template has no switch for thinking: it thinks as it was trained to)")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -106,7 +107,12 @@ def _copy(ctx: CommandContext, arg: str) -> None:
     if not 1 <= index <= len(blocks):
         raise ChattermError(f"no code block {index}; the last reply has {len(blocks)}")
     how = copy_to_clipboard(blocks[index - 1].code)
-    ctx.note(f"copied code block {index} ({how})")
+    if how == "OSC 52":  # the terminal may ignore it, and chatterm cannot tell
+        tmux = " (in tmux: set -g set-clipboard on)" if os.environ.get("TMUX") else ""
+        ctx.note(f"sent code block {index} to the terminal's clipboard (OSC 52); a terminal that ignores "
+                 f"OSC 52 copies nothing{tmux}; wl-copy, xclip or xsel copy for sure")
+    else:
+        ctx.note(f"copied code block {index} ({how})")
 
 
 def copy_to_clipboard(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chatterm.errors import ChattermError
 from chatterm.ui.commands.registry import CommandContext, command, complete_model, model_names
 
 
@@ -23,6 +24,23 @@ def _model(ctx: CommandContext, arg: str) -> None:
             return
         ctx.pull(e.spec.name)
         ctx.switch_model(arg)
+
+
+@command("ctx", "[N]")
+def _ctx(ctx: CommandContext, arg: str) -> None:
+    """The context window in tokens (N: reload the model with a window of N tokens)."""
+    if not arg:
+        if ctx.wait_for_engine(ctx.loaded):
+            used = ctx.conversation.context_used or 0
+            ctx.note(f"context window {ctx.conversation.engine.n_ctx:,} tokens, {used:,} in use; /ctx N changes it")
+        return
+    try:
+        n_ctx = int(arg.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise ChattermError("usage: /ctx N (tokens, e.g. /ctx 8192)") from None
+    if n_ctx < 16:
+        raise ChattermError("the context window must be at least 16 tokens")
+    ctx.resize(n_ctx)
 
 
 @command("models")

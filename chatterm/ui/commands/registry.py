@@ -37,11 +37,13 @@ class CommandContext(Protocol):
     def show_reply(self, chunks: Iterator[str]) -> bool: ...
     def wait_for_engine(self, loaded: Loaded) -> bool: ...
     def switch_model(self, name: str) -> None: ...
+    def resize(self, n_ctx: int) -> None: ...  # the same model, another context window
     def confirm(self, question: str) -> bool: ...
     def pull(self, name: str) -> None: ...
     def open_session(self, session: sessions.Session, keep_system: bool = False) -> None: ...
     def replay(self) -> None: ...
     def show_message(self, message: dict) -> None: ...  # a reply as the transcript shows it
+    def show_question(self, text: str) -> None: ...  # a question as the transcript shows it
     def begin_edit(self, question: int, text: str) -> None: ...  # the question, in the input, to edit
     def attached_tokens(self) -> int: ...
     def compose(self) -> str: ...  # a message written in the user's editor
@@ -60,14 +62,18 @@ class Command:
     help: str
     run: Callable[[CommandContext, str], None]
     complete: Completer | None = None  # completions for the argument typed so far
+    aliases: tuple[str, ...] = ()  # other names users type (other tools' habits)
 
 
 COMMANDS: dict[str, Command] = {}
+ALIASES: dict[str, str] = {}
 
 
-def command(name: str, usage: str = "", complete: Completer | None = None) -> Callable:
+def command(name: str, usage: str = "", complete: Completer | None = None, aliases: tuple[str, ...] = ()) -> Callable:
     def register(fn: Callable[[CommandContext, str], None]) -> Callable[[CommandContext, str], None]:
-        COMMANDS[name] = Command(name, usage, (fn.__doc__ or "").strip(), fn, complete)
+        # One line: the help shows in the completion menu and in one /help row.
+        COMMANDS[name] = Command(name, usage, " ".join((fn.__doc__ or "").split()), fn, complete, aliases)
+        ALIASES.update((alias, name) for alias in aliases)
         return fn
     return register
 
@@ -78,7 +84,8 @@ class UnknownCommand(ChattermError):
 
 def dispatch(ctx: CommandContext, line: str) -> None:
     name, _, arg = line.strip().partition(" ")
-    cmd = COMMANDS.get(name.lstrip("/").lower())
+    key = name.lstrip("/").lower()
+    cmd = COMMANDS.get(ALIASES.get(key, key))
     if cmd is None:
         raise UnknownCommand(f"unknown command {name}; /help lists them")
     cmd.run(ctx, arg.strip())

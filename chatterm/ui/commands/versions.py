@@ -6,13 +6,11 @@ from __future__ import annotations
 from typing import Iterator
 
 from prompt_toolkit.completion import Completion
-from rich.text import Text
 
 from chatterm import sessions
 from chatterm.conversation import branches
 from chatterm.errors import ChattermError
 from chatterm.ui.commands.registry import CommandContext, complete_words, command
-from chatterm.ui.sanitize import clean
 
 
 @command("retry")
@@ -75,7 +73,7 @@ def _alt(ctx: CommandContext, arg: str) -> None:
     ctx.note(f"{what}: version {number} of {len(every)}")
     for message in conversation.messages[i:]:  # the conversation from there on, as it now goes
         if message["role"] == "user":
-            ctx.console.print(Text("› " + clean(message["content"]), style="bold"))
+            ctx.show_question(message["content"])
         else:
             ctx.show_message(message)
 
@@ -89,6 +87,7 @@ def _edit(ctx: CommandContext, arg: str) -> None:
     if not arg:
         text = ctx.compose()
         if text.strip():
+            ctx.show_question(text)  # typed in the editor: nothing echoed it at the prompt
             ctx.ask(text)
         else:
             ctx.note("(nothing saved: nothing sent)")

@@ -1,0 +1,35 @@
+"""One-time hints for what a newcomer would not know to ask: a Chinese question to a
+model that does not speak Chinese."""
+
+from __future__ import annotations
+
+import re
+
+from chatterm.catalog import ModelSpec
+
+SUGGESTED = "qwen2.5-1.5b-instruct"  # README's pick: Chinese and English on 2 GB of RAM
+_HAN = re.compile("[\u3400-\u9fff\uf900-\ufaff]")
+CHINESE = "zh"
+
+
+def chinese_hint(text: str, spec: ModelSpec, switch: str) -> str | None:
+    """A hint naming a Chinese-capable catalogue entry, when `text` is Chinese and the
+    model's entry says it does not speak it (None otherwise: unknown models get none).
+    `switch` is how to change models here ("/model" or "-m")."""
+    if not spec.languages or CHINESE in spec.languages or not _HAN.search(text):
+        return None
+    from chatterm.catalog import Catalog
+    from chatterm.errors import ChattermError
+
+    try:
+        models = list(Catalog.load().models.values())
+    except ChattermError:
+        return None
+    chinese = [m for m in models if CHINESE in m.languages and not m.remote]
+    if not chinese:
+        return None
+    have = [m for m in chinese if m.source == "package" or m.downloaded()]
+    best = (have or [m for m in chinese if m.name == SUGGESTED] or chinese)[0]
+    pull = "" if have else f" (chatterm pull {best.name} first)"
+    return (f"{spec.name} is not a Chinese model (languages: {', '.join(spec.languages)}); "
+            f"for Chinese: {switch} {best.name}{pull}")
