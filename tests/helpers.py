@@ -41,11 +41,13 @@ def one_line_error(r: subprocess.CompletedProcess, code: int = 1) -> str:
 class Terminal(pexpect.spawn):
     """The real `chatterm` in a pseudo terminal (2 threads, 30x100 unless told)."""
 
-    def __init__(self, *args: str, dimensions: tuple[int, int] = (30, 100), threads: bool = True, **kw):
+    def __init__(self, *args: str, dimensions: tuple[int, int] = (30, 100), threads: bool = True,
+                 env: dict | None = None, **kw):
+        """`env`: variables added (`scripted_engine.write_script`'s, say)."""
         # No cursor-position requests: pexpect never answers them, and prompt_toolkit
         # would wait a second for an answer at every prompt.
         env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(dimensions[1]), "LINES": str(dimensions[0]),
-               "PROMPT_TOOLKIT_NO_CPR": "1"}
+               "PROMPT_TOOLKIT_NO_CPR": "1", **(env or {})}
         super().__init__(sys.executable, ["-m", "chatterm", *(["--threads", "2"] if threads else []), *args],
                          env=env, encoding="utf-8", timeout=60, dimensions=dimensions, **kw)
         self.logfile_read = io.StringIO()  # everything it wrote, for `transcript`

@@ -58,12 +58,19 @@ def saved(name: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ nothing lost
+def two_chats(spawn, url: str, choice: str):
+    """Chat a on session "work" (one turn asked), then chat b on it too, answering
+    `choice` when told that a has it open."""
+    a = spawn("--base-url", url, "--session", "work", threads=False)
+    a.ask("alpha one", "noted")
+    b = spawn("--base-url", url, "--session", "work", threads=False, ready="open in another chatterm")
+    b.sendline(choice)
+    return a, b
+
+
 def test_a_second_chat_on_a_session_is_told_and_goes_on_in_a_copy(spawn):
     with FakeServer([event("noted"), DONE]) as fake:
-        a = spawn("--base-url", fake.url, "--session", "work", threads=False)
-        a.ask("alpha one", "noted")
-        b = spawn("--base-url", fake.url, "--session", "work", threads=False, ready="open in another chatterm")
-        b.sendline("c")
+        a, b = two_chats(spawn, fake.url, "c")
         b.expect("continuing in a copy: session work-2")
         b.expect("/help for commands")
         b.ask("bravo one", "noted")
@@ -77,10 +84,7 @@ def test_a_second_chat_on_a_session_is_told_and_goes_on_in_a_copy(spawn):
 
 def test_a_second_chat_can_read_a_session_without_writing_it(spawn):
     with FakeServer([event("noted"), DONE]) as fake:
-        a = spawn("--base-url", fake.url, "--session", "work", threads=False)
-        a.ask("alpha one", "noted")
-        b = spawn("--base-url", fake.url, "--session", "work", threads=False, ready="open in another chatterm")
-        b.sendline("r")
+        a, b = two_chats(spawn, fake.url, "r")
         b.expect(r"session work \(read-only\)")
         b.sendline("bravo")
         b.expect("read-only here")

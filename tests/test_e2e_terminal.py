@@ -11,25 +11,32 @@ import pexpect
 import pytest
 
 from tests.helpers import session_files, worker_pid
+from tests.scripted_engine import write_script
+
+
+# The scripted engine (tests/scripted_engine.py) runs in the real worker: replies come
+# as the script says, so a test waits for a number of words, never for a time.
+LONG = {"text": "Once upon a time", "words": 4000, "delay_s": 0.002}
 
 
 def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
-    child = spawn("--temperature", "0", "--max-tokens", "3000")
+    env = write_script(tmp_path / "script.json", "The capital of France is Paris.", LONG, LONG)
+    child = spawn("--max-tokens", "30000", env=env)
     child.ask("What is the capital of France?", "Paris")
     child.sendline(f"/save {tmp_path / 'chat.md'}")
     child.expect("saved to")
     child.sendline("Write a very long story about a dragon and a knight, with many chapters.")
-    time.sleep(3.0)  # the reply is streaming (3000 tokens take far longer)
+    child.expect("w0030")  # the reply is streaming
     child.sendintr()  # Ctrl-C stops the reply, not chatterm
     child.expect("reply cut", timeout=5)
     child.sendline(f"/save {tmp_path / 'cut.json'}")
     child.expect("saved to")
     cut = json.loads((tmp_path / "cut.json").read_text())["messages"][-1]
-    assert cut["role"] == "assistant" and cut["finish"] == "cancelled" and len(cut["content"]) > 20
+    assert cut["role"] == "assistant" and cut["finish"] == "cancelled" and "w0030" in cut["content"]
     child.sendline("/continue")
-    time.sleep(2.0)
+    child.expect("w0020")
     child.sendintr()
-    child.expect(["reply cut", "›"], timeout=5)  # cut again, or the continuation already ended
+    child.expect("reply cut", timeout=5)
     child.sendline(f"/save {tmp_path / 'chat.json'}")
     child.expect("saved to")
     child.quit()
@@ -41,17 +48,18 @@ def test_ask_save_cut_continue_exit_then_resume(spawn, tmp_path):
     assert story["content"].startswith(cut["content"]) and len(story["content"]) > len(cut["content"])
     assert "Paris" in (tmp_path / "chat.md").read_text()
 
-    again = spawn("-c")
+    again = spawn("-c", env=env)
     again.expect("Paris")  # the conversation is shown again
     again.expect(f"{len(saved['messages'])} messages")
     again.quit()
 
 
-def test_kill_9_keeps_every_completed_turn(spawn):
-    child = spawn("--temperature", "0", "--session", "crashy")
+def test_kill_9_keeps_every_completed_turn(spawn, tmp_path):
+    env = write_script(tmp_path / "script.json", "The capital of France is Paris.", LONG)
+    child = spawn("--session", "crashy", env=env)
     child.ask("What is the capital of France?", "Paris")
     child.sendline("Write a long essay about the history of Rome.")
-    time.sleep(2.5)
+    child.expect("w0020")
     os.kill(child.pid, signal.SIGKILL)
     child.expect(pexpect.EOF)
     saved = json.loads(session_files()[0].read_text())
@@ -59,7 +67,7 @@ def test_kill_9_keeps_every_completed_turn(spawn):
     assert any("Paris" in c for c in contents)
     assert "Write a long essay about the history of Rome." in contents  # the question survived
 
-    resumed = spawn("--session", "crashy")
+    resumed = spawn("--session", "crashy", env=env)
     resumed.expect("Paris")
     resumed.quit()
 
@@ -82,14 +90,15 @@ def test_chinese_and_a_code_block_render(spawn):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGABRT, signal.SIGKILL], ids=lambda s: s.name)
-def test_engine_crash_mid_reply_the_chat_goes_on(spawn, sig):
-    child = spawn("--temperature", "0", "--max-tokens", "2000", "--session", "crash")
+def test_engine_crash_mid_reply_the_chat_goes_on(spawn, sig, tmp_path):
+    crashing = {"text": "The history of Rome", "words": 4000, "delay_s": 0.002, "crash_after": 200,
+                "signal": sig.name}
+    env = write_script(tmp_path / "script.json", "The capital of France is Paris.", crashing,
+                       "The capital of Germany is Berlin.")
+    child = spawn("--max-tokens", "2000", "--session", "crash", env=env)
     child.ask("What is the capital of France?", "Paris")
     child.sendline("Write a long essay about the history of Rome.")
-    child.expect("history of Rome")  # the question, echoed
-    time.sleep(1.5)  # the reply is streaming (2000 tokens take far longer)
-    os.kill(worker_pid(child.pid), sig)
-    child.expect(rf"the llama\.cpp engine crashed \({sig.name}")
+    child.expect(rf"the llama\.cpp engine crashed \({sig.name}")  # after 200 tokens of the reply
     child.expect("smollm2; restarting it")
     child.expect("/continue resumes it")
     child.ask("What is the capital of Germany?", "Berlin")  # answered by the restarted engine
@@ -189,11 +198,12 @@ def test_ctrl_c_while_a_model_loads_stops_the_load_not_chatterm(spawn, user_mode
     try:
         child = spawn("--temperature", "0")
         child.sendline("/model stuck")
-        child.expect(r"\x1b\[\?2004l")  # the prompt has closed: the command runs
-        time.sleep(0.5)  # and waits for the server
+        silent.settimeout(30)
+        connection, _ = silent.accept()  # the command runs and waits for the server
         child.sendintr()
         child.expect(r"\(stopped\)")
         child.ask("What is the capital of France?", "Paris")  # still chatting with the default model
         child.quit()
+        connection.close()
     finally:
         silent.close()

@@ -263,7 +263,9 @@ def test_repl_in_a_terminal_against_the_server(server, spawn, tmp_path):
                   dimensions=(30, 160), threads=False)
     child.ask("What is the capital of France?", "Paris")
     child.sendline("Write a very long story about a dragon and a knight, with many chapters.")
-    time.sleep(2.0)
+    child.expect("chapters")  # the question, echoed: from here on, the reply
+    child.expect(r"\b[Tt]he ")  # a word the question does not have: the reply is streaming
+    child.expect(r"[a-z]\. ")  # and has finished a sentence
     child.sendintr()
     child.expect("reply cut", timeout=5)
     child.sendline(f"/save {tmp_path / 'chat.json'}")

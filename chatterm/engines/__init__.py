@@ -16,6 +16,7 @@ The `auto` rule, in order:
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Sequence
 
 from chatterm.errors import EngineError
@@ -79,10 +80,24 @@ def load(name: str, options: LoadOptions) -> Engine:
 
     if options.parsed is None and gguf.sniff(options.path) == "gguf":
         options = dataclasses.replace(options, parsed=gguf.read(options.path))
+    scripted = os.environ.get("CHATTERM_TEST_ENGINE")
+    if scripted:  # the tests' scripted engine, played by the real worker (tests/scripted_engine.py)
+        return _from_file(scripted)(options)
     _, module_name, class_name = _MODULES[name]
     module = importlib.import_module(module_name)
     engine: Engine = getattr(module, class_name)(options)
     return engine
+
+
+def _from_file(path: str) -> type:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chatterm_scripted_engine", path)
+    if spec is None or spec.loader is None:
+        raise EngineError(f"CHATTERM_TEST_ENGINE={path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ScriptedEngine
 
 
 def start(name: str, options: LoadOptions, model: str, allowed: Sequence[str] = ENGINE_NAMES,
