@@ -49,8 +49,8 @@ class FakeEngine(Engine):
     def is_eog(self, token: int) -> bool:
         return token == self.EOT
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling,
-                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
+    def sample(self, prompt: Sequence[int], sampling: Sampling,
+               cancelled: Callable[[], bool] = never) -> Iterator[int]:
         self.prompts.append(list(prompt))
         self.seeds.append(sampling.seed)
         reply, failure = self.replies.pop(0) if self.replies else (b"ok", None)

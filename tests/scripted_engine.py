@@ -59,8 +59,8 @@ class ScriptedEngine(Engine):
     def is_eog(self, token: int) -> bool:
         return token == EOT
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling,
-                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
+    def sample(self, prompt: Sequence[int], sampling: Sampling,
+               cancelled: Callable[[], bool] = never) -> Iterator[int]:
         reply = self._next_reply()
         text = reply.get("text", "") + "".join(f" w{i:04d}" for i in range(1, reply.get("words", 0) + 1))
         delay = reply.get("delay_s", 0.0)

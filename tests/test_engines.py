@@ -62,9 +62,9 @@ def test_max_tokens_and_continue_reuse_the_prefix(chat_factory):
     engine = chat.engine
     original = engine.generate
 
-    def counting(prompt, sampling, cancelled):
+    def counting(prompt, sampling, cancelled, limit=None):
         evaluated.append(len(prompt))
-        return original(prompt, sampling, cancelled)
+        return original(prompt, sampling, cancelled, limit)
     engine.generate = counting
     try:
         more = "".join(chat.continue_reply())

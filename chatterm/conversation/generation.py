@@ -40,22 +40,22 @@ class Generation(Reply):
     def __iter__(self) -> Iterator[str]:
         engine, stops = self.engine, self.stop
         room = engine.n_ctx - len(self.prompt)
-        budget = min(self.sampling.max_tokens, room)
+        budget = min(self.sampling.max_tokens, room)  # the one place a reply's length is decided
         hold = max((len(s) for s in stops), default=1) - 1
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         pending = ""  # decoded text held back: it may be the start of a stop string
         ignore_eog = self.sampling.ignore_eog
         start = time.perf_counter()
-        stream = engine.generate(self.prompt, self.sampling, self.cancelled) if budget > 0 else iter(())
+        stream = engine.generate(self.prompt, self.sampling, self.cancelled, limit=budget)
         try:
             for token in stream:
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - start
-                self.tokens.append(token)
-                if engine.is_eog(token) and not ignore_eog:
+                self.tokens.append(token.id)
+                if token.eog and not ignore_eog:
                     self.finish = EOG
                     break
-                pending += decoder.decode(engine.piece(token))
+                pending += decoder.decode(token.piece)
                 if stops:
                     cut = _find_stop(pending, stops)
                     if cut is not None:
@@ -69,23 +69,17 @@ class Generation(Reply):
                 if out:
                     for piece in self._take(out):
                         yield piece
-                if len(self.tokens) >= budget:
-                    self.finish = LENGTH if budget == self.sampling.max_tokens else CONTEXT
-                    break
-                if self.cancelled():
-                    self.finish = CANCELLED
-                    break
-            else:  # the engine stopped: cancelled while reading the prompt, or out of room
-                self.finish = CANCELLED if self.cancelled() else CONTEXT if budget <= 0 else EOG
+            else:  # the stream ended: cancelled, the budget spent, or the model had nothing more
+                self.finish = (CANCELLED if self.cancelled() else
+                               (LENGTH if budget == self.sampling.max_tokens else CONTEXT)
+                               if len(self.tokens) >= budget else EOG)
         except KeyboardInterrupt:
             self.finish = CANCELLED
         except EngineError:
             self.finish = ERROR
             raise
         finally:
-            close = getattr(stream, "close", None)
-            if close:
-                close()
+            stream.close()
             self.elapsed_s = time.perf_counter() - start
         # A cut reply keeps whole characters only: the bytes of a half-generated
         # character are dropped rather than shown as U+FFFD.

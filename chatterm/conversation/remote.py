@@ -18,7 +18,7 @@ from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.templates import ChatTemplate
 from chatterm.conversation import thinking
 from chatterm.conversation.thinking import Thought
-from chatterm.engines.remote.engine import RemoteEngine, RemoteError
+from chatterm.engines.remote.engine import End, RemoteEngine, RemoteError
 from chatterm.errors import EngineError
 from chatterm.settings import Sampling
 
@@ -41,17 +41,21 @@ class RemoteReply(Reply):
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()
+        end: End | None = None
         try:
-            for reasoning, text in self.engine.stream(self.request.path, self.payload, self.cancelled):
+            for item in self.engine.stream(self.request.path, self.payload, self.cancelled):
+                if isinstance(item, End):
+                    end = item
+                    continue
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - start
                 # Servers send about one token per event; n_tokens counts events.
-                yield from self._take(Thought(text) if reasoning else text)
+                yield from self._take(Thought(item.text) if item.reasoning else item.text)
             yield from self._end()
-            if self.cancelled():
+            if end is None:  # the stream stopped without its end: cancelled
                 self.finish = Finish.CANCELLED
             else:
-                self.finish = Finish.LENGTH if self.engine.finish_reason == "length" else Finish.EOG
+                self.finish = Finish.LENGTH if end.finish_reason == "length" else Finish.EOG
         except RemoteError as e:
             self.finish = Finish.ERROR
             if self.request.path == "completions" and "HTTP 404" in str(e):

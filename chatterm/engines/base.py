@@ -12,14 +12,14 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, NamedTuple, Sequence
 
 from chatterm.settings import Sampling
 
 if TYPE_CHECKING:
     from chatterm.gguf import GGUFFile
 
-__all__ = ["Engine", "LoadOptions", "Sampling", "context_size", "default_threads", "never"]
+__all__ = ["Engine", "LoadOptions", "Sampling", "Token", "context_size", "default_threads", "never"]
 
 DEFAULT_CTX_CAP = 4096  # for models without a context_length entry: memory stays modest
 
@@ -61,6 +61,15 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+class Token(NamedTuple):
+    """One sampled token with what the reply needs of it: its bytes (empty for control
+    tokens) and whether it ends the generation."""
+
+    id: int
+    piece: bytes
+    eog: bool
+
+
 class Engine(ABC):
     """A loaded model. Not thread-safe: one generation at a time."""
 
@@ -87,16 +96,36 @@ class Engine(ABC):
     def is_eog(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, end-of-turn, ...)."""
 
-    @abstractmethod
-    def generate(self, prompt: Sequence[int], sampling: Sampling,
-                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
-        """Evaluate `prompt` and yield sampled tokens until the consumer stops.
+    def sample(self, prompt: Sequence[int], sampling: Sampling,
+               cancelled: Callable[[], bool] = never) -> Iterator[int]:
+        """Evaluate `prompt` and yield sampled token ids until the consumer stops (what
+        each engine in this process implements; `generate` is what callers use).
 
         The longest common prefix with what the engine evaluated before is reused, so a
         new turn (or a continuation) evaluates only the new tokens. A token is evaluated
         only when the next one is asked for, so stopping costs nothing extra.
         `cancelled` is polled while the prompt is evaluated (which can take minutes on
         a long history): once it is true the generator ends without a token."""
+        raise NotImplementedError
+
+    def generate(self, prompt: Sequence[int], sampling: Sampling, cancelled: Callable[[], bool] = never,
+                 limit: int | None = None) -> Iterator[Token]:
+        """The reply's tokens, each with its bytes and end flag: at most `limit` (the
+        caller's budget, decided once: `Generation`), ending after an end-of-generation
+        token unless `sampling.ignore_eog`, and when `cancelled` (checked per token)."""
+        count = 0
+        if limit is not None and limit <= 0:
+            return
+        ids = self.sample(prompt, sampling, cancelled)
+        try:
+            for token in ids:
+                eog = self.is_eog(token)
+                yield Token(token, self.piece(token), eog)
+                count += 1
+                if (eog and not sampling.ignore_eog) or count == limit or cancelled():
+                    return
+        finally:
+            ids.close()  # type: ignore[attr-defined]
 
     def wait_ready(self, cancelled: Callable[[], bool] = never) -> bool:
         """Wait until the model is loaded; False if `cancelled` first. An engine in this

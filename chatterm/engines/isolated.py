@@ -3,7 +3,8 @@ handling that keeps a chat alive when native code dies.
 
 The worker (`chatterm.engines.worker`) starts loading at once and chatterm goes on
 without waiting: the prompt can be typed while a model loads. Tokens stream ahead of
-the reader with their text, so a reply costs one small pipe read per token. When the
+the reader with their bytes and end flag (`Token`), so a reply costs one small pipe
+read per token and no request. When the
 worker dies (a signal, an abort, the out-of-memory killer) the caller gets one
 `EngineCrashed` line naming signal, engine and model, and a new worker is already
 loading: the same settings, then safe ones, then the other engine (`recovery`).
@@ -25,7 +26,7 @@ from typing import IO, Any, Callable, Iterator, Sequence
 
 from chatterm import errors, paths
 from chatterm.engines import wire
-from chatterm.engines.base import Engine, LoadOptions, Sampling, never
+from chatterm.engines.base import Engine, LoadOptions, Sampling, Token, never
 from chatterm.engines.recovery import GENERATING, IDLE, LOADING, PROMPT, Attempt, Recovery
 from chatterm.engines.worker import start_request
 from chatterm.errors import ChattermError, EngineError
@@ -127,8 +128,7 @@ class IsolatedEngine(Engine):
         self._killed = False  # by chatterm, for not stopping
         self._streaming = False  # a generation is open: its frames are the only ones to read
         self._next_id = 0
-        self._pieces: dict[int, bytes] = {}
-        self._eog: set[int] = set()
+        self._pieces: dict[int, bytes] = {}  # piece() answers, asked once each
 
     @property
     def pid(self) -> int:
@@ -332,18 +332,16 @@ class IsolatedEngine(Engine):
         return self._call("detokenize", tokens=list(tokens), special=special)
 
     def is_eog(self, token: int) -> bool:
-        if token in self._pieces:  # every streamed token: no request while a reply streams
-            return token in self._eog
         return self._call("is_eog", token=token)
 
     def reset(self) -> None:
         self._call("reset")
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling,
-                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
+    def generate(self, prompt: Sequence[int], sampling: Sampling, cancelled: Callable[[], bool] = never,
+                 limit: int | None = None) -> Iterator[Token]:
+        """The worker's tokens as they arrive (it keeps the limits: `Engine.generate`)."""
         if not self.wait_ready(cancelled) or cancelled():
             return
-        limit = max(0, min(sampling.max_tokens, self.n_ctx - len(prompt)))
         point = PROMPT
         rid = self._request("generate", point, prompt=list(prompt),
                             sampling=dataclasses.asdict(sampling), limit=limit)
@@ -367,12 +365,10 @@ class IsolatedEngine(Engine):
                 assert frame is not None
                 kind, payload = frame
                 if kind == wire.TOKEN:
-                    token, eog, text = wire.unpack_token(payload)
-                    self._pieces[token] = text
-                    if eog:
-                        self._eog.add(token)
                     point = GENERATING
-                    yield token
+                    yield Token(*wire.unpack_token(payload))
+                    if cancelled():  # frames may be queued ahead: stop reading them now (finally: STOP)
+                        return
                 elif kind in (wire.END, wire.RESULT):
                     message = json.loads(payload)
                     if message["id"] != rid:

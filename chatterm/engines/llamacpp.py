@@ -120,8 +120,8 @@ class LlamaCppEngine(Engine):
     def is_eog(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self._vocab, token))
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling,
-                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
+    def sample(self, prompt: Sequence[int], sampling: Sampling,
+               cancelled: Callable[[], bool] = never) -> Iterator[int]:
         lib, prompt = self._lib, list(prompt)
         keep = _common_prefix(self._evaluated, prompt, len(prompt) - 1)  # re-evaluate >= 1 token
         if prompt == self._last_prompt[0]:

@@ -32,13 +32,15 @@ def json_frame(kind: bytes, value: Any) -> bytes:
     return frame(kind, json.dumps(value, ensure_ascii=False).encode("utf-8"))
 
 
-def token_frame(token: int, eog: bool, piece: bytes) -> bytes:
+def token_frame(token: int, piece: bytes, eog: bool) -> bytes:
+    """A `Token`'s fields, in its order."""
     return frame(TOKEN, _TOKEN.pack(token, eog) + piece)
 
 
-def unpack_token(payload: bytes) -> tuple[int, bool, bytes]:
+def unpack_token(payload: bytes) -> tuple[int, bytes, bool]:
+    """A `Token`'s fields, in its order."""
     token, eog = _TOKEN.unpack_from(payload)
-    return token, bool(eog), payload[_TOKEN.size:]
+    return token, payload[_TOKEN.size:], bool(eog)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -72,22 +72,17 @@ def error_of(e: BaseException) -> dict[str, str]:
 
 
 def stream(engine: Engine, channel: Channel, rid: int, prompt: list[int], sampling: Sampling,
-           limit: int) -> None:
-    """Up to `limit` tokens, ahead of the reader: chatterm renders one token while the
-    engine computes the next. Stops at end of generation or when told to."""
+           limit: int | None) -> None:
+    """A pump: the engine's tokens into frames as they come, ahead of the reader
+    (chatterm renders one token while the engine computes the next), until the
+    generation ends (`Engine.generate` keeps the limits) or chatterm says stop."""
     cancelled: Callable[[], bool] = lambda: rid in channel.stopped  # noqa: E731
     count = 0
-    tokens = engine.generate(prompt, sampling, cancelled)
+    tokens = engine.generate(prompt, sampling, cancelled, limit)
     try:
-        while count < limit and not cancelled():
-            token = next(tokens, None)
-            if token is None:
-                break
+        for token in tokens:
+            channel.send(wire.token_frame(*token))
             count += 1
-            eog = engine.is_eog(token)
-            channel.send(wire.token_frame(token, eog, engine.piece(token)))
-            if eog and not sampling.ignore_eog:
-                break
     finally:
         tokens.close()
         channel.stopped.discard(rid)

@@ -122,8 +122,8 @@ class CTransformersEngine(Engine):
     def is_eog(self, token: int) -> bool:
         return token in self._eog or self.llm.is_eos_token(token)
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling,
-                 cancelled: Callable[[], bool] = never) -> Iterator[int]:
+    def sample(self, prompt: Sequence[int], sampling: Sampling,
+               cancelled: Callable[[], bool] = never) -> Iterator[int]:
         llm = self.llm
         pending = list(llm.prepare_inputs_for_generation(list(prompt), reset=True))
         # ctransformers seeds a fresh mt19937 on every sample call (with time() when the

@@ -16,7 +16,7 @@ import os
 import queue
 import re
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 from urllib.parse import urlsplit
 
 from chatterm import surrogates
@@ -27,6 +27,19 @@ DEFAULT_CTX = 4096  # when neither the user nor the server says
 QUEUED = 4096  # events read ahead of the reply
 MAX_BODY = 16 << 20  # bytes of a JSON answer (after decompression: a gzip bomb stops here)
 BYTES_PER_TOKEN_ESTIMATE = 3  # see estimate_tokens
+
+
+class Delta(NamedTuple):
+    """Text of the reply as it streams (`reasoning`: of its thinking)."""
+
+    reasoning: bool
+    text: str
+
+
+class End(NamedTuple):
+    """The server ended the reply: "stop", "length", ... (None: it did not say)."""
+
+    finish_reason: str | None
 
 
 class RemoteError(EngineError):
@@ -73,7 +86,6 @@ class RemoteEngine:
         self._tokenize: Callable[[str], int] | None = None
         self.counts_exactly = True  # False once we fall back to the estimate
         self._counted: dict[str, int] = {}
-        self.finish_reason: str | None = None  # of the last stream: "stop", "length", ...
 
     def state(self) -> str:
         return "ready"  # the server loaded its model; errors come with the first request
@@ -159,12 +171,13 @@ class RemoteEngine:
         return count
 
     # ------------------------------------------------------------ streaming
-    def stream(self, path: str, payload: dict, cancelled: Callable[[], bool]) -> Iterator[tuple[bool, str]]:
-        """Text deltas of a streamed completion at `path` ("chat/completions" or
-        "completions"), as (reasoning, text): reasoning deltas are the thinking of a
-        reasoning model (`reasoning_content`, or `reasoning`). Closing the generator (or
-        cancelling) closes the connection."""
-        self.finish_reason = None
+    def stream(self, path: str, payload: dict, cancelled: Callable[[], bool]) -> Iterator[Delta | End]:
+        """A streamed completion at `path` ("chat/completions" or "completions"): text
+        deltas (`Delta.reasoning`: the thinking of a reasoning model, from
+        `reasoning_content` or `reasoning`), then one `End` with the server's
+        finish_reason when the server ended the reply (nothing more when cancelled).
+        Closing the generator (or cancelling) closes the connection."""
+        finish_reason: str | None = None
         items: queue.Queue = queue.Queue(maxsize=QUEUED)  # a server faster than the screen waits
         opened: list[Any] = []
         stop = threading.Event()
@@ -216,14 +229,15 @@ class RemoteEngine:
                     continue
                 if kind == "end":
                     yield from joiner.rest()
-                    if not item and self.finish_reason is None:
+                    if not item and finish_reason is None:
                         raise RemoteError(f"{self.base_url}: the stream ended before the reply did "
                                           "(no [DONE], no finish_reason: a proxy or the server closed it)")
+                    yield End(finish_reason)
                     return
                 if kind == "error":
                     raise item
                 deltas = _deltas(item)
-                self.finish_reason = _finish_reason(item) or self.finish_reason
+                finish_reason = _finish_reason(item) or finish_reason
                 for reasoning, text in deltas:
                     yield from joiner.feed(reasoning, text)
                 if cancelled():
@@ -286,19 +300,19 @@ class _SurrogateJoiner:
     def __init__(self) -> None:
         self._held = {False: "", True: ""}
 
-    def feed(self, reasoning: bool, text: str) -> Iterator[tuple[bool, str]]:
+    def feed(self, reasoning: bool, text: str) -> Iterator[Delta]:
         text = self._held[reasoning] + text
         self._held[reasoning] = ""
         if text and "\ud800" <= text[-1] <= "\udbff":
             self._held[reasoning], text = text[-1], text[:-1]
         text = surrogates.mend(text)
         if text:
-            yield reasoning, text
+            yield Delta(reasoning, text)
 
-    def rest(self) -> Iterator[tuple[bool, str]]:
+    def rest(self) -> Iterator[Delta]:
         for reasoning, held in self._held.items():
             if held:
-                yield reasoning, "\ufffd"
+                yield Delta(reasoning, "\ufffd")
         self._held = {False: "", True: ""}
 
 
