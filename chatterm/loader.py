@@ -1,4 +1,4 @@
-"""From command-line choices to a model ready to answer (`Loaded`: its catalogue entry
+"""From command-line choices to a model ready to answer (`Model`: its catalogue entry
 and a conversation backend), and to a `Conversation` with it. One path for the one-shot
 CLI, the REPL and `/model`.
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from chatterm.catalog import Catalog, ModelSpec, remote_spec
 from chatterm.conversation import Conversation, templates
 from chatterm.conversation.backend import Backend
 from chatterm.conversation.local import LocalBackend
-from chatterm.engines.base import LoadOptions, Sampling, default_threads
+from chatterm.engines.base import LoadOptions, Sampling, default_threads, never
 from chatterm.errors import ConfigError
 
 
@@ -39,12 +39,18 @@ class RunOptions:
 
 
 @dataclass
-class Loaded:
-    """A model ready to answer (or still loading in its worker)."""
+class Model:
+    """The one handle the front ends hold on a model: ready to answer, or still loading
+    in its worker. What they need of it is here (its state, device, context size,
+    notes, a token count, closing it); the conversation alone uses `backend`."""
 
     backend: Backend
     spec: ModelSpec
     path: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
     @property
     def engine_name(self) -> str:
@@ -56,8 +62,44 @@ class Loaded:
         """The model's sampling: its entry's, over chatterm's."""
         return Sampling().updated(**self.spec.sampling)
 
+    def state(self) -> str:
+        """"loading", "ready", "failed" or "crashed", without waiting."""
+        return self.backend.engine.state()
 
-def conversation(loaded: Loaded, options: RunOptions, saved: dict[str, Any] | None = None) -> Conversation:
+    def wait_ready(self, cancelled: Callable[[], bool] = never) -> bool:
+        """Wait for it to load; False if `cancelled` first (a failure to load raises)."""
+        return bool(self.backend.engine.wait_ready(cancelled))
+
+    @property
+    def device(self) -> str:
+        return str(self.backend.engine.device)
+
+    @property
+    def n_ctx(self) -> int:
+        return self.backend.n_ctx
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self.backend.engine.notes)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The engine worker's process, for /stats (None: no worker, a server)."""
+        return getattr(self.backend.engine, "pid", None)
+
+    @property
+    def think_switch(self) -> bool:
+        return bool(self.backend.think_switch)
+
+    def count(self, text: str) -> int:
+        """Tokens in `text` alone (asks the engine or the server)."""
+        return self.backend.count(text)
+
+    def close(self) -> None:
+        self.backend.engine.close()
+
+
+def conversation(loaded: Model, options: RunOptions, saved: dict[str, Any] | None = None) -> Conversation:
     """A new conversation with `loaded`: the system prompt of -s or the entry; the
     sampling the user chose (`saved` with a session, under the options given now) over
     the model's."""
@@ -65,7 +107,7 @@ def conversation(loaded: Loaded, options: RunOptions, saved: dict[str, Any] | No
                         overrides={**(saved or {}), **options.sampling})
 
 
-def load(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
+def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
     if options.base_url:
         return _load_remote(remote_spec(options.base_url, options.model, options.api_key_env), options)
     catalog = catalog or Catalog.load()
@@ -89,7 +131,7 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Loaded:
         engine = engines.start(name, load_options, spec.name, spec.engines, restart=options.restart)
     else:
         engine = engines.load(name, load_options)
-    return Loaded(LocalBackend(engine, choice, list(spec.stop)), spec, str(path))
+    return Model(LocalBackend(engine, choice, list(spec.stop)), spec, str(path))
 
 
 def _fit(name: str, path: Path, n_ctx: int | None, gpu_layers: int | str) -> int:
@@ -104,7 +146,7 @@ def _fit(name: str, path: Path, n_ctx: int | None, gpu_layers: int | str) -> int
     return fitted
 
 
-def _load_remote(spec: ModelSpec, options: RunOptions) -> Loaded:
+def _load_remote(spec: ModelSpec, options: RunOptions) -> Model:
     from chatterm.conversation.remote import RemoteBackend
     from chatterm.engines.remote.engine import RemoteEngine
 
@@ -114,4 +156,4 @@ def _load_remote(spec: ModelSpec, options: RunOptions) -> Loaded:
     template = templates.resolve(choice, None, bos="", eos="") if choice != "gguf" else None
     if not spec.remote_model:  # --base-url without -m: name it as the server does (a path, for some)
         spec = dataclasses.replace(spec, name=engine.model.rstrip("/").rsplit("/", 1)[-1] or spec.name)
-    return Loaded(RemoteBackend(engine, list(spec.stop), template), spec, spec.location)
+    return Model(RemoteBackend(engine, list(spec.stop), template), spec, spec.location)

@@ -11,7 +11,7 @@ import pytest
 
 from chatterm import gguf, paths
 from chatterm.catalog import Catalog
-from chatterm.loader import Loaded, RunOptions, conversation
+from chatterm.loader import Model, RunOptions, conversation
 from tests import helpers
 from tests.fakes import fake_loaded
 from tests.modelgen import tiny_model
@@ -39,7 +39,7 @@ def user_models_toml() -> Callable[[str], Path]:
 
 
 @pytest.fixture
-def fake_model() -> Callable[..., Loaded]:
+def fake_model() -> Callable[..., Model]:
     """A scripted model (`tests.fakes.fake_loaded`): fake_model("reply one", "reply two")."""
     return fake_loaded
 

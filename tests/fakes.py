@@ -9,7 +9,7 @@ from chatterm.catalog import ModelSpec
 from chatterm.conversation.local import LocalBackend
 from chatterm.engines.base import Engine, Sampling, never
 from chatterm.errors import EngineError
-from chatterm.loader import Loaded
+from chatterm.loader import Model
 
 
 class FakeEngine(Engine):
@@ -72,11 +72,11 @@ class FakeEngine(Engine):
 
 
 def fake_loaded(*replies: str, n_ctx: int = 4096, name: str = "fake", system: str | None = "SYS",
-                sampling: dict | None = None) -> Loaded:
+                sampling: dict | None = None) -> Model:
     """A model ready to answer: a FakeEngine with `replies` queued, the chatml template,
     and an entry with `system` and `sampling` (max_tokens 200 unless given)."""
     engine = FakeEngine(n_ctx=n_ctx)
     engine.queue(*replies)
     spec = ModelSpec(name=name, source="path", location="x", system=system,
                      sampling={"max_tokens": 200, **(sampling or {})})
-    return Loaded(LocalBackend(engine, "chatml"), spec, "x")
+    return Model(LocalBackend(engine, "chatml"), spec, "x")

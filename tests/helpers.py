@@ -16,7 +16,7 @@ from prompt_toolkit.output import DummyOutput
 
 from chatterm import loader, sessions
 from chatterm.conversation import Conversation
-from chatterm.loader import Loaded, RunOptions
+from chatterm.loader import Model, RunOptions
 from chatterm.ui import terminal
 from chatterm.ui.repl import Repl
 
@@ -67,7 +67,7 @@ class Terminal(pexpect.spawn):
         self.expect(pexpect.EOF)
 
 
-def drive(keys: str, loaded: Loaded, session: sessions.Session | None = None, load=None,
+def drive(keys: str, loaded: Model, session: sessions.Session | None = None, load=None,
           options: RunOptions | None = None, width: int = 100) -> tuple[Repl, str]:
     """The REPL on `loaded`, fed `keys` through prompt_toolkit's pipe input, until Ctrl-D:
     (the Repl, what it printed, plain, `width` columns)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -139,7 +140,8 @@ def test_a_signal_mid_reply_keeps_what_streamed(spawn, sig):
         child.sendline("tell me a long story")
         child.expect("word20")
         os.kill(child.pid, sig)
-        child.expect(pexpect.EOF, timeout=15)
+        child.expect(pexpect.EOF, timeout=15)  # after SIGHUP: as soon as it lets go of the terminal,
+        child.wait()                            # so wait for it to finish saving and exit
     messages = json.loads((sessions.sessions_dir() / "signalled.json").read_text())["messages"]
     assert messages[0]["content"] == "tell me a long story"
     assert messages[1]["finish"] == "cancelled" and "word20" in messages[1]["content"]
@@ -155,6 +157,7 @@ def test_a_signal_at_the_prompt_ends_the_chat_with_everything_saved(spawn, sig):
         if sig == signal.SIGTERM:  # after SIGHUP there is no terminal to tell
             child.expect("session saved")
         child.expect(pexpect.EOF, timeout=15)
+        child.wait()
     assert saved("quiet") == ["before the signal", "kept"]
 
 
@@ -203,6 +206,16 @@ def test_no_module_writes_to_the_terminal_around_the_choke_point():
             if needle in text:
                 offenders.append(f"{path.relative_to(package)}: {needle}")
     assert offenders == []
+
+
+def test_the_front_ends_reach_the_model_through_its_handle_only():
+    """The UI holds a `loader.Model` and the conversation; never an engine or a backend."""
+    package = Path(terminal.__file__).parent
+    reaching = [f"{path.relative_to(package)}:{n}: {line.strip()}"
+                for path in package.rglob("*.py")
+                for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if re.search(r"\.(engine|backend)\b(?!_name)", line) and "session.engine" not in line]
+    assert reaching == []
 
 
 def test_a_servers_model_id_is_shown_inert(spawn):

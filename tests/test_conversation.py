@@ -114,17 +114,17 @@ def test_undo_removes_the_last_exchange_or_an_unanswered_question(fake_conversat
 
 def test_the_context_meter_is_measured_again_after_every_change(fake_conversation):
     conversation = fake_conversation("a reply of some length")
-    empty = conversation.context_used
+    empty = conversation.measure()
     assert empty is not None and empty > 0  # the system prompt, ready for a question
     reply(conversation.send("a question"))
-    after_reply = conversation.context_used
+    after_reply = conversation.measure()
     assert after_reply > empty + 30
     conversation.undo()
-    assert conversation.context_used == empty
+    assert conversation.measure() == empty
     conversation.set_system("a much longer system prompt than before")
-    assert conversation.context_used > empty
+    assert conversation.measure() > empty
     conversation.replace_messages([])
-    assert conversation.context_used == len("<|im_start|>assistant\n")
+    assert conversation.measure() == len("<|im_start|>assistant\n")
 
 
 def test_settings_are_checked_and_survive_a_model_switch(fake_conversation, fake_model):
@@ -135,7 +135,7 @@ def test_settings_are_checked_and_survive_a_model_switch(fake_conversation, fake
     with pytest.raises(SettingError, match="max_tokens must be an integer"):
         conversation.set_sampling("max_tokens", 2.5)
     other = fake_model(sampling={"max_tokens": 32})
-    conversation.switch(other.backend, other.defaults)
+    conversation.switch(other)
     sampling = conversation.sampling
     assert (sampling.temperature, sampling.max_tokens, sampling.top_k) == (0.3, 32, Sampling().top_k)
     conversation.set_sampling("temperature", None)

@@ -78,7 +78,7 @@ def test_one_shot_answer_from_the_server(server):
 def test_multi_turn_context_and_exact_token_counts(server, default_model_path):
     chat = remote_chat(server, max_tokens=24)
     first = "".join(chat.send("Name one colour."))
-    used_after_first = chat.context_used
+    used_after_first = chat.measure()
     second = "".join(chat.send("Name another one."))
     assert first and second
     assert [m["role"] for m in chat.messages] == ["system", "user", "assistant", "user", "assistant"]

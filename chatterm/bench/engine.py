@@ -23,7 +23,7 @@ from chatterm import engines, loader
 from chatterm.conversation import Conversation
 from chatterm.conversation.local import LocalBackend
 from chatterm.engines.base import Engine, LoadOptions, Sampling
-from chatterm.loader import Loaded, RunOptions
+from chatterm.loader import Model, RunOptions
 from chatterm.ui.render import StreamRenderer
 
 from chatterm.bench.terminal import PseudoTerminal
@@ -46,20 +46,20 @@ QUESTIONS = [
 PROMPT_TOKENS = 128  # prompt-processing figure: a 128-token prompt, like llama-bench pp128
 
 
-def load(engine: str, threads: int) -> Loaded:
+def load(engine: str, threads: int) -> Model:
     """chatterm's chat on `engine`, loaded (in its worker) before anything is timed."""
     loaded = loader.load(RunOptions(engine=engine, threads=threads))
     loaded.backend.engine.wait_ready()
     return loaded
 
 
-def load_raw(loaded: Loaded, threads: int) -> Engine:
+def load_raw(loaded: Model, threads: int) -> Engine:
     """The same engine and model in this process, with the same context size."""
     return engines.load(loaded.engine_name, LoadOptions(path=Path(loaded.path), n_ctx=loaded.backend.engine.n_ctx,
                                                         threads=threads))
 
 
-def fresh_chat(loaded: Loaded, sampling: Sampling) -> Conversation:
+def fresh_chat(loaded: Model, sampling: Sampling) -> Conversation:
     """A new conversation on the loaded engine, the engine's evaluated state forgotten."""
     old = loaded.backend
     assert isinstance(old, LocalBackend)
@@ -74,7 +74,7 @@ def greedy(max_tokens: int, repeat_penalty: float = 1.0) -> Sampling:
                     ignore_eog=True)
 
 
-def decode_prompt(loaded: Loaded, n: int) -> list[int]:
+def decode_prompt(loaded: Model, n: int) -> list[int]:
     chat = fresh_chat(loaded, greedy(n))
     prompt = chat.backend.measure([*chat.messages, {"role": "user", "content": DECODE_QUESTION}], None)[1]
     return list(prompt[1])
@@ -118,7 +118,7 @@ def long_text_ids(engine: Engine) -> list[int]:
 
 
 # ------------------------------------------------------------------ chatterm's path
-def pipeline_decode(loaded: Loaded, n: int, terminal: PseudoTerminal) -> tuple[float, int]:
+def pipeline_decode(loaded: Model, n: int, terminal: PseudoTerminal) -> tuple[float, int]:
     """Tokens/s through template, chat, generation and the Markdown renderer into a
     pseudo terminal, as the REPL runs a reply; and the tokens streamed."""
     chat = fresh_chat(loaded, greedy(n))
@@ -132,7 +132,7 @@ def pipeline_decode(loaded: Loaded, n: int, terminal: PseudoTerminal) -> tuple[f
     return chat.last.tokens_per_s, chat.last.n_tokens
 
 
-def conversation(loaded: Loaded, turns: int, reply_tokens: int,
+def conversation(loaded: Model, turns: int, reply_tokens: int,
                  terminal: PseudoTerminal) -> list[tuple[float, int]]:
     """(time to first token in s, prompt tokens) for each turn of one conversation.
     The clock starts when the message is sent (template and tokenizing included) and
@@ -156,7 +156,7 @@ def conversation(loaded: Loaded, turns: int, reply_tokens: int,
     return result
 
 
-def warm_up(loaded: Loaded, raw: Engine) -> None:
+def warm_up(loaded: Model, raw: Engine) -> None:
     """One short reply first: the first evaluation allocates buffers and pages the model in."""
     chat = fresh_chat(loaded, greedy(8))
     for _ in chat.send("Hello"):

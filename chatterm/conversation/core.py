@@ -63,10 +63,6 @@ class Conversation:
         return bool(self.engine.wait_ready(cancelled))
 
     @property
-    def context_used(self) -> int | None:
-        return self.measure()
-
-    @property
     def measured(self) -> int | None:
         """The tokens `measure` last found, without measuring (None: not yet)."""
         return self._used
@@ -283,9 +279,10 @@ class Conversation:
         self.dropped = 0
         self._remeasure()
 
-    def switch(self, backend: Backend, defaults: Sampling) -> None:
-        """Another model answers from now on; messages and the user's settings stay."""
-        self.backend, self.defaults = backend, defaults
+    def switch(self, model: Any) -> None:
+        """Another model (`loader.Model`) answers from now on; messages and the user's
+        settings stay."""
+        self.backend, self.defaults = model.backend, model.defaults
         self.last = None
         self._remeasure()
 

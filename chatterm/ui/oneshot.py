@@ -14,7 +14,7 @@ import click
 
 from chatterm import loader
 from chatterm.conversation import Conversation, Finish
-from chatterm.loader import Loaded, RunOptions
+from chatterm.loader import Model, RunOptions
 from chatterm.ui.hints import chinese_hint
 from chatterm.ui.interrupt import ctrl_c_cancels, no_echo
 from chatterm.ui.render import StreamRenderer, make_console, styled
@@ -25,14 +25,14 @@ THINK_IGNORED = ("this model's chat template has no switch for thinking: "
 
 
 def one_shot(text: str, options: RunOptions, color: str = "auto",
-             keep: bool = False) -> tuple[Loaded, Conversation]:
+             keep: bool = False) -> tuple[Model, Conversation]:
     loaded = loader.load(dataclasses.replace(options, restart=keep))
     conversation = loader.conversation(loaded, options)
     renderer = StreamRenderer(make_console(color, sys.stdout)) if styled(color, sys.stdout) else StreamRenderer()
     with ctrl_c_cancels() as cancelled, no_echo():
-        if not conversation.ready(cancelled):
+        if not loaded.wait_ready(cancelled):
             sys.exit(130)
-        for note in conversation.engine.notes:
+        for note in loaded.notes:
             click.echo(f"chatterm: {note}", err=True)
         if conversation.think_ignored:
             click.echo(f"chatterm: {THINK_IGNORED}", err=True)
@@ -45,7 +45,7 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
         finally:
             renderer.finish()  # the error line, if any, starts on a line of its own
     if not keep:
-        conversation.engine.close()  # the worker exits now, not whenever it notices chatterm is gone
+        loaded.close()  # the worker exits now, not whenever it notices chatterm is gone
     if conversation.last is not None and conversation.last.finish == Finish.CANCELLED:
         sys.exit(130)
     return loaded, conversation

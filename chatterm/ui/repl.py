@@ -35,7 +35,7 @@ from chatterm import attachments, loader, paths, safe_files, sessions
 from chatterm.attachments import Attachment
 from chatterm.conversation import Conversation, Finish
 from chatterm.errors import ChattermError, ContextOverflowError, EngineError
-from chatterm.loader import Loaded, RunOptions
+from chatterm.loader import Model, RunOptions
 from chatterm.ui import commands, terminal
 from chatterm.session_lock import SessionLock
 from chatterm.ui.interrupt import CancelFlag, ctrl_c_cancels, ended_by_signals, no_echo
@@ -141,9 +141,9 @@ class Repl:
     """The loop, and the `commands.CommandContext` slash commands work through."""
 
     def __init__(self, options: RunOptions, session: sessions.Session, *,
-                 loaded: Loaded | None = None, conversation: Conversation | None = None,
+                 loaded: Model | None = None, conversation: Conversation | None = None,
                  console: Console | None = None, input: Any = None, output: Any = None,
-                 load: Callable[[RunOptions], Loaded] = loader.load, attached: list[Attachment] | None = None):
+                 load: Callable[[RunOptions], Model] = loader.load, attached: list[Attachment] | None = None):
         self.options = options
         self.load = load  # how /model loads a model
         output = output if output is not None else terminal.prompt_output()  # prompt_toolkit draws on the raw terminal
@@ -232,7 +232,7 @@ class Repl:
         engine and the counting thread stopped, the session's lock released."""
         try:
             self._counter.shutdown(wait=True, cancel_futures=True)
-            self.conversation.engine.close()
+            self.loaded.close()
             if self._lock is not None and not self.read_only and any(
                     m["role"] != "system" for m in self.conversation.messages):
                 self.autosave()
@@ -276,14 +276,13 @@ class Repl:
             return [("class:bottom-toolbar", f" {self.loaded.spec.name} · (toolbar: {type(e).__name__}) ")]
 
     def _toolbar(self) -> list[tuple[str, str]]:
-        conversation, reply = self.conversation, self.conversation.last
-        engine = conversation.engine
-        state = engine.state()  # never waits: the model may still be loading
+        conversation, reply, model = self.conversation, self.conversation.last, self.loaded
+        state = model.state()  # never waits: the model may still be loading
         used = conversation.measured
         if state == "ready":
-            total = engine.n_ctx
-            where = (f"{engine.device} · ctx {used:,}/{total:,} ({100 * used // max(total, 1)}%)" if used is not None
-                     else f"{engine.device} · ctx …/{total:,}")
+            total = model.n_ctx
+            where = (f"{model.device} · ctx {used:,}/{total:,} ({100 * used // max(total, 1)}%)" if used is not None
+                     else f"{model.device} · ctx …/{total:,}")
         else:
             where = "no model: /model NAME" if state == "failed" else "loading the model…"
         speed = f" · {reply.tokens_per_s:.1f} tok/s" if reply is not None and reply.tokens_per_s else ""
@@ -301,7 +300,7 @@ class Repl:
         """What the attached files add to the next message, counted once each."""
         for f in self.attached:
             if f.tokens is None:
-                f.tokens = self.conversation.backend.count(f.block())
+                f.tokens = self.loaded.count(f.block())
         return sum(f.tokens or 0 for f in self.attached)
 
     def _count(self) -> None:
@@ -331,11 +330,11 @@ class Repl:
         """While the prompt waits for input: tell what the loading engine settles on
         (its notes, a failure, a crash while loading) above the prompt when it happens,
         and count what the toolbar shows once it has loaded."""
-        engine = self.conversation.engine
+        model = self.loaded
         while True:
-            state = engine.state()
+            state = model.state()
             if state == "ready":
-                if any(n not in self._told for n in engine.notes):
+                if any(n not in self._told for n in model.notes):
                     await run_in_terminal(self.tell_notes)
                 if self._counting is None:
                     self._counting = self._counter.submit(self._count)
@@ -347,7 +346,7 @@ class Repl:
                 return
             if state != "loading":
                 try:
-                    self.conversation.ready()  # raises the failure, or the crash (once)
+                    model.wait_ready()  # raises the failure, or the crash (once)
                 except ChattermError as e:
                     app = get_app()
                     if state == "failed" and not self._started and not app.current_buffer.text:
@@ -370,7 +369,7 @@ class Repl:
     def tell_notes(self) -> None:
         from chatterm.ui.oneshot import THINK_IGNORED
 
-        notes = list(self.conversation.engine.notes)
+        notes = self.loaded.notes
         if self.conversation.think_ignored:
             notes.append(THINK_IGNORED.replace("--think/--no-think", "/set think"))
         for note in notes:
@@ -444,15 +443,14 @@ class Repl:
     def cancelled(self) -> bool:
         return self._cancel()
 
-    def wait_for_engine(self, loaded: Loaded) -> bool:
+    def wait_for_engine(self, loaded: Model) -> bool:
         """Wait for `loaded`'s model to load, with a spinner; False at Ctrl-C."""
-        engine = loaded.backend.engine
-        if engine.state() == "ready":
+        if loaded.state() == "ready":
             return True
         with ctrl_c_cancels() as flag, \
                 self.console.status(f"loading {loaded.spec.name}… (Ctrl-C to stop waiting)"):
             try:
-                return bool(engine.wait_ready(flag))
+                return loaded.wait_ready(flag)
             except KeyboardInterrupt:
                 return False
 
@@ -656,19 +654,18 @@ class Repl:
         try:
             ready = self.wait_for_engine(loaded)
         except BaseException:
-            loaded.backend.engine.close()
+            loaded.close()
             raise
         if not ready:
-            loaded.backend.engine.close()
+            loaded.close()
             self.note(f"(stopped loading {loaded.spec.name}; still chatting with {self.loaded.spec.name})")
             return
         old = self.loaded
         self.loaded, self.options = loaded, options
-        self.conversation.switch(loaded.backend, loaded.defaults)
-        old.backend.engine.close()
-        engine = loaded.backend.engine
-        self.note(f"now chatting with {loaded.spec.name} on {loaded.engine_name} ({engine.device}, "
-                  f"context window {engine.n_ctx:,} tokens)")
+        self.conversation.switch(loaded)
+        old.close()
+        self.note(f"now chatting with {loaded.spec.name} on {loaded.engine_name} ({loaded.device}, "
+                  f"context window {loaded.n_ctx:,} tokens)")
         self.tell_notes()
 
     def confirm(self, question: str) -> bool:
@@ -703,7 +700,7 @@ def _free_name(name: str) -> str:
     return f"{name}-{n}"
 
 
-def _conversation(loaded: Loaded, options: RunOptions, session: sessions.Session) -> Conversation:
+def _conversation(loaded: Model, options: RunOptions, session: sessions.Session) -> Conversation:
     """A conversation for `session`: its messages, and its saved settings under the
     ones given now on the command line."""
     conversation = loader.conversation(loaded, options, saved=session.sampling)
@@ -728,7 +725,7 @@ def choose_session(name: str | None, resume: bool) -> sessions.Session:
 
 
 def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = False,
-             color: str = "auto", loaded: Loaded | None = None, conversation: Conversation | None = None,
+             color: str = "auto", loaded: Model | None = None, conversation: Conversation | None = None,
              tty_input: bool = False, attached: list[Attachment] | None = None) -> None:
     chosen = choose_session(session, resume)
     console = make_console(color)

@@ -138,7 +138,7 @@ def _set(ctx: CommandContext, arg: str) -> None:
         return
     conversation.set_sampling(name, setting.parse(value))
     ctx.note(f"{name} = {setting.show(getattr(conversation.sampling, name))}")
-    if name == "think" and conversation.engine.state() == "ready" and not conversation.backend.think_switch:
+    if name == "think" and ctx.loaded.state() == "ready" and not ctx.loaded.think_switch:
         ctx.note("(this model's chat template has no switch for thinking: it thinks as it was trained to)")
 
 

@@ -70,11 +70,10 @@ def _file(ctx: CommandContext, arg: str) -> None:
     total = ctx.attached_tokens()
     for f in ctx.attached:
         ctx.note(f"{f.name}  {f.tokens:,} tokens")
-    conversation = ctx.conversation
-    after = (conversation.context_used or 0) + total
+    after = (ctx.conversation.measure() or 0) + total
     ctx.note(f"{len(ctx.attached)} files, {total:,} tokens, go with your next message "
-             f"(context {after:,} of {conversation.backend.n_ctx:,} with them)")
-    if after > conversation.backend.n_ctx:
+             f"(context {after:,} of {ctx.loaded.n_ctx:,} with them)")
+    if after > ctx.loaded.n_ctx:
         ctx.note("(more than the context window holds: the message would be refused; /file clear)")
 
 

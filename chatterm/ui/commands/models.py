@@ -31,8 +31,8 @@ def _ctx(ctx: CommandContext, arg: str) -> None:
     """The context window in tokens (N: reload the model with a window of N tokens)."""
     if not arg:
         if ctx.wait_for_engine(ctx.loaded):
-            used = ctx.conversation.context_used or 0
-            ctx.note(f"context window {ctx.conversation.engine.n_ctx:,} tokens, {used:,} in use; /ctx N changes it")
+            used = ctx.conversation.measure() or 0
+            ctx.note(f"context window {ctx.loaded.n_ctx:,} tokens, {used:,} in use; /ctx N changes it")
         return
     try:
         n_ctx = int(arg.replace(",", "").replace("_", ""))
@@ -59,13 +59,12 @@ def _stats(ctx: CommandContext, arg: str) -> None:
     """Context use, speed of the last reply, model and engine."""
     if not ctx.wait_for_engine(ctx.loaded):
         return
-    conversation, loaded = ctx.conversation, ctx.loaded
-    engine, reply = conversation.engine, conversation.last
-    worker = f", worker pid {engine.pid}" if hasattr(engine, "pid") else ""
+    conversation, loaded, reply = ctx.conversation, ctx.loaded, ctx.conversation.last
+    worker = f", worker pid {loaded.worker_pid}" if loaded.worker_pid is not None else ""
     lines = [f"model     {loaded.spec.name}  {loaded.path}",
-             f"engine    {loaded.engine_name} on {engine.device}{worker}",
-             *(f"settings  {note}" for note in engine.notes),
-             f"context   {conversation.context_used or 0:,} / {engine.n_ctx:,} tokens",
+             f"engine    {loaded.engine_name} on {loaded.device}{worker}",
+             *(f"settings  {note}" for note in loaded.notes),
+             f"context   {conversation.measure() or 0:,} / {loaded.n_ctx:,} tokens",
              f"messages  {len(conversation.messages)}  (session {ctx.session.name})"]
     if reply is not None:
         lines.append(f"last      {reply.n_tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "

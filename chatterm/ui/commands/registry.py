@@ -16,7 +16,7 @@ from chatterm import sessions
 from chatterm.attachments import Attachment
 from chatterm.conversation import Conversation
 from chatterm.errors import ChattermError
-from chatterm.loader import Loaded
+from chatterm.loader import Model
 from chatterm.settings import SETTINGS
 from chatterm.ui.render import CodeBlock
 
@@ -26,7 +26,7 @@ class CommandContext(Protocol):
 
     conversation: Conversation
     session: sessions.Session
-    loaded: Loaded  # the model answering now
+    loaded: Model  # the model answering now
     code_blocks: list[CodeBlock]  # of the last reply shown
     console: Console
     attached: list[Attachment]  # files for the next message
@@ -35,7 +35,7 @@ class CommandContext(Protocol):
     def note(self, text: str) -> None: ...
     def error(self, text: str) -> None: ...
     def show_reply(self, chunks: Iterator[str]) -> bool: ...
-    def wait_for_engine(self, loaded: Loaded) -> bool: ...
+    def wait_for_engine(self, loaded: Model) -> bool: ...
     def switch_model(self, name: str) -> None: ...
     def resize(self, n_ctx: int) -> None: ...  # the same model, another context window
     def confirm(self, question: str) -> bool: ...
