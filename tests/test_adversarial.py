@@ -256,6 +256,13 @@ def test_a_servers_error_messages_are_shown_inert(spawn):
     assert not raw_escapes(child.transcript)
 
 
+def test_a_session_name_with_a_newline_stays_on_its_line():
+    write_session("two\nlines", {"messages": turn("hello", "hi")})
+    write_session("broken\nname", b"{")
+    r = run("sessions")
+    assert r.returncode == 0 and "two\\nlines " in r.stdout.decode() and "skipped broken\\nname.json" in r.stderr.decode()
+
+
 def test_gguf_metadata_is_shown_inert(tmp_path, default_gguf):
     model = tiny_model(tmp_path / "evil.gguf", default_gguf,
                        metadata={"general.name": EVIL, "general.size_label": EVIL,

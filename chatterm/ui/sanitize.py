@@ -28,3 +28,9 @@ def clean(text: str) -> str:
     if _UNSAFE.search(text) is None:
         return text
     return mend(text.translate(_TABLE))
+
+
+def one_line(text: str) -> str:
+    """`clean(text)` that stays on its line: newlines and tabs shown as \\n and \\t (for
+    names, which must read as they are spelled: a file name may hold a newline)."""
+    return clean(text).replace("\n", "\\n").replace("\t", "\\t")

@@ -10,7 +10,7 @@ from rich.cells import cell_len, set_cell_size
 
 from chatterm import archive
 from chatterm.archive import Hit, Summary
-from chatterm.ui.sanitize import clean
+from chatterm.ui.sanitize import clean, one_line
 
 FIRST_CELLS = 40  # terminal cells of the first question shown
 
@@ -31,13 +31,13 @@ def ratings(summary: Summary) -> str:
 def summary_lines(summaries: Iterable[Summary]) -> list[str]:
     lines = [f"{'NAME':<24} {'UPDATED':<16} {'MODEL':<22} {'TURNS':>5}  {'RATED':<8} FIRST QUESTION"]
     for s in summaries:
-        lines.append(f"{s.name:<24} {s.updated:%Y-%m-%d %H:%M} {fit(s.model, 22):<22} {s.turns:>5}  "
+        lines.append(f"{one_line(s.name):<24} {s.updated:%Y-%m-%d %H:%M} {fit(s.model, 22):<22} {s.turns:>5}  "
                      f"{ratings(s):<8} {fit(s.first, FIRST_CELLS)}")
     return lines
 
 
 def hit_lines(hits: Iterable[Hit]) -> list[str]:
-    return [f"{h.name:<24} {h.updated:%Y-%m-%d %H:%M}  {h.where}: {clean(h.snippet)}" for h in hits]
+    return [f"{one_line(h.name):<24} {h.updated:%Y-%m-%d %H:%M}  {h.where}: {clean(h.snippet)}" for h in hits]
 
 
 def report(paths: list[Path], search: str | None) -> tuple[list[str], list[str], str]:
@@ -46,7 +46,7 @@ def report(paths: list[Path], search: str | None) -> tuple[list[str], list[str],
     if search is not None:
         hits, unreadable = archive.partition(archive.search(search, paths))
         count = f"{len(hits)} messages match {search!r} in {len({h.name for h in hits})} of {len(paths)} sessions"
-        return hit_lines(hits), [u.line for u in unreadable], count
+        return hit_lines(hits), [one_line(u.line) for u in unreadable], count
     found, unreadable = archive.partition(archive.read_all(paths))
     lines = summary_lines(archive.summary(s) for s in found) if found else []
-    return lines, [u.line for u in unreadable], f"{len(found)} sessions"
+    return lines, [one_line(u.line) for u in unreadable], f"{len(found)} sessions"
