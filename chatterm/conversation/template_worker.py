@@ -6,8 +6,8 @@ stops an output past its budget and runs under an address-space limit; the paren
 (`templates.Renderer`) kills it when it takes too long, so the chat never waits
 without end.
 
-Protocol: one JSON request a line on stdin, one JSON answer a line on stdout:
-{"text": ...} or {"error": kind, "message": ...}.
+Protocol: `{"ready": true}` once started, then one JSON request a line on stdin, one
+JSON answer a line on stdout: {"text": ...} or {"error": kind, "message": ...}.
 """
 
 from __future__ import annotations
@@ -109,6 +109,10 @@ def _die_with_parent() -> None:
 
 def main() -> None:
     _die_with_parent()
+    import jinja2.sandbox  # noqa: F401  (imported before "ready": a render's time is its own)
+
+    sys.stdout.write('{"ready": true}\n')
+    sys.stdout.flush()
     for line in sys.stdin:
         _limit_memory(MEMORY + 8 * len(line))
         try:

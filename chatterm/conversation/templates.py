@@ -83,6 +83,7 @@ _PRESET_SOURCES = frozenset(PRESETS.values())
 
 
 TIME_S = 2.0  # a render may take this long, plus a second per MB of messages
+START_S = 60.0  # the worker may take this long to start (a loaded machine), not counted in TIME_S
 OUTPUT = 16 << 20  # characters a render may produce, plus 4 per character of its request
 
 
@@ -93,6 +94,7 @@ class Renderer:
 
     def __init__(self) -> None:
         self._process: Any = None
+        self._started = False  # its "ready" line was read
         self._lock = threading.Lock()
 
     def render(self, source: str, context: dict[str, Any]) -> dict[str, str]:
@@ -104,8 +106,8 @@ class Renderer:
         limit = TIME_S + len(request) / 1e6
         with self._lock:
             for attempt in (1, 2):  # a worker that died since the last render is started again once
-                process = self._start()
                 try:
+                    process = self._start()
                     process.stdin.write(request.encode("ascii") + b"\n")
                     process.stdin.flush()
                     line = self._read_line(process, time.monotonic() + limit, 6 * budget + 4096)
@@ -125,11 +127,12 @@ class Renderer:
         raise AssertionError("unreachable")
 
     def warm(self) -> None:
-        """Start the worker now (it imports Jinja while the model loads)."""
+        """Start the worker now (it imports Jinja while the model loads); its "ready"
+        line is read at the first render."""
         with self._lock:
-            self._start()
+            self._spawn()
 
-    def _start(self) -> Any:
+    def _spawn(self) -> None:
         import subprocess
         import sys
         from pathlib import Path
@@ -143,6 +146,17 @@ class Renderer:
             self._process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                              start_new_session=True)
+            self._started = False
+
+    def _start(self) -> Any:
+        """The worker, started and ready (its "ready" line read: from here on a render's
+        time is its own, not the worker's start on a loaded machine)."""
+        self._spawn()
+        if not self._started:
+            if self._read_line(self._process, time.monotonic() + START_S, 4096) != b'{"ready": true}\n':
+                self.stop()
+                raise BrokenPipeError("the template worker did not start")
+            self._started = True
         return self._process
 
     @staticmethod
