@@ -53,7 +53,11 @@ class SessionLock:
         if fd is not None:
             os.close(fd)  # closing releases the flock
 
-    __del__ = release
+    def __del__(self) -> None:
+        try:
+            self.release()
+        except Exception:  # at interpreter exit, when os may be gone: the kernel releases it anyway
+            pass
 
 
 def _pid_in(fd: int) -> int:
