@@ -134,16 +134,14 @@ class Renderer:
 
     def _spawn(self) -> None:
         import subprocess
-        import sys
-        from pathlib import Path
+
+        from chatterm import child
 
         if self._process is None or self._process.poll() is not None:
-            package_root = str(Path(__file__).resolve().parents[2])
-            code = (f"import sys; sys.path.insert(0, {package_root!r}); "
-                    "from chatterm.conversation.template_worker import main; main()")
             # Its own session: the terminal's Ctrl-C and hangup are the chat's to handle
             # (the worker dies with the chat: PR_SET_PDEATHSIG).
-            self._process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+            self._process = subprocess.Popen(child.command("chatterm.conversation.template_worker"),
+                                             stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                              start_new_session=True)
             self._started = False

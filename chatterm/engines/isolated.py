@@ -18,13 +18,12 @@ import json
 import select
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Sequence
 
-from chatterm import errors, paths
+from chatterm import child, errors, paths
 from chatterm.engines import wire
 from chatterm.engines.base import Engine, LoadOptions, Sampling, Token, never
 from chatterm.engines.recovery import GENERATING, IDLE, LOADING, PROMPT, Attempt, Recovery
@@ -35,12 +34,6 @@ POLL_S = 0.05  # how often a wait looks at Ctrl-C and the stop deadline
 STOP_GRACE_S = 2.0  # a worker asked to stop that has not stopped by then is killed
 LOG_MAX_BYTES = 1 << 20
 
-# The worker imports the chatterm this process runs, not whichever one its working
-# directory or PYTHONPATH would find first: sys.path[0] (the working directory, for -c)
-# becomes this chatterm's parent folder, or is dropped when that folder is on the path.
-_BOOT = ("import sys; root = sys.argv.pop(1); sys.path[0:1] = [] if root in sys.path[1:] else [root]; "
-         "from chatterm.engines.worker import main; main()")
-_ROOT = str(Path(__file__).resolve().parents[2])
 
 SIGNAL_HINTS = {
     signal.SIGILL: "illegal instruction: the engine was built for another CPU? "
@@ -111,7 +104,7 @@ class IsolatedEngine(Engine):
                         f"{self.model} ({options.path})")
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOT, _ROOT, start_request(attempt.engine, options)],
+                child.command("chatterm.engines.worker", start_request(attempt.engine, options)),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 start_new_session=True)  # the terminal's Ctrl-C is chatterm's to handle, not the worker's
         except OSError as e:

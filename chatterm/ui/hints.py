@@ -1,5 +1,5 @@
 """One-time hints for what a newcomer would not know to ask: a Chinese question to a
-model that does not speak Chinese."""
+model that does not speak Chinese, a thinking switch the model does not have."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ from chatterm.catalog import ModelSpec
 SUGGESTED = "qwen2.5-1.5b-instruct"  # README's pick: Chinese and English on 2 GB of RAM
 _HAN = re.compile("[\u3400-\u9fff\uf900-\ufaff]")
 CHINESE = "zh"
+
+
+def think_ignored(switch: str) -> str:
+    """`switch` (how thinking was chosen here: "--think/--no-think", "/set think") has
+    no effect on this model."""
+    return (f"this model's chat template has no switch for thinking: {switch} has no effect "
+            "(it thinks as it was trained to)")
 
 
 def chinese_hint(text: str, spec: ModelSpec, switch: str) -> str | None:

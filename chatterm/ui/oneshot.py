@@ -15,13 +15,9 @@ import click
 from chatterm import loader
 from chatterm.conversation import Conversation, Finish
 from chatterm.loader import Model, RunOptions
-from chatterm.ui.hints import chinese_hint
+from chatterm.ui.hints import chinese_hint, think_ignored
 from chatterm.ui.interrupt import ctrl_c_cancels, no_echo
 from chatterm.ui.render import StreamRenderer, make_console, styled
-
-
-THINK_IGNORED = ("this model's chat template has no switch for thinking: "
-                 "--think/--no-think has no effect (it thinks as it was trained to)")
 
 
 def one_shot(text: str, options: RunOptions, color: str = "auto",
@@ -35,7 +31,7 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
         for note in loaded.notes:
             click.echo(f"chatterm: {note}", err=True)
         if conversation.think_ignored:
-            click.echo(f"chatterm: {THINK_IGNORED}", err=True)
+            click.echo(f"chatterm: {think_ignored('--think/--no-think')}", err=True)
         hint = chinese_hint(text, loaded.spec, "-m")
         if hint:
             click.echo(f"chatterm: {hint}", err=True)

@@ -15,7 +15,6 @@ import concurrent.futures
 import dataclasses
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -321,10 +320,7 @@ class Repl:
                 pass  # said by whatever uses the engine next
 
     def _tell_history_problem(self) -> None:
-        problem = getattr(self.history, "problem", "")
-        if problem and problem not in self._told:
-            self._told.add(problem)
-            self.error(problem)
+        self._once(getattr(self.history, "problem", ""), self.error)
 
     async def _engine_news(self) -> None:
         """While the prompt waits for input: tell what the loading engine settles on
@@ -367,15 +363,20 @@ class Repl:
         get_app().create_background_task(self._engine_news())
 
     def tell_notes(self) -> None:
-        from chatterm.ui.oneshot import THINK_IGNORED
+        from chatterm.ui.hints import think_ignored
 
         notes = self.loaded.notes
         if self.conversation.think_ignored:
-            notes.append(THINK_IGNORED.replace("--think/--no-think", "/set think"))
+            notes.append(think_ignored("/set think"))
         for note in notes:
-            if note not in self._told:
-                self._told.add(note)
-                self.note(note)
+            self._once(note, self.note)
+
+    def _once(self, text: str, say: Callable[[str], None]) -> None:
+        """`say(text)` the first time this chat has `text` to say (a note, a hint, a
+        failure that stays)."""
+        if text and text not in self._told:
+            self._told.add(text)
+            say(text)
 
     # ------------------------------------------------------------ turns
     def ask(self, text: str) -> None:
@@ -390,25 +391,22 @@ class Repl:
         editing, self.editing = self.editing, None
         from chatterm.ui.hints import chinese_hint
 
-        hint = chinese_hint(text, self.loaded.spec, "/model")
-        if hint and hint not in self._told:  # once a chat
-            self._told.add(hint)
-            self.note(hint)
+        self._once(chinese_hint(text, self.loaded.spec, "/model") or "", self.note)
         message = attachments.message(self.attached, text) if self.attached else text
         last = self.conversation.last_message
         try:
             chunks = (self.conversation.edit(editing, message, self.cancelled) if editing
                       else self.conversation.send(message, self.cancelled))
             sent = self.show_reply(chunks)
-        except ChattermError:
+        except ChattermError as e:
             if self.conversation.last_message is not last:  # recorded (with the failed reply): /retry
                 self.attached = []
             else:
                 self.prefill, self.editing = text, editing
-                if isinstance(sys.exc_info()[1], ContextOverflowError):
+                if isinstance(e, ContextOverflowError):
                     # Back in the input, which may be taller than the screen: the
                     # toolbar keeps saying why until the next input.
-                    self._refused = f"not sent: {' '.join(str(sys.exc_info()[1]).split())}; /ctx N sets the window"
+                    self._refused = f"not sent: {' '.join(str(e).split())}; /ctx N sets the window"
             raise
         if sent:
             self.attached = []

@@ -90,8 +90,8 @@ def _safe_console() -> type:
         cleaned there, after all rendering; control segments are rich's own."""
 
         def _render_buffer(self, buffer: Any) -> str:
-            return super()._render_buffer(s if s.control or clean(s.text) is s.text
-                                          else Segment(clean(s.text), s.style) for s in buffer)
+            return super()._render_buffer(s if s.control or (text := clean(s.text)) is s.text
+                                          else Segment(text, s.style) for s in buffer)
 
     return SafeConsole
 
