@@ -16,7 +16,7 @@ from chatterm.settings import SETTINGS, Setting
 
 
 def _gpu_layers(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
-    from chatterm.hardware import parse_gpu_layers
+    from chatterm.models.hardware import parse_gpu_layers
     try:
         return parse_gpu_layers(value)
     except ValueError as e:

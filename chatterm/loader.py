@@ -13,8 +13,9 @@ from typing import Any, Callable
 
 from pathlib import Path
 
-from chatterm import engines, fit, gguf, hardware
-from chatterm.catalog import Catalog, ModelSpec, remote_spec
+from chatterm import engines
+from chatterm.models import fit, gguf, hardware
+from chatterm.models.catalog import Catalog, ModelSpec, remote_spec
 from chatterm.conversation import Conversation, templates
 from chatterm.conversation.backend import Backend
 from chatterm.conversation.local import LocalBackend
@@ -99,12 +100,11 @@ class Model:
         self.backend.engine.close()
 
 
-def conversation(loaded: Model, options: RunOptions, saved: dict[str, Any] | None = None) -> Conversation:
-    """A new conversation with `loaded`: the system prompt of -s or the entry; the
-    sampling the user chose (`saved` with a session, under the options given now) over
-    the model's."""
-    return Conversation(loaded.backend, loaded.defaults, system=options.system or loaded.spec.system,
-                        overrides={**(saved or {}), **options.sampling})
+def conversation(loaded: Model, options: RunOptions, session: Any = None) -> Conversation:
+    """A conversation with `loaded` in `session` (`sessions.Session`; a new one in
+    memory by default): the system prompt of -s or the entry for one with no messages
+    yet; the settings the user gives now over those the session saved."""
+    return Conversation(loaded, session, system=options.system or loaded.spec.system, overrides=options.sampling)
 
 
 def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
@@ -136,7 +136,7 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
 
 def _fit(name: str, path: Path, n_ctx: int | None, gpu_layers: int | str) -> int:
     """The layers `--gpu-layers auto` can offload (-1: all), after refusing a model
-    that cannot fit the RAM available (`chatterm.fit`)."""
+    that cannot fit the RAM available (`chatterm.models.fit`)."""
     footprint = fit.of_file(path, n_ctx)  # a missing part of a split file is one line here
     gpu = hardware.cuda_device_count() > 0
     free = hardware.free_vram() if gpu and gpu_layers == "auto" else None

@@ -23,7 +23,7 @@ def user_roles_toml() -> Path:
 
 
 def load() -> dict[str, Role]:
-    from chatterm.catalog import load_toml
+    from chatterm.models.catalog import load_toml
 
     roles: dict[str, Role] = {}
     for path, source in ((Path(__file__).with_name("roles.toml"), "chatterm"), (user_roles_toml(), "yours")):

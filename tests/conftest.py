@@ -9,8 +9,9 @@ from typing import Callable
 
 import pytest
 
-from chatterm import gguf, paths
-from chatterm.catalog import Catalog
+from chatterm import paths
+from chatterm.models import gguf
+from chatterm.models.catalog import Catalog
 from chatterm.loader import Model, RunOptions, conversation
 from tests import helpers
 from tests.fakes import fake_loaded

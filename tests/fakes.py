@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterator, Sequence
 
-from chatterm.catalog import ModelSpec
+from chatterm.models.catalog import ModelSpec
 from chatterm.conversation.local import LocalBackend
 from chatterm.engines.base import Engine, Sampling, never
 from chatterm.errors import EngineError

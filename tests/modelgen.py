@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chatterm import gguf
+from chatterm.models import gguf
 
 F32 = 0
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from chatterm import archive, sessions
+from chatterm import sessions
+from chatterm.sessions import archive
 from chatterm.conversation import branches, context_window
 from chatterm.conversation.templates import ChatTemplate
 from chatterm.errors import ContextOverflowError, TemplateError
@@ -216,6 +217,19 @@ def test_the_front_ends_reach_the_model_through_its_handle_only():
                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                 if re.search(r"\.(engine|backend)\b(?!_name)", line) and "session.engine" not in line]
     assert reaching == []
+
+
+def test_the_front_ends_leave_the_session_to_its_conversation():
+    """The conversation owns its session: nothing in the UI writes what the session
+    keeps of it (messages, settings, the model), and no turn is worked out afterwards
+    from the conversation's state (the `Turn` says what happened)."""
+    package = Path(terminal.__file__).parent
+    writing = [f"{path.relative_to(package)}:{n}: {line.strip()}"
+               for path in package.rglob("*.py")
+               for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+               if re.search(r"session\.(messages|sampling|model|engine)\s*(\+?=[^=]|\.append)", line)
+               or re.search(r"conversation\.last(_message)? is", line)]
+    assert writing == []
 
 
 def test_a_servers_model_id_is_shown_inert(spawn):

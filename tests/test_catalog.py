@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatterm import paths
-from chatterm.catalog import Catalog
+from chatterm.models.catalog import Catalog
 from chatterm.errors import ConfigError, ModelFileError
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 
-from chatterm import gguf
+from chatterm.models import gguf
 from chatterm.engines.ctransformers import compat
 
 

@@ -3,9 +3,12 @@ operation the front ends use."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chatterm.conversation import Finish
+from chatterm.sessions import Session
 from chatterm.errors import ChattermError, ContextOverflowError, EngineError
 from chatterm.settings import Sampling, SettingError
 
@@ -123,7 +126,7 @@ def test_the_context_meter_is_measured_again_after_every_change(fake_conversatio
     assert conversation.measure() == empty
     conversation.set_system("a much longer system prompt than before")
     assert conversation.measure() > empty
-    conversation.replace_messages([])
+    conversation.open(Session(name="other"))
     assert conversation.measure() == len("<|im_start|>assistant\n")
 
 
@@ -146,3 +149,63 @@ def test_finish_values_are_what_session_files_store():
     assert [f.value for f in Finish] == ["eog", "stop", "length", "context", "cancelled", "error"]
     assert {f for f in Finish if f.cut} == {Finish.LENGTH, Finish.CANCELLED, Finish.ERROR}
     assert Finish.of("length") is Finish.LENGTH and Finish.of(None) is None and Finish.of("bogus") is None
+
+
+def test_a_turn_tells_what_happened(fake_conversation):
+    conversation = fake_conversation("an answer", "more", system=None)
+    turn = conversation.send("q")
+    assert not turn.recorded and conversation.messages == []  # nothing happens before it is iterated
+    assert reply(turn) == "an answer"
+    assert (turn.recorded, turn.started, turn.kept, turn.finish, turn.dropped) == (True, True, True, Finish.EOG, 0)
+    assert turn.reply.text == "an answer" and turn.reply is conversation.last
+    big = conversation.send("x" * 5000)
+    with pytest.raises(ContextOverflowError):
+        reply(big)
+    assert not big.recorded and big.finish is None and len(conversation.messages) == 2
+
+
+def test_a_turn_that_cannot_start_records_the_question_with_a_failed_reply(fake_conversation, monkeypatch):
+    conversation = fake_conversation(system=None)
+
+    def refuse(*args, **kw):
+        raise EngineError("the engine worker is gone")
+    monkeypatch.setattr(conversation.backend, "reply", refuse)
+    turn = conversation.send("q")
+    with pytest.raises(EngineError, match="worker is gone"):
+        reply(turn)
+    assert turn.recorded and not turn.started and turn.finish is Finish.ERROR
+    assert conversation.messages == [{"role": "user", "content": "q"},
+                                     {"role": "assistant", "content": "", "finish": "error"}]
+
+
+def test_cancelling_a_turn_keeps_what_streamed(fake_conversation):
+    conversation = fake_conversation("one two three four", "again")
+    turn = conversation.send("q")
+    pieces = []
+    for piece in turn:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            turn.cancel()
+    assert turn.finish is Finish.CANCELLED and turn.kept
+    assert conversation.messages[-1] == {"role": "assistant", "content": "".join(pieces), "finish": "cancelled"}
+    retry = conversation.retry()
+    retry.cancel()  # before its first token: a retry that adds nothing
+    assert reply(retry) == "" and not retry.kept and "alternatives" not in conversation.messages[-1]
+
+
+def test_the_conversation_keeps_its_session_up_to_date(fake_conversation, private_dirs):
+    """The session is the conversation's own state: whatever saves it at a change
+    (the REPL's autosave) writes what the conversation holds, copying nothing."""
+    conversation = fake_conversation("a reply")
+    session = conversation.session
+    saved = []
+    conversation.on_change = lambda: saved.append(json.loads(session.save(private_dirs / "s.json").read_text()))
+    conversation.set_sampling("temperature", 0.25)
+    reply(conversation.send("q"))
+    assert session.messages is conversation.messages and session.sampling == {"temperature": 0.25}
+    assert (session.model, session.engine) == ("fake", "fake")
+    last = saved[-1]
+    assert last["messages"][-2:] == [{"role": "user", "content": "q"},
+                                     {"role": "assistant", "content": "a reply", "finish": "eog"}]
+    assert saved[-2]["messages"][-1] == {"role": "user", "content": "q"}  # saved before the reply started
+    assert last["sampling"] == {"temperature": 0.25} and last["model"] == "fake"

@@ -9,6 +9,7 @@ from chatterm.engines import load
 from chatterm.engines.base import LoadOptions, Sampling
 from chatterm.errors import EngineError
 from chatterm.loader import RunOptions
+from chatterm.sessions import Session
 from tests.helpers import converse
 
 ENGINES = ["llama.cpp", "ctransformers"]
@@ -31,7 +32,7 @@ def chat_factory(engine_name, tmp_path_factory):
         if "chat" not in loaded:
             loaded["chat"] = converse(RunOptions(engine=engine_name, threads=2, isolated=False))
         chat = loaded["chat"]
-        chat.replace_messages(chat.messages[:1])
+        chat.open(Session(name="", messages=chat.messages[:1]))
         chat.overrides = {**GREEDY, "max_tokens": 128, **sampling}
         return chat
     return make
@@ -131,7 +132,7 @@ def test_cancel_between_tokens(chat_factory):
 def test_seed_makes_sampling_reproducible(chat_factory):
     chat = chat_factory(temperature=1.0, top_k=50, top_p=1.0, seed=1234, max_tokens=20)
     a = "".join(chat.send("Tell me a story."))
-    chat.replace_messages(chat.messages[:1])
+    chat.open(Session(name="", messages=chat.messages[:1], sampling=dict(chat.overrides)))
     b = "".join(chat.send("Tell me a story."))
     assert a == b
 

@@ -10,7 +10,8 @@ import signal
 import pexpect
 import pytest
 
-from chatterm import archive, datasets, sessions
+from chatterm import sessions
+from chatterm.sessions import archive, datasets
 from chatterm.conversation import branches
 from chatterm.errors import ChattermError
 from tests.helpers import drive

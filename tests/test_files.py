@@ -11,7 +11,7 @@ from prompt_toolkit.document import Document
 
 from chatterm import attachments
 from chatterm.errors import InputError
-from chatterm.ui.repl import SlashCompleter
+from chatterm.ui.prompt_keys import SlashCompleter
 from tests.fakeserver import DONE, FakeServer, event
 from tests.helpers import drive, one_line_error, run
 

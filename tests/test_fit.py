@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatterm import fit, gguf
-from chatterm.hub import refs
+from chatterm.models import fit, gguf
+from chatterm.models.hub import refs
 
 MiB = 1 << 20
 
@@ -55,7 +55,7 @@ def test_split_files_add_up(tmp_path, tiny_llama, tiny_qwen2):
 
 
 def test_the_loader_refuses_before_loading(tiny_llama, monkeypatch):
-    from chatterm import hardware
+    from chatterm.models import hardware
 
     monkeypatch.setattr(hardware, "available_ram", lambda: 1000)
     from chatterm.loader import RunOptions, load

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from chatterm import gguf
+from chatterm.models import gguf
 from chatterm.errors import ModelFileError
 
 

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from chatterm import engines, hardware
+from chatterm import engines
+from chatterm.models import hardware
 from chatterm.engines.base import SAFE_SETTINGS, LoadOptions, Sampling
 from chatterm.engines.isolated import EngineCrashed
 from chatterm.engines.recovery import GENERATING, LOADING, PROMPT, Attempt, Recovery

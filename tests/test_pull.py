@@ -14,7 +14,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from chatterm.hub import store
+from chatterm.models.hub import store
 from tests.helpers import one_line_error
 from tests.hubserver import TOKEN, HubFile, Repo
 

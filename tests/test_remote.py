@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatterm.catalog import Catalog
-from chatterm.engines.remote.engine import RemoteError, estimate_tokens
+from chatterm.models.catalog import Catalog
+from chatterm.engines.remote.engine import estimate_tokens
+from chatterm.engines.remote.errors import RemoteError
 from chatterm.errors import ChattermError, ConfigError
 from chatterm.loader import RunOptions
 from tests.fakeserver import DONE, FakeServer, event

@@ -10,7 +10,8 @@ import pytest
 
 from chatterm import sessions
 from chatterm.loader import RunOptions
-from chatterm.ui.repl import Repl, SlashCompleter
+from chatterm.ui.prompt_keys import SlashCompleter
+from chatterm.ui.repl import Repl
 from tests.helpers import drive
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 from rich.console import Console
 
-from chatterm import datasets
+from chatterm.sessions import datasets
 from chatterm.conversation.local import LocalBackend
 from chatterm.conversation.templates import ChatTemplate
 from chatterm.conversation.thinking import Splitter, Thought

@@ -8,7 +8,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from chatterm import engines, hardware
+from chatterm import engines
+from chatterm.models import hardware
 from chatterm.bench import engine as eb
 from chatterm.bench import llama_bench, process, renderer, report
 from chatterm.bench.stats import Figure, Target
@@ -138,7 +139,7 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
 def bench_repack(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
     """llama.cpp with and without weight repacking, which CPUs with AMX must do without
     (hardware.repack_off_reason): what the others would lose if it were off everywhere."""
-    from chatterm.catalog import Catalog
+    from chatterm.models.catalog import Catalog
     from chatterm.engines.base import LoadOptions
 
     if hardware.repack_off_reason():
@@ -232,14 +233,14 @@ def bench_long(args: argparse.Namespace, figures: list[Figure], targets: list[Ta
 
 def one_shot_setup() -> dict:
     """What chatterm's one-shot uses, for the minimal scripts to use too."""
-    from chatterm import gguf
-    from chatterm.catalog import Catalog
+    from chatterm.models import gguf
+    from chatterm.models.catalog import Catalog
     from chatterm.conversation.templates import resolve
     from chatterm.engines.base import context_size
     from chatterm.engines.ctransformers import compat
     from chatterm.engines.ctransformers.bpe_tokenizer import BPETokenizer
     from chatterm.engines.ctransformers.engine import cpu_library
-    from chatterm.hardware import repack_off_reason
+    from chatterm.models.hardware import repack_off_reason
 
     spec = Catalog.load().find(None)
     parsed = gguf.read(spec.model_path())
@@ -250,7 +251,7 @@ def one_shot_setup() -> dict:
     flash_attn = False
     if engines.installed("llama.cpp"):
         from chatterm.engines.llamacpp import bindings
-        from chatterm.hardware import llamacpp_gpu_layers
+        from chatterm.models.hardware import llamacpp_gpu_layers
         flash_attn = flash_attention(llamacpp_gpu_layers("auto", bindings().llama_supports_gpu_offload())[0])
     return {"path": str(spec.model_path()), "compat_path": str(compat.compat_path(parsed)),
             "flash_attn": flash_attn, "repack": repack_off_reason() is None,

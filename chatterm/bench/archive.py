@@ -14,7 +14,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from chatterm import archive, sessions
+from chatterm import sessions
+from chatterm.sessions import archive
 
 RARE = "zanzibar-7"  # in one session only
 ENGLISH = ("The function returns a list of the words in the text, split on whitespace. "

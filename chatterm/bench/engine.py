@@ -15,6 +15,7 @@ number of tokens; rates count tokens after the first (the first one pays for the
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Sequence
@@ -64,7 +65,8 @@ def fresh_chat(loaded: Model, sampling: Sampling) -> Conversation:
     old = loaded.backend
     assert isinstance(old, LocalBackend)
     old.engine.reset()
-    return Conversation(LocalBackend(old.engine, old.template, old.stop), sampling, system=loaded.spec.system)
+    return Conversation(dataclasses.replace(loaded, backend=LocalBackend(old.engine, old.template, old.stop)),
+                        system=loaded.spec.system, defaults=sampling)
 
 
 def greedy(max_tokens: int, repeat_penalty: float = 1.0) -> Sampling:

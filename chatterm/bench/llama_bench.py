@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from chatterm.hardware import repack_off_reason
+from chatterm.models.hardware import repack_off_reason
 from chatterm.paths import cache_dir
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import time
 
-from chatterm import archive, sessions
+from chatterm import sessions
+from chatterm.sessions import archive
 from chatterm.bench.archive import CHINESE, ENGLISH, saved_sessions
 
 
@@ -27,6 +28,7 @@ def fit_times(n: int, n_ctx: int, runs: int, threads: int | None) -> list[float]
     """Seconds to fit `n` messages into an `n_ctx` window (what each reply waits for)."""
     from chatterm import loader
     from chatterm.loader import RunOptions
+    from chatterm.sessions import Session
 
     options = RunOptions(ctx=n_ctx, threads=threads)
     loaded = loader.load(options)
@@ -34,17 +36,17 @@ def fit_times(n: int, n_ctx: int, runs: int, threads: int | None) -> list[float]
         conversation = loader.conversation(loaded, options)
         conversation.ready()
         history = messages(n)
-        conversation.replace_messages(list(history))
+        conversation.open(Session(name="", messages=list(history)))
         conversation.measure()  # the template worker starts, the template compiles
         times = []
         for _ in range(runs):
-            conversation.replace_messages(list(history))
+            conversation.open(Session(name="", messages=list(history)))
             start = time.perf_counter()
             conversation.measure()
             times.append(time.perf_counter() - start)
         return times
     finally:
-        loaded.backend.engine.close()
+        loaded.close()
 
 
 def archive_times(n: int, runs: int) -> dict[str, list[float]]:

@@ -64,7 +64,7 @@ import json, sys
 import llama_cpp.llama_cpp as lib
 from llama_cpp import Llama
 a = json.loads(sys.argv[1])
-if not a["repack"]:  # a CPU with AMX (chatterm.hardware.repack_off_reason): Llama has no option for it
+if not a["repack"]:  # a CPU with AMX (chatterm.models.hardware.repack_off_reason): Llama has no option for it
     defaults = lib.llama_model_default_params
     def no_repack():
         params = defaults()

@@ -1,41 +1,68 @@
-"""The conversation: its messages, its sampling, the last reply, and every operation
-on them (send, continue, retry, undo, system prompt, settings), whatever backend
-answers. Front ends (the one-shot command, the REPL and its slash commands) change a
-conversation only through these operations; each change reaches `on_change`, the
-persistence hook the REPL saves the session with.
+"""The conversation: its session (messages, the user's settings, the model that
+answers), its sampling, the last reply, and every operation on them (send, continue,
+retry, edit, undo, system prompt, settings), whatever backend answers. Front ends (the
+one-shot command, the REPL and its slash commands) change a conversation only through
+these operations; each change updates the session and reaches `on_change`, the
+persistence hook (the REPL saves the session there, copying nothing).
 
 Nothing said is lost: a question is recorded before its reply starts, a reply is
 recorded however it ends (cut or failed replies are marked by their `finish`), and
-`retry` and `edit` keep what they replace as alternatives (`branches`).
+`retry` and `edit` keep what they replace as alternatives (`branches`). Replies are
+`Turn`s: iterated for their events, then telling what happened.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from chatterm.conversation import branches, context_window
-from chatterm.conversation.backend import Backend
 from chatterm.conversation.reply import Finish, Reply
+from chatterm.conversation.turn import Turn
 from chatterm.engines.base import never
 from chatterm.errors import ChattermError
 from chatterm.settings import SETTINGS, Sampling
 
+if TYPE_CHECKING:
+    from chatterm.loader import Model
+    from chatterm.sessions import Session
+
 
 class Conversation:
-    def __init__(self, backend: Backend, defaults: Sampling, system: str | None = None,
-                 overrides: dict[str, Any] | None = None):
-        """`defaults`: the model's sampling (its models.toml entry); `overrides`: what
-        the user chose (options, `/set`), kept across models and saved with the session."""
-        self.backend = backend
-        self.defaults = defaults
-        self.overrides: dict[str, Any] = dict(overrides or {})
-        self.messages: list[dict] = [{"role": "system", "content": system}] if system else []
+    def __init__(self, model: "Model", session: "Session | None" = None, *, system: str | None = None,
+                 overrides: dict[str, Any] | None = None, defaults: Sampling | None = None):
+        """`model`: the handle of the model that answers (`loader.Model`); `session`:
+        what the conversation is (a new one in memory by default), kept up to date by
+        every operation; `system`: the system prompt of a conversation that has no
+        messages yet; `overrides`: settings the user chose now, over the session's;
+        `defaults`: the sampling under them (the model's, from its entry)."""
+        if session is None:
+            from chatterm.sessions import Session  # sessions read conversation modules: imported late
+
+            session = Session(name="")
+        self.session = session
+        if not session.messages and system:
+            session.messages = [{"role": "system", "content": system}]
+        session.sampling = {**session.sampling, **(overrides or {})}
         self.last: Reply | None = None
         self.dropped = 0  # oldest messages left out of the last prompt to fit the window
         self.on_change: Callable[[], None] = lambda: None
         self._used: int | None = None  # tokens in the window; None: to be measured
+        self._use(model, defaults)
 
     # ------------------------------------------------------------ state
+    @property
+    def messages(self) -> list[dict]:
+        return self.session.messages
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """What the user chose (options, `/set`), kept across models and saved with the session."""
+        return self.session.sampling
+
+    @overrides.setter
+    def overrides(self, value: dict[str, Any]) -> None:
+        self.session.sampling = dict(value)
+
     @property
     def engine(self) -> Any:
         return self.backend.engine
@@ -77,68 +104,93 @@ class Conversation:
                 self._used = self.backend.n_ctx
         return self._used
 
-    # ------------------------------------------------------------ replies
-    def send(self, text: str, cancelled: Callable[[], bool] = never) -> Iterator[str]:
-        """Stream the reply to a new user message; both join `messages`."""
-        self.messages.append({"role": "user", "content": text})
-        try:
-            prompt = self._prompt(self.messages, None)
-        except BaseException:
-            self.messages.pop()
-            raise
-        self.on_change()  # the question is on disk before the reply starts
-        yield from self._reply(prompt, cancelled, self._append)
+    def _changed(self) -> None:
+        """Every change ends here: the session says which model answers (a crash can
+        switch engines), and the persistence hook runs."""
+        self.session.model, self.session.engine = self.model.name, self.model.engine_name
+        self.on_change()
 
-    def continue_reply(self, cancelled: Callable[[], bool] = never) -> Iterator[str]:
+    # ------------------------------------------------------------ replies
+    def send(self, text: str, cancelled: Callable[[], bool] = never) -> Turn:
+        """A new user message and the reply to it (both join `messages` once the
+        turn is iterated)."""
+        def ask(turn: Turn) -> Any:
+            self.messages.append({"role": "user", "content": text})
+            try:
+                prompt = self._prompt(self.messages, None, turn)
+            except BaseException:
+                self.messages.pop()
+                raise
+            self._recorded(turn)
+            return prompt
+        return Turn(lambda turn: self._reply(turn, ask, self._append), cancelled)
+
+    def continue_reply(self, cancelled: Callable[[], bool] = never) -> Turn:
         """Continue the last reply from where it stopped."""
         last = self._last_reply("there is no reply to continue")
-        prompt = self._prompt(self.messages[:-1], last["content"])
 
-        def extend(reply: Reply) -> None:
+        def resume(turn: Turn) -> Any:
+            turn.recorded = True
+            return self._prompt(self.messages[:-1], last["content"], turn)
+
+        def extend(reply: Reply) -> bool:
             last["content"] += reply.text
             if reply.thinking:
                 last["thinking"] = last.get("thinking", "") + reply.thinking
             last["finish"] = _stored(reply.finish)
-        yield from self._reply(prompt, cancelled, extend)
+            return True
+        return Turn(lambda turn: self._reply(turn, resume, extend), cancelled)
 
-    def retry(self, cancelled: Callable[[], bool] = never) -> Iterator[str]:
+    def retry(self, cancelled: Callable[[], bool] = never) -> Turn:
         """Answer the last question again; the new reply becomes the current alternative
         once it has any text (a retry that fails or is stopped at once adds nothing; an
         empty failed reply is replaced, not kept)."""
         old = self._last_reply("there is no reply to retry")
-        prompt = self._prompt(self.messages[:-1], None)
 
-        def add(reply: Reply) -> None:
+        def again(turn: Turn) -> Any:
+            turn.recorded = True
+            return self._prompt(self.messages[:-1], None, turn)
+
+        def add(reply: Reply) -> bool:
             if not (reply.text or reply.finish not in (Finish.ERROR, Finish.CANCELLED)) or self.messages[-1] is not old:
-                return
+                return False
             if old["content"]:
                 branches.add_version(self.messages, len(self.messages) - 1, _message(reply))
             else:  # a reply that failed before its first word is not worth keeping
                 self.messages[-1] = {**_message(reply), **{k: old[k] for k in branches.TREE_KEYS if k in old}}
+            return True
         # A fixed seed would give the same reply again: each alternative gets its own
         # (seed + alternatives so far), so a session still replays the same.
         sampling = self.sampling
         if sampling.seed is not None:
             sampling = sampling.updated(seed=(sampling.seed + len(old.get("alternatives") or []) + 1) % 2**31)
-        yield from self._reply(prompt, cancelled, add, sampling)
+        return Turn(lambda turn: self._reply(turn, again, add, sampling), cancelled)
 
-    def edit(self, question: int, text: str, cancelled: Callable[[], bool] = never) -> Iterator[str]:
-        """Ask question number `question` (from 1) again as `text` and stream the reply:
-        a new branch; the old question and all that followed it stay an alternative."""
+    def edit(self, question: int, text: str, cancelled: Callable[[], bool] = never) -> Turn:
+        """Ask question number `question` (from 1) again as `text`, and the reply: a new
+        branch; the old question and all that followed it stay an alternative."""
         messages = self.messages
         i = branches.index_of(messages, "user", question)
         if i is None:
             raise ChattermError(f"no question {question}: this conversation has "
                                 f"{branches.count(messages, 'user')}")
-        before = messages[i:]
-        branches.add_version(messages, i, {"role": "user", "content": text})
-        try:
-            prompt = self._prompt(messages, None)
-        except BaseException:
-            messages[i:] = before
-            raise
-        self.on_change()
-        yield from self._reply(prompt, cancelled, self._append)
+
+        def ask(turn: Turn) -> Any:
+            before = messages[i:]
+            branches.add_version(messages, i, {"role": "user", "content": text})
+            try:
+                prompt = self._prompt(messages, None, turn)
+            except BaseException:
+                messages[i:] = before
+                raise
+            self._recorded(turn)
+            return prompt
+        return Turn(lambda turn: self._reply(turn, ask, self._append), cancelled)
+
+    def _recorded(self, turn: Turn) -> None:
+        """The question is in the conversation, and on disk before its reply starts."""
+        turn.recorded = True
+        self._changed()
 
     def _last_reply(self, none: str) -> dict:
         last = self.last_message
@@ -146,12 +198,14 @@ class Conversation:
             raise ChattermError(none)
         return last
 
-    def _append(self, reply: Reply) -> None:
+    def _append(self, reply: Reply) -> bool:
         self.messages.append(_message(reply))
+        return True
 
-    def _prompt(self, messages: list[dict], tail: str | None) -> Any:
+    def _prompt(self, messages: list[dict], tail: str | None, turn: Turn) -> Any:
         """The backend's prompt for a reply to `messages` (see `_fit`)."""
         (_, prompt), self.dropped = self._fit(messages, tail)
+        turn.dropped = self.dropped
         return prompt
 
     def _fit(self, messages: list[dict], tail: str | None) -> tuple[tuple[int, Any], int]:
@@ -168,19 +222,20 @@ class Conversation:
                                   context_window.reply_reserve(n_ctx, self.sampling.max_tokens),
                                   size_note=backend.size_note)
 
-    def _reply(self, prompt: Any, cancelled: Callable[[], bool], record: Callable[[Reply], None],
+    def _reply(self, turn: Turn, prepare: Callable[[Turn], Any], record: Callable[[Reply], bool],
                sampling: Sampling | None = None) -> Iterator[str]:
+        prompt = prepare(turn)
         try:
-            reply = self.backend.reply(prompt, sampling or self.sampling, cancelled)
+            reply = self.backend.reply(prompt, sampling or self.sampling, turn.cancelled)
         except ChattermError:
             # No reply could start: the question stays, with an empty failed reply
             # (what /retry replaces), rather than twice or not at all.
             failed = Reply(0)
             failed.finish = Finish.ERROR
-            record(failed)
-            self.on_change()
+            turn.kept = record(failed)
+            self._changed()
             raise
-        self.last = reply
+        self.last = turn.reply = reply
         try:
             yield from reply
         finally:
@@ -188,8 +243,8 @@ class Conversation:
             if reply.finish is None:  # the consumer stopped iterating
                 reply.finish = Finish.CANCELLED
             self._used = self.backend.settle(prompt, reply)
-            record(reply)
-            self.on_change()
+            turn.kept = record(reply)
+            self._changed()
 
     # ------------------------------------------------------------ alternatives, ratings
     def fork(self, role: str | None = None, number: int | None = None) -> int:
@@ -220,7 +275,7 @@ class Conversation:
             raise ChattermError(f"no alternative {number}: there are {len(every)}")
         branches.choose(self.messages, i, every, number)
         self._remeasure()
-        self.on_change()
+        self._changed()
 
     def rate(self, reply: int | None, rating: str | None, note: str = "") -> int:
         """Rate reply number `reply` (None: the last) 'good' or 'bad' with an optional
@@ -239,7 +294,7 @@ class Conversation:
             message["rating"] = rating
             if note:
                 message["note"] = note
-        self.on_change()
+        self._changed()
         return number
 
     # ------------------------------------------------------------ edits
@@ -251,7 +306,7 @@ class Conversation:
             raise ChattermError("nothing to undo")
         del messages[end - 1:]
         self._remeasure()
-        self.on_change()
+        self._changed()
 
     def set_system(self, text: str) -> None:
         if self.system is not None:
@@ -259,7 +314,7 @@ class Conversation:
         else:
             self.messages.insert(0, {"role": "system", "content": text})
         self._remeasure()
-        self.on_change()
+        self._changed()
 
     def set_sampling(self, name: str, value: Any) -> None:
         """`value` None: back to the model's default."""
@@ -269,22 +324,37 @@ class Conversation:
             self.overrides.pop(name, None)
         else:
             self.overrides[name] = SETTINGS[name].check(value)
-        self.on_change()
+        self._changed()
 
-    def replace_messages(self, messages: list[dict]) -> None:
-        """Another conversation in this one's place (/new, /load); saved from its
-        first turn on, like any new one."""
-        self.messages = messages
+    def open(self, session: "Session", keep_system: bool = False) -> None:
+        """Another session in this one's place (/new, /load): its messages and
+        settings; saved from its first turn on, like any new one. `keep_system`: an
+        empty one starts with this one's system prompt and settings (/new)."""
+        if keep_system and not session.messages:
+            session.messages = [dict(m) for m in self.messages[:1] if m["role"] == "system"]
+            session.sampling = dict(self.overrides)
+        self.session = session
         self.last = None
         self.dropped = 0
         self._remeasure()
 
-    def switch(self, model: Any) -> None:
-        """Another model (`loader.Model`) answers from now on; messages and the user's
-        settings stay."""
-        self.backend, self.defaults = model.backend, model.defaults
+    def move_to(self, session: "Session") -> None:
+        """This conversation goes on in `session` (a one-shot answer continued in a
+        chat, `-i`): its turns after the session's own, its settings over the session's."""
+        session.messages += [m for m in self.messages if m["role"] != "system" or not session.messages]
+        session.sampling = {**session.sampling, **self.overrides}
+        self.open(session)
+
+    def switch(self, model: "Model") -> None:
+        """Another model answers from now on; messages and the user's settings stay."""
+        self._use(model)
         self.last = None
         self._remeasure()
+
+    def _use(self, model: "Model", defaults: Sampling | None = None) -> None:
+        self.model, self.backend = model, model.backend
+        self.defaults = defaults or model.defaults
+        self.session.model, self.session.engine = model.name, model.engine_name
 
     def _remeasure(self) -> None:
         self._used = None

@@ -18,7 +18,9 @@ from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.templates import ChatTemplate
 from chatterm.conversation import thinking
 from chatterm.conversation.thinking import Thought
-from chatterm.engines.remote.engine import End, RemoteEngine, RemoteError
+from chatterm.engines.remote.engine import RemoteEngine
+from chatterm.engines.remote.errors import RemoteError
+from chatterm.engines.remote.events import End
 from chatterm.errors import EngineError
 from chatterm.settings import Sampling
 

@@ -42,7 +42,7 @@ def installed(name: str) -> bool:
 
 def choose(requested: str, path: Path, allowed: Sequence[str]) -> str:
     """The engine to use for `path`. Raises EngineError (one line) when none can."""
-    from chatterm import gguf
+    from chatterm.models import gguf
 
     kind = gguf.sniff(path)
     if requested != "auto":
@@ -65,7 +65,7 @@ def choose(requested: str, path: Path, allowed: Sequence[str]) -> str:
 
 def alternatives(path: Path, allowed: Sequence[str]) -> list[str]:
     """Engines that may run `path` if the chosen one keeps crashing on it."""
-    from chatterm import gguf
+    from chatterm.models import gguf
 
     names = ["ctransformers"] if gguf.sniff(path) == "ggml" else [e for e in ENGINE_NAMES if e in allowed]
     return [n for n in names if installed(n)]
@@ -76,7 +76,7 @@ def load(name: str, options: LoadOptions) -> Engine:
     import dataclasses
     import importlib
 
-    from chatterm import gguf
+    from chatterm.models import gguf
 
     if options.parsed is None and gguf.sniff(options.path) == "gguf":
         options = dataclasses.replace(options, parsed=gguf.read(options.path))

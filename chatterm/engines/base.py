@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, NamedTuple, Sequ
 from chatterm.settings import Sampling
 
 if TYPE_CHECKING:
-    from chatterm.gguf import GGUFFile
+    from chatterm.models.gguf import GGUFFile
 
 __all__ = ["Engine", "LoadOptions", "Sampling", "Token", "context_size", "default_threads", "never"]
 
@@ -30,7 +30,7 @@ class LoadOptions:
     n_ctx: int | None  # None: the model's trained context, capped at DEFAULT_CTX_CAP
     threads: int
     gpu_layers: int | str = "auto"  # a count, or "auto": what fits when CUDA is usable
-    fitted_layers: int = -1  # for "auto": the layers that fit the free VRAM (chatterm.fit); -1 all
+    fitted_layers: int = -1  # for "auto": the layers that fit the free VRAM (chatterm.models.fit); -1 all
     model_type: str | None = None  # ctransformers' model type for GGML files
     parsed: GGUFFile | None = None  # the file as already read and validated, if GGUF
     safe: bool = False  # after repeated crashes: CPU only, no weight repacking

@@ -1,5 +1,6 @@
-"""An engine in a worker process: the `Engine` interface over pipes, and the crash
-handling that keeps a chat alive when native code dies.
+"""An engine in a worker process: the `Engine` interface over its pipes (the process
+itself: `worker_process`), and the crash handling that keeps a chat alive when
+native code dies.
 
 The worker (`chatterm.engines.worker`) starts loading at once and chatterm goes on
 without waiting: the prompt can be typed while a model loads. Tokens stream ahead of
@@ -15,32 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import select
-import signal
-import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from chatterm import child, errors, paths
+from chatterm import errors
 from chatterm.engines import wire
 from chatterm.engines.base import Engine, LoadOptions, Sampling, Token, never
 from chatterm.engines.recovery import GENERATING, IDLE, LOADING, PROMPT, Attempt, Recovery
 from chatterm.engines.worker import start_request
+from chatterm.engines.worker_process import STOP_GRACE_S, WorkerGone, WorkerProcess, exit_text, log_path
 from chatterm.errors import ChattermError, EngineError
-
-POLL_S = 0.05  # how often a wait looks at Ctrl-C and the stop deadline
-STOP_GRACE_S = 2.0  # a worker asked to stop that has not stopped by then is killed
-LOG_MAX_BYTES = 1 << 20
-
-
-SIGNAL_HINTS = {
-    signal.SIGILL: "illegal instruction: the engine was built for another CPU? "
-                   "pip install --force-reinstall --no-cache-dir llama-cpp-python",
-    signal.SIGKILL: "killed: out of memory?",
-    signal.SIGBUS: "bus error: the model file changed or its disk went away?",
-}
 
 
 class EngineCrashed(EngineError):
@@ -52,36 +38,6 @@ class EngineCrashed(EngineError):
 
     def adding(self, text: str) -> str:
         return self.summary + text + (f" (log: {self.log})" if self.log else "")
-
-
-def log_path() -> Path:
-    return paths.state_dir() / "engine.log"
-
-
-def _open_log(header: str) -> IO[bytes] | int:
-    """The worker's stderr: the engine log, restarted when it grows past LOG_MAX_BYTES."""
-    path = log_path()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if path.exists() and path.stat().st_size > LOG_MAX_BYTES:
-            path.replace(path.with_suffix(".log.1"))
-        log = open(path, "ab")
-        log.write(f"\n=== {datetime.now().isoformat(timespec='seconds')} {header}\n".encode())
-        log.flush()
-        return log
-    except OSError:  # an unwritable state folder costs the log, not the chat
-        return subprocess.DEVNULL
-
-
-def _exit_text(code: int) -> str:
-    if code < 0:
-        try:
-            sig = signal.Signals(-code)
-        except ValueError:
-            return f"signal {-code}"
-        hint = SIGNAL_HINTS.get(sig)
-        return f"{sig.name}: {hint}" if hint else sig.name
-    return f"exit status {code}"
 
 
 class IsolatedEngine(Engine):
@@ -100,67 +56,29 @@ class IsolatedEngine(Engine):
         self.name = attempt.engine
         self.attempt = attempt
         options = dataclasses.replace(self.options, safe=attempt.safe)
-        log = _open_log(f"{attempt.engine}{' (safe settings)' if attempt.safe else ''}: "
-                        f"{self.model} ({options.path})")
-        try:
-            self._proc = subprocess.Popen(
-                child.command("chatterm.engines.worker", start_request(attempt.engine, options)),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                start_new_session=True)  # the terminal's Ctrl-C is chatterm's to handle, not the worker's
-        except OSError as e:
-            raise EngineError(f"cannot start the engine worker: {e}") from None
-        finally:
-            if not isinstance(log, int):
-                log.close()
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        self._in, self._out = self._proc.stdin.fileno(), self._proc.stdout.fileno()
-        self._reader = wire.Reader(self._out)
+        self._worker = WorkerProcess(start_request(attempt.engine, options),
+                                     f"{attempt.engine}{' (safe settings)' if attempt.safe else ''}: "
+                                     f"{self.model} ({options.path})")
         self._info: dict[str, Any] | None = None
         self._failed: ChattermError | None = None  # loading failed, or crashes used up the ladder
         self._crash: EngineCrashed | None = None  # a crash while loading, not yet told
-        self._killed = False  # by chatterm, for not stopping
         self._streaming = False  # a generation is open: its frames are the only ones to read
         self._next_id = 0
         self._pieces: dict[int, bytes] = {}  # piece() answers, asked once each
 
     @property
     def pid(self) -> int:
-        return self._proc.pid
-
-    def _kill(self) -> None:
-        self._killed = True
-        try:
-            self._proc.kill()
-        except ProcessLookupError:
-            pass
-
-    def _kill_after(self, since: float) -> None:
-        """Kill a worker that was asked to stop at `since` and has not within
-        STOP_GRACE_S (hung in native code): the pipe's next read sees end of file."""
-        if time.monotonic() - since > STOP_GRACE_S and not self._killed:
-            self._kill()
-
-    def _close_pipes(self) -> None:
-        for pipe in (self._proc.stdin, self._proc.stdout):
-            try:
-                pipe.close()  # type: ignore[union-attr]
-            except OSError:
-                pass
+        return self._worker.pid
 
     def _died(self, point: str) -> EngineCrashed:
         """The worker's end of the pipe closed: say how it ended, start the next attempt."""
-        try:
-            code = self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # closed its pipe but lingers: finish it, still a crash
-            self._proc.kill()
-            code = self._proc.wait()
-        self._close_pipes()
-        if self._killed:  # a hang the user cut short: no crash, the same settings again
+        code = self._worker.exit_code()
+        if self._worker.killed:  # a hang the user cut short: no crash, the same settings again
             what = f"the {self.name} engine did not stop within {STOP_GRACE_S:g} s and was killed"
             attempt: Attempt | None = self.attempt
         else:
             subject = f"loading {self.options.path}" if point == LOADING else f"{point} with {self.model}"
-            what = f"the {self.name} engine crashed ({_exit_text(code)}) while {subject}"
+            what = f"the {self.name} engine crashed ({exit_text(code)}) while {subject}"
             attempt = self.recovery.after_crash(point)
         if not self.restart:
             attempt = None
@@ -178,33 +96,20 @@ class IsolatedEngine(Engine):
     # ------------------------------------------------------------ frames
     def _send(self, kind: bytes, payload: bytes, point: str) -> None:
         try:
-            wire.write_all(self._in, wire.frame(kind, payload))
-        except (BrokenPipeError, ConnectionResetError):
-            self._drain_to_eof()
+            self._worker.send(kind, payload)
+        except WorkerGone:
             raise self._died(point) from None
 
-    def _drain_to_eof(self) -> None:
-        while self._reader.fill():
-            pass
-
     def _receive(self, point: str, poll: Callable[[], bool] | None = None) -> tuple[bytes, bytes] | None:
-        """The next frame; None once `poll` (called every POLL_S while waiting) says to
-        stop waiting. End of file: EngineCrashed."""
-        while True:
-            frame = self._reader.pop()
-            if frame is not None:
-                return frame
-            readable, _, _ = select.select([self._out], [], [], POLL_S)
-            if not readable:
-                if poll is not None and poll():
-                    return None
-                continue
-            if not self._reader.fill():
-                raise self._died(point)
+        """The next frame; None once `poll` says to stop waiting. End of file: EngineCrashed."""
+        try:
+            return self._worker.receive(poll)
+        except WorkerGone:
+            raise self._died(point) from None
 
     def _request(self, op: str, point: str, **args: Any) -> int:
-        if self._proc.poll() is not None:  # died between requests (the out-of-memory killer, say)
-            self._drain_to_eof()
+        if not self._worker.alive():  # died between requests (the out-of-memory killer, say)
+            self._worker.drain()
             raise self._died(IDLE)
         self._next_id += 1
         self._send(wire.REQUEST, json.dumps({"id": self._next_id, "op": op, **args}).encode(), point)
@@ -217,7 +122,7 @@ class IsolatedEngine(Engine):
         since = time.monotonic()
 
         def overdue() -> bool:
-            self._kill_after(since)
+            self._worker.kill_after(since)
             return False
 
         try:
@@ -226,16 +131,15 @@ class IsolatedEngine(Engine):
                 if frame and frame[0] in (wire.RESULT, wire.END) and json.loads(frame[1])["id"] == rid:
                     return
         except KeyboardInterrupt:
-            self._kill()
-            self._drain_to_eof()
+            self._worker.kill()
+            self._worker.drain()
             raise self._died(point) from None
 
     # ------------------------------------------------------------ loading
     def state(self) -> str:
         """"loading", "ready", "failed", or "crashed" (while loading; the next attempt is
         loading, and `wait_ready` tells the crash), without waiting."""
-        if self._info is None and self._failed is None and self._crash is None \
-                and select.select([self._out], [], [], 0)[0]:
+        if self._info is None and self._failed is None and self._crash is None and self._worker.readable():
             try:
                 self.wait_ready()
             except EngineCrashed as crash:
@@ -344,7 +248,7 @@ class IsolatedEngine(Engine):
         def stop_when_cancelled() -> bool:
             nonlocal stop_asked
             if stop_asked is not None:
-                self._kill_after(stop_asked)
+                self._worker.kill_after(stop_asked)
             elif cancelled():
                 stop_asked = time.monotonic()
                 self._send(wire.STOP, str(rid).encode(), point)
@@ -380,14 +284,14 @@ class IsolatedEngine(Engine):
                 self._settle(rid, point)
 
     def close(self) -> None:
-        if self._proc.poll() is None:
+        worker = self._worker
+        if worker.alive():
             try:
-                self._send(wire.REQUEST, json.dumps({"id": 0, "op": "close"}).encode(), "closing")
-                self._proc.wait(timeout=STOP_GRACE_S)
-            except (ChattermError, subprocess.TimeoutExpired):
-                self._kill()
-                self._proc.wait()
-        self._close_pipes()
+                worker.send(wire.REQUEST, json.dumps({"id": 0, "op": "close"}).encode())
+            except WorkerGone:
+                pass
+            worker.stop()
+        worker.close_pipes()
 
 
 def _error(error: dict[str, str]) -> ChattermError:

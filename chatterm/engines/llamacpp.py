@@ -14,7 +14,7 @@ import os
 import random
 from typing import Any, Callable, Iterator, Sequence
 
-from chatterm import hardware
+from chatterm.models import hardware
 from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never
 from chatterm.engines.libraries import import_bare
 from chatterm.errors import EngineError

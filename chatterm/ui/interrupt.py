@@ -14,19 +14,23 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from contextlib import contextmanager
 
 
 class CancelFlag:
-    def __init__(self) -> None:
+    def __init__(self, then: Callable[[], None] | None = None) -> None:
+        """`then`: called when the flag is set (a turn's `cancel`)."""
         self._set = False
+        self._then = then
 
     def __call__(self) -> bool:
         return self._set
 
     def set(self) -> None:
         self._set = True
+        if self._then is not None:
+            self._then()
 
 
 @contextmanager
@@ -61,8 +65,10 @@ _streaming: list[CancelFlag] = []  # the cancel flag of the reply streaming now,
 
 
 @contextmanager
-def ctrl_c_cancels() -> Iterator[CancelFlag]:
-    flag = CancelFlag()
+def ctrl_c_cancels(then: Callable[[], None] | None = None) -> Iterator[CancelFlag]:
+    """While inside, the first Ctrl-C sets the flag yielded (and calls `then`), the
+    second raises KeyboardInterrupt."""
+    flag = CancelFlag(then)
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return

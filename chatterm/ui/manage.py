@@ -19,7 +19,7 @@ def interactive() -> bool:
 
 def choose_file(repo: str, candidates: list) -> object:
     """On a terminal: which of several matching files to pull."""
-    from chatterm.hub.pull import describe
+    from chatterm.models.hub.pull import describe
 
     click.echo(f"{repo} has {len(candidates)} matching files:", err=True)
     for i, f in enumerate(candidates, 1):
@@ -30,10 +30,10 @@ def choose_file(repo: str, candidates: list) -> object:
 
 def pull_model(target: str, out: IO[str], ask: bool) -> object:
     """Plan and fetch `target` with a progress display on `out`; the LocalModel."""
-    from chatterm import hardware
-    from chatterm.catalog import Catalog
-    from chatterm.hub import pull, store
-    from chatterm.hub.progress import for_stream
+    from chatterm.models import hardware
+    from chatterm.models.catalog import Catalog
+    from chatterm.models.hub import pull, store
+    from chatterm.models.hub.progress import for_stream
     from chatterm.units import size_text
 
     catalog = Catalog.load()
@@ -75,7 +75,7 @@ def pull(target: str) -> None:
     file itself. HF_TOKEN authenticates (gated repositories), HF_ENDPOINT picks a mirror.
     """
     def run() -> None:
-        from chatterm.catalog import Catalog
+        from chatterm.models.catalog import Catalog
         from chatterm.units import size_text
 
         model = pull_model(target, sys.stderr, interactive())
@@ -91,7 +91,7 @@ def models() -> None:
     """The catalogue and the models on disk: size, quantization, languages, and whether
     each fits this machine's memory (RAM, and VRAM with a CUDA GPU)."""
     def run() -> None:
-        from chatterm.catalog import Catalog
+        from chatterm.models.catalog import Catalog
         from chatterm.ui.model_views import rows, table
 
         click.echo(table(rows(Catalog.load())))
@@ -104,7 +104,7 @@ def show(model: str) -> None:
     """A model's architecture, parameters, quantization, context, chat template, stop
     tokens, file and size, and the memory it needs here."""
     def run() -> None:
-        from chatterm.catalog import Catalog
+        from chatterm.models.catalog import Catalog
         from chatterm.ui.model_views import show as facts, spec_for
 
         click.echo(facts(spec_for(Catalog.load(), model)))
@@ -117,9 +117,9 @@ def show(model: str) -> None:
 def rm(model: str, yes: bool) -> None:
     """Delete a downloaded model (and any stopped download of it)."""
     def run() -> None:
-        from chatterm.catalog import Catalog
+        from chatterm.models.catalog import Catalog
         from chatterm.errors import ModelFileError
-        from chatterm.hub import refs, store
+        from chatterm.models.hub import refs, store
         from chatterm.units import size_text
 
         catalog = Catalog.load()

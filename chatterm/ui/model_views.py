@@ -7,10 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatterm import fit, gguf, hardware
-from chatterm.catalog import Catalog, ModelSpec
+from chatterm.models import fit, gguf, hardware
+from chatterm.models.catalog import Catalog, ModelSpec
 from chatterm.engines.base import context_size
-from chatterm.hub import refs, store
+from chatterm.models.hub import refs, store
 from chatterm.units import size_text
 
 CHINESE = "zh"

@@ -35,13 +35,14 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
         hint = chinese_hint(text, loaded.spec, "-m")
         if hint:
             click.echo(f"chatterm: {hint}", err=True)
+        turn = conversation.send(text, cancelled)
         try:
-            for chunk in conversation.send(text, cancelled):
-                renderer.feed(chunk)
+            for event in turn:
+                renderer.feed(event)
         finally:
             renderer.finish()  # the error line, if any, starts on a line of its own
     if not keep:
         loaded.close()  # the worker exits now, not whenever it notices chatterm is gone
-    if conversation.last is not None and conversation.last.finish == Finish.CANCELLED:
+    if turn.finish == Finish.CANCELLED:
         sys.exit(130)
     return loaded, conversation

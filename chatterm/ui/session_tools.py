@@ -1,5 +1,5 @@
 """`chatterm sessions` and `chatterm export`: the saved sessions listed and searched,
-and training data made from them (formats: `chatterm.datasets`)."""
+and training data made from them (formats: `chatterm.sessions.datasets`)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def sessions(search: str | None, limit: int | None) -> None:
 
 
 def _sessions(search: str | None, limit: int | None) -> None:
-    from chatterm import archive
+    from chatterm.sessions import archive
     from chatterm.sessions import sessions_dir
     from chatterm.ui.session_views import report
 
@@ -65,7 +65,8 @@ def export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime |
 
 def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None,
             until: datetime | None, kept: dict[str, bool], output: Path | None) -> None:
-    from chatterm import archive, datasets, sessions
+    from chatterm import sessions
+    from chatterm.sessions import archive, datasets
 
     if only and fmt != "sft":
         raise InputError(f"--only good is for --format sft ({fmt} uses the ratings themselves)")

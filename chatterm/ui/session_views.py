@@ -8,8 +8,8 @@ from typing import Iterable
 
 from rich.cells import cell_len, set_cell_size
 
-from chatterm import archive
-from chatterm.archive import Hit, Summary
+from chatterm.sessions import archive
+from chatterm.sessions.archive import Hit, Summary
 from chatterm.ui.sanitize import clean, one_line
 
 FIRST_CELLS = 40  # terminal cells of the first question shown

@@ -17,7 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from chatterm import gguf, paths
+from chatterm import paths
+from chatterm.models import gguf
 from chatterm.errors import EngineError, ModelFileError
 
 COMPAT_FORMAT = 1  # bump when the rewrite changes, to invalidate old copies

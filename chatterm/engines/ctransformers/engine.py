@@ -2,7 +2,7 @@
 compatible copy (`chatterm.engines.ctransformers.compat`) with chatterm's own tokenizer.
 
 ctransformers logs nothing and aborts on some malformed files: GGUF files are validated
-by `chatterm.gguf` before the library sees them, and GGML files, which have no structure
+by `chatterm.models.gguf` before the library sees them, and GGML files, which have no structure
 to validate, are read only in the isolated worker (`chatterm.engines.isolated`), where a
 crash is one line.
 """
@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from chatterm import gguf, hardware
+from chatterm.models import gguf, hardware
 from chatterm.engines.ctransformers import compat
 from chatterm.engines.ctransformers.bpe_tokenizer import CONTROL, USER_DEFINED, BPETokenizer, partition, special_tokens
 from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never

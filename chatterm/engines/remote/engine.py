@@ -16,34 +16,20 @@ import os
 import queue
 import re
 import threading
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
-from chatterm import surrogates
 from chatterm.engines.remote import sse
+from chatterm.engines.remote.errors import RemoteError, http_error, network_error
+from chatterm.engines.remote.events import Delta, End, SurrogateJoiner
+from chatterm.engines.remote.events import deltas as event_deltas
+from chatterm.engines.remote.events import finish_reason as finish_reason_of
 from chatterm.errors import ConfigError, EngineError
 
 DEFAULT_CTX = 4096  # when neither the user nor the server says
 QUEUED = 4096  # events read ahead of the reply
 MAX_BODY = 16 << 20  # bytes of a JSON answer (after decompression: a gzip bomb stops here)
 BYTES_PER_TOKEN_ESTIMATE = 3  # see estimate_tokens
-
-
-class Delta(NamedTuple):
-    """Text of the reply as it streams (`reasoning`: of its thinking)."""
-
-    reasoning: bool
-    text: str
-
-
-class End(NamedTuple):
-    """The server ended the reply: "stop", "length", ... (None: it did not say)."""
-
-    finish_reason: str | None
-
-
-class RemoteError(EngineError):
-    """The server failed or refused: one line, the session goes on."""
 
 
 def estimate_tokens(text: str) -> int:
@@ -108,7 +94,7 @@ class RemoteEngine:
         try:
             status, body = self._fetch(method, url, **kwargs)
         except self._httpx.HTTPError as e:
-            raise RemoteError(self._network_error(e)) from None
+            raise RemoteError(network_error(self._httpx, e, self.base_url, self.timeout)) from None
         if status >= 400:
             raise RemoteError(self._http_error(status, body.decode("utf-8", "replace")))
         try:
@@ -212,11 +198,11 @@ class RemoteEngine:
                 put(("error", RemoteError(f"malformed stream from {self.base_url}: {e}")))
             except self._httpx.HTTPError as e:
                 if not stop.is_set():
-                    put(("error", RemoteError(self._network_error(e, during_reply=True))))
+                    put(("error", RemoteError(network_error(self._httpx, e, self.base_url, self.timeout, during_reply=True))))
             except Exception as e:  # anything else on the worker must still reach the user
                 put(("error", RemoteError(f"{type(e).__name__}: {e}")))
 
-        joiner = _SurrogateJoiner()
+        joiner = SurrogateJoiner()
         worker = threading.Thread(target=read, name="chatterm-remote", daemon=True)
         worker.start()
         try:
@@ -236,8 +222,8 @@ class RemoteEngine:
                     return
                 if kind == "error":
                     raise item
-                deltas = _deltas(item)
-                finish_reason = _finish_reason(item) or finish_reason
+                deltas = event_deltas(item)
+                finish_reason = finish_reason_of(item) or finish_reason
                 for reasoning, text in deltas:
                     yield from joiner.feed(reasoning, text)
                 if cancelled():
@@ -247,34 +233,9 @@ class RemoteEngine:
             for response in opened:
                 response.close()  # the worker's read fails at once; it is a daemon thread
 
-    # ------------------------------------------------------------ errors
-    def _network_error(self, error: Exception, during_reply: bool = False) -> str:
-        httpx = self._httpx
-        where = self.base_url
-        if isinstance(error, httpx.ConnectTimeout):
-            return f"{where}: no connection within {min(self.timeout, 10.0):g} s"
-        if isinstance(error, httpx.TimeoutException):
-            return f"{where}: the server sent nothing for {self.timeout:g} s (timeout)"
-        if isinstance(error, httpx.ConnectError):
-            return f"cannot connect to {where}: {_reason(error)} (is the server running?)"
-        if during_reply or isinstance(error, (httpx.RemoteProtocolError, httpx.ReadError)):
-            return f"{where}: the connection broke off mid-reply ({_reason(error)})"
-        return f"{where}: {_reason(error)}"
-
     def _http_error(self, status: int, body: str, path: str = "") -> str:
-        detail = _error_detail(body)
-        where = f"{self.base_url}/{path}" if path else self.base_url
-        if status in (401, 403):
-            hint = (f"check ${self.api_key_env}" if self.api_key_env
-                    else "set the key's environment variable with --api-key-env")
-            return f"{where}: the server refused the request (HTTP {status}{detail}): {hint}"
-        if status == 404:
-            return f"{where}: not found (HTTP 404{detail}): check base_url (usually ending in /v1) and the model name {self.model!r}"
-        if status == 429:
-            return f"{where}: rate limited (HTTP 429{detail}); wait and try again"
-        if status >= 500:
-            return f"{where}: server error (HTTP {status}{detail})"
-        return f"{where}: request rejected (HTTP {status}{detail})"
+        return http_error(status, body, f"{self.base_url}/{path}" if path else self.base_url,
+                          self.api_key_env, self.model)
 
     def close(self) -> None:
         self.client.close()
@@ -289,80 +250,6 @@ def _capped(response: Any, url: str) -> bytes:
             raise RemoteError(f"{url}: the server's answer is larger than {MAX_BODY >> 20} MiB; not read")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-class _SurrogateJoiner:
-    """Text deltas with UTF-16 surrogate pairs made whole: a server that escapes an
-    emoji as "\\ud83d" in one event and "\\ude00" in the next sends two halves of one
-    character. A high half is held until the next delta of its kind; a half that stays
-    alone becomes U+FFFD."""
-
-    def __init__(self) -> None:
-        self._held = {False: "", True: ""}
-
-    def feed(self, reasoning: bool, text: str) -> Iterator[Delta]:
-        text = self._held[reasoning] + text
-        self._held[reasoning] = ""
-        if text and "\ud800" <= text[-1] <= "\udbff":
-            self._held[reasoning], text = text[-1], text[:-1]
-        text = surrogates.mend(text)
-        if text:
-            yield Delta(reasoning, text)
-
-    def rest(self) -> Iterator[Delta]:
-        for reasoning, held in self._held.items():
-            if held:
-                yield Delta(reasoning, "\ufffd")
-        self._held = {False: "", True: ""}
-
-
-def _reason(error: Exception) -> str:
-    text = " ".join(str(error).split())
-    return text[:160] or type(error).__name__
-
-
-def _error_detail(body: str) -> str:
-    """The server's own message from an error body, shortened to one line."""
-    try:
-        return _message_detail(json.loads(body))
-    except ValueError:
-        return _message_detail(body)
-
-
-def _message_detail(data: Any) -> str:
-    message = data
-    if isinstance(data, dict):
-        err = data.get("error", data.get("detail", data.get("message", data)))
-        message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-    message = " ".join(str(message).split())[:200]
-    return f": {message}" if message else ""
-
-
-def _deltas(event: Any) -> list[tuple[bool, str]]:
-    """(reasoning, text) pieces of one event: reasoning first (vLLM, SGLang and
-    llama-server send `reasoning_content`, some others `reasoning`), then content."""
-    if not isinstance(event, dict):
-        raise RemoteError("malformed stream: an event that is not a JSON object")
-    if event.get("error") is not None:  # some servers send "error": null in every event
-        raise RemoteError(f"the server reported an error mid-reply{_message_detail(event)}")
-    choices = event.get("choices") or []
-    if not choices:
-        return []  # usage or keep-alive events
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    delta = choice.get("delta")
-    if not isinstance(delta, dict):  # the completions API
-        text = choice.get("text")
-        return [(False, text)] if isinstance(text, str) and text else []
-    reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-    pieces = [(True, reasoning)] if isinstance(reasoning, str) and reasoning else []
-    content = delta.get("content")
-    return pieces + ([(False, content)] if isinstance(content, str) and content else [])
-
-
-def _finish_reason(event: dict) -> str | None:
-    choices = event.get("choices") or []
-    reason = choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
-    return reason if isinstance(reason, str) else None
 
 
 def _token_count(data: Any) -> int | None:

@@ -61,8 +61,7 @@ def _continue(ctx: CommandContext, arg: str) -> None:
         finish = Finish.of(last.get("finish"))
         if finish is None or not finish.cut:
             ctx.note("the last reply was complete; continuing anyway")
-    chunks = ctx.conversation.continue_reply(ctx.cancelled)
-    ctx.show_reply(chunks)
+    ctx.show_reply(ctx.conversation.continue_reply())
 
 
 @command("undo")

@@ -80,7 +80,7 @@ def _file(ctx: CommandContext, arg: str) -> None:
 @command("sessions", "[TEXT]")
 def _sessions(ctx: CommandContext, arg: str) -> None:
     """List saved sessions, newest first; with TEXT, find it in all of them."""
-    from chatterm import archive
+    from chatterm.sessions import archive
     from chatterm.ui.session_views import report
 
     paths = archive.files()

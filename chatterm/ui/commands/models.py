@@ -13,7 +13,7 @@ def _model(ctx: CommandContext, arg: str) -> None:
         ctx.note(f"model: {ctx.loaded.spec.name} ({ctx.loaded.engine_name}); "
                  f"available: {', '.join(model_names())} (/models for details)")
         return
-    from chatterm.catalog import NotDownloaded
+    from chatterm.models.catalog import NotDownloaded
 
     try:
         ctx.switch_model(arg)
@@ -48,7 +48,7 @@ def _models(ctx: CommandContext, arg: str) -> None:
     """The catalogue and the models on disk, and whether each fits this machine."""
     from rich.text import Text
 
-    from chatterm.catalog import Catalog
+    from chatterm.models.catalog import Catalog
     from chatterm.ui.model_views import rows, table
 
     ctx.console.print(Text(table(rows(Catalog.load()))), soft_wrap=True)

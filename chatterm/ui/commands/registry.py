@@ -14,7 +14,7 @@ from rich.console import Console
 
 from chatterm import sessions
 from chatterm.attachments import Attachment
-from chatterm.conversation import Conversation
+from chatterm.conversation import Conversation, Turn
 from chatterm.errors import ChattermError
 from chatterm.loader import Model
 from chatterm.settings import SETTINGS
@@ -31,10 +31,9 @@ class CommandContext(Protocol):
     console: Console
     attached: list[Attachment]  # files for the next message
 
-    def cancelled(self) -> bool: ...  # Ctrl-C during the reply being shown
     def note(self, text: str) -> None: ...
     def error(self, text: str) -> None: ...
-    def show_reply(self, chunks: Iterator[str]) -> bool: ...
+    def show_reply(self, turn: Turn) -> None: ...  # streamed; Ctrl-C cancels it
     def wait_for_engine(self, loaded: Model) -> bool: ...
     def switch_model(self, name: str) -> None: ...
     def resize(self, n_ctx: int) -> None: ...  # the same model, another context window
@@ -107,7 +106,7 @@ def complete_words(arg: str, words: Iterable[tuple[str, str]]) -> Iterator[Compl
 
 
 def model_names() -> list[str]:
-    from chatterm.catalog import Catalog
+    from chatterm.models.catalog import Catalog
     try:
         return sorted(Catalog.load().models)
     except ChattermError:

@@ -17,13 +17,13 @@ from chatterm.ui.commands.registry import CommandContext, complete_words, comman
 def _retry(ctx: CommandContext, arg: str) -> None:
     """Answer the last question again; the old reply stays as an alternative (/alt)."""
     conversation = ctx.conversation
-    before = len(conversation.messages[-1].get("alternatives") or []) if conversation.messages else 0
-    ctx.show_reply(conversation.retry(ctx.cancelled))
-    last = conversation.last_message
-    others = len(last.get("alternatives") or []) if last else 0
-    if others > before:
-        ctx.note(f"(alternative {others + 1} of {others + 1}: /alt N switches, Alt-←/→ too)")
-        if any(v[0]["content"] == last["content"] for v in last["alternatives"]):
+    turn = conversation.retry()
+    ctx.show_reply(turn)
+    messages = conversation.messages
+    every = branches.versions(messages, len(messages) - 1) if turn.kept else []
+    if len(every) > 1:  # the new reply is the newest version, and the current one
+        ctx.note(f"(alternative {len(every)} of {len(every)}: /alt N switches, Alt-←/→ too)")
+        if any(v[0]["content"] == messages[-1]["content"] for v in every[:-1]):
             ctx.note("(the same text as before: with temperature 0 every retry gives the same reply)"
                      if conversation.sampling.temperature == 0 else "(the same text as before)")
 
@@ -104,7 +104,7 @@ def _edit(ctx: CommandContext, arg: str) -> None:
     if not 1 <= number <= asked:
         raise ChattermError(f"no question {number}: this conversation has {asked}")
     if text:
-        ctx.show_reply(conversation.edit(number, text, ctx.cancelled))
+        ctx.show_reply(conversation.edit(number, text))
         return
     i = branches.index_of(conversation.messages, "user", number)
     ctx.begin_edit(number, conversation.messages[i]["content"])

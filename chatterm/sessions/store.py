@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from chatterm import paths, settings, surrogates
-from chatterm.conversation import branches
-from chatterm.conversation.reply import Finish
+from chatterm.sessions import markdown
+from chatterm.sessions.markdown import RATINGS
 from chatterm.errors import ChattermError
 
 FORMAT = 2  # 2: messages may carry alternatives and ratings (files of format 1 read as they are)
-RATINGS = ("good", "bad")
 NAME = re.compile(r"^[\w.@-]{1,100}$")
 
 
@@ -68,7 +67,7 @@ class Session:
 
     def save(self, path: Path | None = None) -> Path:
         target = path or self.path
-        text = to_markdown(self) if target.suffix.lower() == ".md" else json.dumps(
+        text = markdown.transcript(self) if target.suffix.lower() == ".md" else json.dumps(
             self.to_json(), ensure_ascii=False, indent=1)
         atomic_write(target, text.encode("utf-8", "replace"))  # "replace": a stray surrogate never costs the file
         if path is None:
@@ -260,58 +259,3 @@ def mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
-
-
-def rating_text(message: dict) -> str:
-    """"✓ good: NOTE" / "✗ bad" for a rated reply, "" otherwise."""
-    rating = message.get("rating")
-    if rating not in RATINGS:
-        return ""
-    note = message.get("note")
-    return f"{'✓' if rating == 'good' else '✗'} {rating}{': ' + note if note else ''}"
-
-
-def to_markdown(session: Session) -> str:
-    out = [f"# chatterm session {session.name}", "",
-           f"Model: {session.model} ({session.engine})", ""]
-    titles = {"system": "System", "user": "You", "assistant": "Assistant"}
-    for m in session.messages:
-        out.append(f"## {titles[m['role']]}")
-        out.append("")
-        out.append(m["content"] + _fence_left_open(m["content"]))
-        if Finish.of(m.get("finish")) in (Finish.CANCELLED, Finish.ERROR):
-            out.append("")
-            out.append("*(reply cut)*")
-        marks = [text for text in (rating_text(m), versions_text(m)) if text]
-        if marks:
-            out.append("")
-            out.append(f"*({'; '.join(marks)})*")
-        out.append("")
-    return "\n".join(out)
-
-
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-
-
-def _fence_left_open(text: str) -> str:
-    """The line that closes a code fence `text` opened and never closed ("" if none),
-    so that the rest of the transcript is not swallowed into it."""
-    open_marker = None
-    for line in text.split("\n"):
-        match = _FENCE.match(line)
-        if not match:
-            continue
-        marker, rest = match.groups()
-        if open_marker is None:
-            open_marker = marker
-        elif marker[0] == open_marker[0] and len(marker) >= len(open_marker) and not rest.strip():
-            open_marker = None
-    return "" if open_marker is None else "\n" + open_marker
-
-
-def versions_text(message: dict) -> str:
-    """"version 2 of 3" for a message with alternatives, "" otherwise."""
-    others = message.get("alternatives")
-    if not others:
-        return ""
-    return f"version {branches.current_version(message)} of {len(others) + 1}"

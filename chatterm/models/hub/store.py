@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatterm import paths
-from chatterm.hub import refs
+from chatterm.models.hub import refs
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from chatterm.hub import client
-from chatterm.hub.client import HubError, RemoteFile
+from chatterm.models.hub import client
+from chatterm.models.hub.client import HubError, RemoteFile
 
 RETRIES = 5  # dropped connections survived per file, each resumed where it broke
 CHUNK = 1 << 20

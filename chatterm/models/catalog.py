@@ -18,10 +18,10 @@ from chatterm import paths, settings
 from chatterm.conversation.templates import CHOICES
 from chatterm.engines import ENGINE_NAMES
 from chatterm.errors import ConfigError, ModelFileError
-from chatterm.hub import refs
+from chatterm.models.hub import refs
 
 if TYPE_CHECKING:
-    from chatterm.hub.store import LocalModel
+    from chatterm.models.hub.store import LocalModel
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,7 +69,7 @@ class ModelSpec:
         return self.source == "hf_repo"
 
     def downloaded(self) -> "LocalModel | None":
-        from chatterm.hub import store
+        from chatterm.models.hub import store
 
         return store.local(self.location, str(self.file)) if self.downloadable else None
 
@@ -109,8 +109,9 @@ class NotDownloaded(ModelFileError):
 
 def packaged_toml() -> Path:
     """models.toml inside the installed package; in a source checkout, the repo's own."""
-    packaged = Path(__file__).with_name("models.toml")
-    return packaged if packaged.exists() else Path(__file__).parent.parent / "models.toml"
+    package = Path(__file__).resolve().parents[1]  # chatterm/ (pyproject's force-include puts it there)
+    packaged = package / "models.toml"
+    return packaged if packaged.exists() else package.parent / "models.toml"
 
 
 MAX_TOML = 4 << 20  # bytes: a configuration file, not a data set
@@ -274,7 +275,7 @@ class Catalog:
                           f"({', '.join(sorted(self.models))}) and not a model file path")
 
     def _pulled(self, ref: refs.HubRef) -> ModelSpec:
-        from chatterm.hub import store
+        from chatterm.models.hub import store
 
         model = store.find(ref)
         if model is None:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from chatterm.catalog import Catalog, ModelSpec
-from chatterm.hub import client, download, refs, store
-from chatterm.hub.client import HubError, RemoteFile
+from chatterm.models.catalog import Catalog, ModelSpec
+from chatterm.models.hub import client, download, refs, store
+from chatterm.models.hub.client import HubError, RemoteFile
 from chatterm.units import size_text
 
 DISK_RESERVE = 200_000_000  # left free after the download: a full disk breaks everything else

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatterm.errors import ChattermError
-from chatterm.gguf import GGUFFile
+from chatterm.models.gguf import GGUFFile
 
 KV_BYTES = 2  # f16 K and V caches, llama.cpp's default
 UBATCH = 512  # llama.cpp's micro-batch: the attention scores of one are the compute buffer's bulk
@@ -149,7 +149,7 @@ def of_file(path: Path, n_ctx: int | None) -> Footprint:
     """The footprint of the model at `path` (every part, if split) at the context chatterm
     would use for the request `n_ctx`; a missing part or a corrupt file is a ModelFileError."""
     from chatterm.engines.base import context_size
-    from chatterm.gguf import read, sniff
+    from chatterm.models.gguf import read, sniff
 
     if sniff(path) != "gguf":
         return file_footprint(path.stat().st_size, context_size(n_ctx, None))
@@ -159,7 +159,7 @@ def of_file(path: Path, n_ctx: int | None) -> Footprint:
 
 def split_parts(path: Path) -> list[Path]:
     """The files of a model: `path`, or every part of a split GGUF beside it."""
-    from chatterm.hub.refs import shards
+    from chatterm.models.hub.refs import shards
 
     names = shards(path.name)
     return [path.with_name(n) for n in names] if len(names) > 1 else [path]

@@ -115,7 +115,7 @@ def llamacpp_gpu_layers(requested: int | str, build_has_cuda: bool,
                         fitted: int = -1) -> tuple[int, str | None]:
     """llama.cpp's n_gpu_layers (-1 = all) for a request of a count or 'auto', and a
     note for the user when the request cannot be met or the CPU was chosen for them.
-    `fitted`: the layers `chatterm.fit` found room for (-1: all)."""
+    `fitted`: the layers `chatterm.models.fit` found room for (-1: all)."""
     if requested == "auto":
         if build_has_cuda and cuda_device_count() > 0:
             return fitted, fitted_note(fitted)

@@ -1,0 +1,57 @@
+"""What the chat shows above the prompt: questions and replies as the transcript keeps
+them (a resumed session, /alt), notes and errors. Notes and errors are one logical
+line each, wrapped by the terminal rather than broken by rich: a message copied from
+the screen (a path, a command to run) comes out whole. The console cleans what they
+say (`terminal.console`)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.text import Text
+
+from chatterm import sessions
+from chatterm.ui.render import CodeBlock, StreamRenderer
+
+REPLAYED = 20  # messages of a resumed session shown again (the newest)
+
+
+class Transcript:
+    def __init__(self, console: Console):
+        self.console = console
+        self.code_blocks: list[CodeBlock] = []  # of the last reply shown (/copy)
+
+    def note(self, text: str) -> None:
+        self.console.print(Text(text, style="dim"), soft_wrap=True)
+
+    def error(self, text: str) -> None:
+        self.console.print(Text(f"error: {' '.join(text.split())}", style="bold red"), soft_wrap=True)
+
+    def question(self, text: str) -> None:
+        self.console.print(Text("› " + text, style="bold"))
+
+    def message(self, message: dict) -> None:
+        """A reply as the transcript shows it: rendered, then its rating and versions."""
+        if message.get("thinking"):
+            self.note(f"▸ thought ({len(message['thinking'].split())} words) · /think show")
+        renderer = StreamRenderer(self.console)
+        renderer.feed(message["content"])
+        renderer.finish()
+        self.code_blocks = renderer.code_blocks
+        versions = sessions.versions_text(message)
+        marks = [sessions.rating_text(message), versions and f"{versions} (/alt)"]
+        if any(marks):
+            self.note("  ·  ".join(m for m in marks if m))
+
+    def replay(self, session: sessions.Session) -> None:
+        """The newest messages of `session` again (a long one is not replayed whole:
+        its file holds it all)."""
+        messages = session.messages
+        shown = messages[-REPLAYED:]
+        if len(messages) > len(shown):
+            self.note(f"… {len(messages) - len(shown):,} earlier messages (in {session.path})")
+        for m in shown:
+            if m["role"] == "user":
+                self.question(m["content"])
+            elif m["role"] == "assistant":
+                self.message(m)
+        self.note(f"session {session.name}: {len(messages):,} messages")
