@@ -84,6 +84,11 @@ def main(args: list[str] | None = None) -> None:
 @click.option("-s", "--system", metavar="TEXT", help="System prompt.")
 @click.option("-r", "--role", metavar="NAME", help="A named system prompt (translator, reviewer, concise, or "
               "yours in ~/.config/chatterm/roles.toml).")
+@click.option("--tools", metavar="NAME,...|all", help="Tools the model may call, each call shown and asked first: "
+              "run, python, read_file, list_files, write_file (or all). Off by default.")
+@click.option("--yes", "preapproved", multiple=True, metavar="TOOL",
+              help="Run this tool's calls without asking (repeatable; 'all' for every tool). Without a "
+                   "terminal, only these run.")
 @click.option("--template", metavar="NAME", help="Chat template: gguf (the file's own) or a preset such as chatml, llama3.")
 @click.option("-c", "--continue", "resume", is_flag=True, help="Resume the most recent chat session.")
 @click.option("--session", metavar="NAME", help="Open (or create) the named chat session.")
@@ -121,7 +126,22 @@ def _run_options(opts: dict[str, Any]) -> Any:
     return RunOptions(model=opts["model"], engine=opts["engine"], gpu_layers=opts["gpu_layers"],
                       threads=opts["threads"], ctx=opts["ctx"], template=opts["template"],
                       system=system, base_url=opts["base_url"], api_key_env=opts["api_key_env"],
-                      sampling={k: opts[k] for k in SETTINGS if opts[k] is not None})
+                      sampling={k: opts[k] for k in SETTINGS if opts[k] is not None},
+                      tools=_tools(opts["tools"], opts["preapproved"]), preapproved=tuple(opts["preapproved"]))
+
+
+def _tools(spec: str | None, preapproved: tuple[str, ...]) -> tuple[str, ...]:
+    """The tools named by --tools (checked now, before a model loads); --yes TOOL
+    enables the tools it names too."""
+    if not spec and not preapproved:
+        return ()
+    from chatterm.tools.toolbox import select
+
+    named = select(spec) if spec else []
+    more = select([p for p in preapproved if p != "all"]) if preapproved else []
+    if "all" in preapproved and not spec:
+        more = select("all")
+    return tuple(dict.fromkeys(t.name for t in [*named, *more]))
 
 
 def _attach(patterns: tuple[str, ...]) -> list:

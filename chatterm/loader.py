@@ -37,6 +37,8 @@ class RunOptions:
     api_key_env: str | None = None
     isolated: bool = True  # False: the engine runs in this process (tests of the engines)
     restart: bool = True  # restart a crashed engine (the one-shot CLI reports it instead)
+    tools: tuple[str, ...] = ()  # the tools the model may call (--tools)
+    preapproved: tuple[str, ...] = ()  # those that run without asking (--yes)
 
 
 @dataclass
@@ -92,6 +94,17 @@ class Model:
     def think_switch(self) -> bool:
         return bool(self.backend.think_switch)
 
+    @property
+    def tool_syntax(self) -> str | None:
+        """The syntax of tool calls the model's chat template teaches ("hermes",
+        "llama3", "mistral"), "server" for a remote model, None for a template with
+        none (chatterm then describes the tools in the system prompt)."""
+        template = getattr(self.backend, "template", None)
+        if not isinstance(self.backend, LocalBackend):
+            return "server"
+        family = template.tool_family if template is not None else None
+        return family.name if family is not None else None
+
     def count(self, text: str) -> int:
         """Tokens in `text` alone (asks the engine or the server)."""
         return self.backend.count(text)
@@ -104,7 +117,13 @@ def conversation(loaded: Model, options: RunOptions, session: Any = None) -> Con
     """A conversation with `loaded` in `session` (`sessions.Session`; a new one in
     memory by default): the system prompt of -s or the entry for one with no messages
     yet; the settings the user gives now over those the session saved."""
-    return Conversation(loaded, session, system=options.system or loaded.spec.system, overrides=options.sampling)
+    conversation = Conversation(loaded, session, system=options.system or loaded.spec.system,
+                                overrides=options.sampling)
+    if options.tools:
+        from chatterm.tools.toolbox import Toolbox, select
+
+        conversation.toolbox = Toolbox(select(options.tools), options.preapproved)
+    return conversation
 
 
 def load(options: RunOptions, catalog: Catalog | None = None) -> Model:

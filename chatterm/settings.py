@@ -103,6 +103,9 @@ class Sampling:
     # Not a user setting: go on past end of generation to max_tokens (benchmarks;
     # llama.cpp's --ignore-eos).
     ignore_eog: bool = False
+    # Not a user setting: control tokens streamed as their text (tools on: Llama's
+    # <|python_tag|> and Mistral's [TOOL_CALLS] are control tokens that mark a call).
+    special_pieces: bool = False
 
     @classmethod
     def names(cls) -> list[str]:

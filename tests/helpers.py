@@ -21,12 +21,12 @@ from chatterm.ui import terminal
 from chatterm.ui.repl import Repl
 
 
-def run(*args: str, stdin: bytes | None = b"", timeout: float = 120, env: dict | None = None
-        ) -> subprocess.CompletedProcess:
+def run(*args: str, stdin: bytes | None = b"", timeout: float = 120, env: dict | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The real `chatterm`, as a user runs it, to completion (`env`: variables added)."""
     env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "chatterm", *args], input=stdin,
-                          capture_output=True, timeout=timeout, env=env)
+                          capture_output=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def one_line_error(r: subprocess.CompletedProcess, code: int = 1) -> str:

@@ -46,6 +46,7 @@ class Conversation:
         self.last: Reply | None = None
         self.dropped = 0  # oldest messages left out of the last prompt to fit the window
         self.on_change: Callable[[], None] = lambda: None
+        self.toolbox: Any = None  # `tools.toolbox.Toolbox`: the tools the model may call (None: off)
         self._used: int | None = None  # tokens in the window; None: to be measured
         self._use(model, defaults)
 
@@ -135,6 +136,8 @@ class Conversation:
 
         def extend(reply: Reply) -> bool:
             last["content"] += reply.text
+            if reply.calls:
+                last["tool_calls"] = last.get("tool_calls", []) + [call.as_message() for call in reply.calls]
             if reply.thinking:
                 last["thinking"] = last.get("thinking", "") + reply.thinking
             last["finish"] = _stored(reply.finish)
@@ -212,9 +215,11 @@ class Conversation:
         """((size, prompt) of the newest messages that fit with room for a reply,
         how many older ones were left out)."""
         backend = self.backend
+        tools = self.toolbox.schemas() if self.toolbox else None
 
         def measure(kept: list[dict]) -> tuple[int, tuple[int, Any]]:
-            size, prompt = backend.measure(kept, tail, self.sampling.think)
+            size, prompt = (backend.measure(kept, tail, self.sampling.think, tools=tools) if tools
+                            else backend.measure(kept, tail, self.sampling.think))
             return size, (size, prompt)
 
         n_ctx = backend.n_ctx
@@ -223,28 +228,74 @@ class Conversation:
                                   size_note=backend.size_note)
 
     def _reply(self, turn: Turn, prepare: Callable[[Turn], Any], record: Callable[[Reply], bool],
-               sampling: Sampling | None = None) -> Iterator[str]:
+               sampling: Sampling | None = None) -> Iterator[Any]:
+        """The turn's replies: one, or with tools on, one per round of calls (each call
+        yielded for the consumer to decide, its result yielded once it ran or did not,
+        then the model answers again), until a reply makes no call."""
         prompt = prepare(turn)
-        try:
-            reply = self.backend.reply(prompt, sampling or self.sampling, turn.cancelled)
-        except ChattermError:
-            # No reply could start: the question stays, with an empty failed reply
-            # (what /retry replaces), rather than twice or not at all.
-            failed = Reply(0)
-            failed.finish = Finish.ERROR
-            turn.kept = record(failed)
+        toolbox = self.toolbox or None
+        sampling = sampling or self.sampling
+        if toolbox is not None:
+            sampling = sampling.updated(special_pieces=True)
+        made = 0  # calls this turn
+        while True:
+            try:
+                reply = self.backend.reply(prompt, sampling, turn.cancelled)
+            except ChattermError:
+                # No reply could start: the question stays, with an empty failed reply
+                # (what /retry replaces), rather than twice or not at all.
+                failed = Reply(0)
+                failed.finish = Finish.ERROR
+                turn.kept = record(failed)
+                self._changed()
+                raise
+            if toolbox is not None:
+                from chatterm.tools.markup import CallParser
+
+                reply.parse_calls(CallParser(self.backend.tool_family))
+            self.last = turn.reply = reply
+            try:
+                yield from reply
+            finally:
+                # However it ended, what was generated is recorded (a cut reply is marked).
+                if reply.finish is None:  # the consumer stopped iterating
+                    reply.finish = Finish.CANCELLED
+                self._used = self.backend.settle(prompt, reply)
+                turn.kept = record(reply)
+                self._changed()
+            if toolbox is None or not reply.calls or reply.finish not in (Finish.EOG, Finish.STOP):
+                return
+            made = yield from self._calls(turn, toolbox, reply.calls, made)
+            if turn.cancelled():
+                return
+            record = self._append  # the answer after the results is a message of its own
+            prompt = self._prompt(self.messages, None, turn)
+
+    def _calls(self, turn: Turn, toolbox: Any, calls: list[Any], made: int) -> Iterator[Any]:
+        """Each call decided (beforehand, or by the consumer when it is yielded), run
+        or not, and its result recorded and yielded; returns the calls made so far."""
+        from chatterm.tools.calls import Notice
+        from chatterm.tools.toolbox import declined_for_limit
+
+        told = False
+        for call in calls:
+            if made >= toolbox.limit:
+                result = declined_for_limit(call, toolbox.limit)
+                if not told:
+                    told = True
+                    yield Notice(f"this turn reached its limit of {toolbox.limit} tool calls; the model is told to answer")
+            elif turn.cancelled():
+                call.decline("stopped")
+                result = toolbox.run(call, turn.cancelled)
+            else:
+                toolbox.decide_beforehand(call)
+                yield call  # undecided: the consumer approves or declines it before asking for more
+                result = toolbox.run(call, turn.cancelled)
+                made += 1
+            self.messages.append(result.as_message())
             self._changed()
-            raise
-        self.last = turn.reply = reply
-        try:
-            yield from reply
-        finally:
-            # However it ended, what was generated is recorded (a cut reply is marked).
-            if reply.finish is None:  # the consumer stopped iterating
-                reply.finish = Finish.CANCELLED
-            self._used = self.backend.settle(prompt, reply)
-            turn.kept = record(reply)
-            self._changed()
+            yield result
+        return made
 
     # ------------------------------------------------------------ alternatives, ratings
     def fork(self, role: str | None = None, number: int | None = None) -> int:
@@ -356,6 +407,10 @@ class Conversation:
         self.defaults = defaults or model.defaults
         self.session.model, self.session.engine = model.name, model.engine_name
 
+    def measure_again(self) -> None:
+        """What the window holds changed outside the messages (the tools offered)."""
+        self._remeasure()
+
     def _remeasure(self) -> None:
         self._used = None
 
@@ -368,9 +423,11 @@ def _stored(finish: Finish | None) -> str | None:
 
 
 def _message(reply: Reply) -> dict:
-    """A reply as the session keeps it: the answer, its finish, and any thinking apart
-    (never sent back to the model: `backend.wire` takes the answer only)."""
+    """A reply as the session keeps it: the answer, its finish, its tool calls, and any
+    thinking apart (never sent back to the model: `backend.wire` takes the answer only)."""
     message = {"role": "assistant", "content": reply.text, "finish": _stored(reply.finish)}
+    if reply.calls:
+        message["tool_calls"] = [call.as_message() for call in reply.calls]
     if reply.thinking:
         message["thinking"] = reply.thinking
     return message

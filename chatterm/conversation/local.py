@@ -5,7 +5,7 @@ feeds the engine only its new text."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from chatterm.conversation import templates, thinking
 from chatterm.conversation.backend import wire
@@ -61,9 +61,27 @@ class LocalBackend:
     def think_switch(self) -> bool:
         return self.template.think_switch
 
-    def measure(self, messages: list[dict], tail: str | None,
-                think: bool | None = None) -> tuple[int, tuple[str, list[int]]]:
-        text = self.template.render(wire(messages), add_generation_prompt=True, think=think) + (tail or "")
+    @property
+    def tool_family(self) -> Any:
+        """The syntax to read calls in: the template's, or the Hermes one chatterm
+        teaches a model whose template has none (`tools.prompting`)."""
+        from chatterm.tools.markup import HERMES
+
+        return self.template.tool_family or HERMES
+
+    def measure(self, messages: list[dict], tail: str | None, think: bool | None = None,
+                tools: list[dict] | None = None) -> tuple[int, tuple[str, list[int]]]:
+        template = self.template
+        if tools or _with_tools(messages):
+            from chatterm.tools import prompting
+
+            if template.tool_family is not None:
+                text = template.render(prompting.native(messages), think=think, tools=tools)
+            else:
+                text = template.render(prompting.as_text(messages, tools), think=think)
+        else:
+            text = template.render(wire(messages), add_generation_prompt=True, think=think)
+        text += tail or ""
         ids = self._tokenize(text)
         return len(ids), (text, ids)
 
@@ -90,3 +108,8 @@ class LocalBackend:
         text, ids = prompt
         self.cache = PromptCache(text + self.engine.detokenize(reply.tokens, special=True), ids + reply.tokens)
         return len(self.cache.ids)
+
+
+def _with_tools(messages: list[dict]) -> bool:
+    """Whether tool calls or results are in `messages` (tools used earlier, off now)."""
+    return any(m["role"] == "tool" or m.get("tool_calls") for m in messages)

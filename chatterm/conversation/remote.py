@@ -9,6 +9,7 @@ chat template: the chat API has no portable way to extend an answer.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -20,11 +21,12 @@ from chatterm.conversation import thinking
 from chatterm.conversation.thinking import Thought
 from chatterm.engines.remote.engine import RemoteEngine
 from chatterm.engines.remote.errors import RemoteError
-from chatterm.engines.remote.events import End
+from chatterm.engines.remote.events import CallDelta, End
 from chatterm.errors import EngineError
 from chatterm.settings import Sampling
 
 MESSAGE_OVERHEAD = 4  # role and separators per message, as OpenAI's own counting adds
+MAX_CALL_BYTES = 8 << 20  # of a reply's streamed tool-call arguments
 
 
 @dataclass
@@ -40,6 +42,8 @@ class RemoteReply(Reply):
         prompt = request.body.get("prompt")  # the completions API: a prompt we rendered
         super().__init__(request.size, thinking=isinstance(prompt, str) and thinking.opened(prompt))
         self.engine, self.request, self.payload, self.cancelled = engine, request, payload, cancelled
+        self._server_calls: dict[int, dict[str, Any]] = {}
+        self._call_bytes = 0
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()
@@ -49,11 +53,15 @@ class RemoteReply(Reply):
                 if isinstance(item, End):
                     end = item
                     continue
+                if isinstance(item, CallDelta):
+                    self._gather(item)
+                    continue
                 if self.first_token_s is None:
                     self.first_token_s = time.perf_counter() - start
                 # Servers send about one token per event; n_tokens counts events.
                 yield from self._take(Thought(item.text) if item.reasoning else item.text)
             yield from self._end()
+            self._parsed_calls()
             if end is None:  # the stream stopped without its end: cancelled
                 self.finish = Finish.CANCELLED
             else:
@@ -69,6 +77,27 @@ class RemoteReply(Reply):
             raise
         finally:
             self.elapsed_s = time.perf_counter() - start
+
+
+    def _gather(self, piece: CallDelta) -> None:
+        """A piece of a call the server parsed, joined to the call at its index."""
+        call = self._server_calls.setdefault(piece.index, {"id": "", "name": "", "arguments": []})
+        call["id"] = call["id"] or piece.id
+        call["name"] += piece.name
+        self._call_bytes += len(piece.arguments)
+        if self._call_bytes > MAX_CALL_BYTES:
+            raise RemoteError(f"{self.engine.base_url}: a tool call longer than {MAX_CALL_BYTES >> 20} MiB; refused")
+        call["arguments"].append(piece.arguments)
+
+    def _parsed_calls(self) -> None:
+        from chatterm.tools.markup import call_of
+
+        for _, call in sorted(self._server_calls.items()):
+            parsed = call_of({"name": call["name"], "arguments": "".join(call["arguments"])}, "".join(call["arguments"]))
+            if call["id"]:
+                parsed.id = call["id"]
+            self.calls.append(parsed)
+        self._server_calls = {}
 
 
 class RemoteBackend:
@@ -91,12 +120,28 @@ class RemoteBackend:
 
     think_switch = True  # servers take chat_template_kwargs (those that do not ignore it)
 
-    def measure(self, messages: list[dict], tail: str | None, think: bool | None = None) -> tuple[int, Request]:
+    @property
+    def tool_family(self) -> Any:
+        """Servers without a tool parser pass calls on as text, in any family's syntax."""
+        from chatterm.tools.markup import ANY
+
+        return ANY
+
+    def measure(self, messages: list[dict], tail: str | None, think: bool | None = None,
+                tools: list[dict] | None = None) -> tuple[int, Request]:
         if tail is None:
-            body = wire(messages)
-            size = sum(self.engine.count_tokens(m["content"]) + MESSAGE_OVERHEAD for m in body)
-            switch = {} if think is None else {"chat_template_kwargs": {"enable_thinking": think}}
-            return size, Request("chat/completions", {"messages": body, **switch}, size)
+            if tools or any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+                from chatterm.tools import prompting
+
+                body = prompting.openai(messages)
+            else:
+                body = wire(messages)
+            size = sum(self.engine.count_tokens(m["content"] or "") + MESSAGE_OVERHEAD for m in body)
+            extra: dict[str, Any] = {} if think is None else {"chat_template_kwargs": {"enable_thinking": think}}
+            if tools:
+                extra["tools"] = tools
+                size += self.engine.count_tokens(json.dumps(tools))
+            return size, Request("chat/completions", {"messages": body, **extra}, size)
         if self.template is None:
             raise EngineError("/continue on a remote model needs its chat template: set template = "
                               "\"chatml\" (or the model's preset) in its models.toml entry or pass --template")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from chatterm.conversation.thinking import Splitter, Thought
 
@@ -34,8 +34,10 @@ class Finish(str, Enum):
 
 class Reply:
     """Iterate to get text chunks (`thinking.Thought` ones for a reasoning model's
-    thinking); afterwards `text` (the answer), `thinking`, `finish` and the figures tell
-    the rest. Backends fill it in through `_take`; `n_tokens` counts generated tokens."""
+    thinking); afterwards `text` (the answer), `thinking`, `finish`, `calls` and the
+    figures tell the rest. Backends fill it in through `_take`; `n_tokens` counts
+    generated tokens. With a call parser (`parse_calls`, tools on) the answer's text
+    goes through it: tool calls leave the text for `calls`."""
 
     def __init__(self, prompt_tokens: int, thinking: bool = False):
         """`thinking`: the prompt opened a thinking block (see `thinking.opened`)."""
@@ -43,30 +45,62 @@ class Reply:
         self.finish: Finish | None = None
         self.first_token_s: float | None = None  # from start to the first token
         self.elapsed_s = 0.0
+        self.calls: list[Any] = []  # `tools.calls.ToolCall`s the reply made
         self._chunks: list[str] = []
         self._thoughts: list[str] = []
         self._splitter = Splitter(inside=thinking)
+        self._parser: Any = None
+        self._pieces = 0  # answer pieces taken (what n_tokens counts; calls leave `_chunks`)
 
     def __iter__(self) -> Iterator[str]:
         raise NotImplementedError
+
+    def parse_calls(self, parser: Any) -> None:
+        """Take tool calls out of the answer with `parser` (`tools.markup.CallParser`)."""
+        self._parser = parser
 
     def _take(self, text: str) -> Sequence[str]:
         """`text` streamed: the pieces to yield, recorded as answer or thinking. Once the
         answer has started this is an append (it runs for every token)."""
         if self._splitter.answering and type(text) is str:
-            self._chunks.append(text)
-            return (text,)
+            if self._parser is None:
+                self._chunks.append(text)
+                return (text,)
+            self._pieces += 1
+            return self._shown(self._parser.feed(text))
         return self._record(self._splitter.feed(text))
 
     def _end(self) -> Sequence[str]:
-        """The stream ended: what the splitter held back."""
-        return self._record(self._splitter.finish())
+        """The stream ended: what the splitter (and the call parser) held back."""
+        pieces = self._record(self._splitter.finish())
+        if self._parser is not None:
+            pieces += self._shown(self._parser.finish())
+        return pieces
 
     def _record(self, pieces: Iterable[str]) -> list[str]:
-        pieces = list(pieces)
+        out: list[str] = []
         for piece in pieces:
-            (self._thoughts if isinstance(piece, Thought) else self._chunks).append(piece)
-        return pieces
+            if isinstance(piece, Thought):
+                self._thoughts.append(piece)
+                out.append(piece)
+            elif self._parser is not None:
+                self._pieces += 1
+                out += self._shown(self._parser.feed(piece))
+            else:
+                self._chunks.append(piece)
+                out.append(piece)
+        return out
+
+    def _shown(self, events: Iterable[Any]) -> list[str]:
+        """The parser's events: text is shown and recorded, calls are kept apart."""
+        out = []
+        for event in events:
+            if isinstance(event, str):
+                self._chunks.append(event)
+                out.append(event)
+            else:
+                self.calls.append(event)
+        return out
 
     @property
     def text(self) -> str:
@@ -78,7 +112,8 @@ class Reply:
 
     @property
     def n_tokens(self) -> int:
-        return len(self._chunks) + len(self._thoughts)
+        answer = self._pieces if self._parser is not None else len(self._chunks)
+        return answer + len(self._thoughts)
 
     @property
     def tokens_per_s(self) -> float:

@@ -206,11 +206,19 @@ class ChatTemplate:
         """The template can turn a reasoning model's thinking off (Qwen3's switch)."""
         return "enable_thinking" in self.source
 
-    def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
-               think: bool | None = None) -> str:
+    @property
+    def tool_family(self) -> Any:
+        """The tool-call syntax the template teaches (`tools.markup.Family`), or None."""
+        from chatterm.tools.markup import family_of
+
+        return family_of(self.source)
+
+    def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True,
+               think: bool | None = None, tools: list[dict] | None = None) -> str:
         switch = {} if think is None else {"enable_thinking": think}
+        offered = {"tools": tools} if tools else {}
         context = {"messages": messages, "add_generation_prompt": add_generation_prompt,
-                   "bos_token": self.bos_token, "eos_token": self.eos_token, **switch}
+                   "bos_token": self.bos_token, "eos_token": self.eos_token, **switch, **offered}
         if self.trusted:
             answer = template_worker.render({"source": self.source, "context": context, "budget": 1 << 62})
         else:

@@ -117,10 +117,11 @@ class Engine(ABC):
         if limit is not None and limit <= 0:
             return
         ids = self.sample(prompt, sampling, cancelled)
+        special = sampling.special_pieces
         try:
             for token in ids:
                 eog = self.is_eog(token)
-                yield Token(token, self.piece(token), eog)
+                yield Token(token, self.piece(token, special=special and not eog), eog)
                 count += 1
                 if (eog and not sampling.ignore_eog) or count == limit or cancelled():
                     return

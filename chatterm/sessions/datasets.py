@@ -73,7 +73,9 @@ def records(messages: list[dict], options: Options, tally: Tally) -> Iterator[di
 
 def problem(message: dict, options: Options) -> str | None:
     """Why a message cannot be training data, or None."""
-    if not options.include_empty and not message["content"].strip():
+    if message["role"] == "tool":
+        return None  # a tool's result is what it is
+    if not options.include_empty and not message["content"].strip() and not message.get("tool_calls"):
         return "empty reply" if message["role"] == "assistant" else "empty question"
     finish = Finish.of(message.get("finish"))
     if not options.include_cut and finish is not None and (finish.cut or finish is Finish.CONTEXT):
@@ -96,7 +98,7 @@ def _sft(messages: list[dict], options: Options, skipped: Counter) -> Iterator[d
         if m["role"] == "assistant":
             end = i + 1
     if end:
-        yield {"messages": _wire(messages[:end], options)}
+        yield _with_tools({"messages": _wire(messages[:end], options)})
     elif not any(m["role"] == "assistant" for m in messages):
         skipped["session without a reply"] += 1
 
@@ -116,7 +118,7 @@ def _sft_good(messages: list[dict], options: Options, skipped: Counter) -> Itera
     # A record that another one continues adds nothing.
     for record in found:
         if not any(len(other) > len(record) and other[:len(record)] == record for other in found):
-            yield {"messages": record}
+            yield _with_tools({"messages": record})
 
 
 def _dpo(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
@@ -152,14 +154,40 @@ def _kto(messages: list[dict], options: Options, skipped: Counter) -> Iterator[d
             yield {"prompt": _wire(history, options), "completion": _wire([m], options), "label": m["rating"] == "good"}
 
 
-def _wire(messages: Iterable[dict], options: Options) -> list[dict[str, str]]:
-    """Messages as the formats take them: role and content (with the thinking, if asked)."""
-    return [{"role": m["role"], "content": thinking.wrapped(m.get("thinking", ""), m["content"])
-             if options.thinking and m["role"] == "assistant" else m["content"]} for m in messages]
+def _wire(messages: Iterable[dict], options: Options) -> list[dict]:
+    """Messages as the formats take them: role and content (with the thinking, if
+    asked); an assistant's tool calls and a tool's name as TRL's tool-calling format has them."""
+    out: list[dict] = []
+    for m in messages:
+        wired: dict = {"role": m["role"], "content": thinking.wrapped(m.get("thinking", ""), m["content"])
+                       if options.thinking and m["role"] == "assistant" else m["content"]}
+        if m.get("tool_calls"):
+            wired["tool_calls"] = [{"type": "function", "function": {"name": c["function"]["name"],
+                                                                     "arguments": c["function"].get("arguments", {})}}
+                                   for c in m["tool_calls"]]
+        if m["role"] == "tool":
+            wired["name"] = m.get("name", "")
+        out.append(wired)
+    return out
+
+
+def _with_tools(record: dict) -> dict:
+    """An SFT record whose conversation calls tools gains TRL's `tools` column: the
+    JSON Schema of each tool it calls."""
+    names = list(dict.fromkeys(c["function"]["name"] for m in record["messages"] for c in m.get("tool_calls", [])))
+    if not names:
+        return record
+    from chatterm.tools.builtin import BUILTIN
+
+    schemas = [BUILTIN[n].schema() if n in BUILTIN else
+               {"type": "function", "function": {"name": n, "description": "",
+                                                 "parameters": {"type": "object", "properties": {}}}}
+               for n in names]
+    return {**record, "tools": schemas}
 
 
 def _replies(messages: list[dict]) -> Iterator[tuple[tuple[dict, ...], list[dict], int]]:
     """The points of the tree that are replies to a question."""
     for history, firsts, current in branches.walk(messages):
-        if firsts[0]["role"] == "assistant" and history and history[-1]["role"] == "user":
+        if firsts[0]["role"] == "assistant" and history and history[-1]["role"] in ("user", "tool"):
             yield history, firsts, current

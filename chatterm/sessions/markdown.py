@@ -3,6 +3,7 @@ carries (its rating, which version of how many it is)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING
 
@@ -28,11 +29,20 @@ def transcript(session: "Session") -> str:
     """The session as a Markdown transcript (`/save NAME.md`, `chatterm export -f md`)."""
     out = [f"# chatterm session {session.name}", "",
            f"Model: {session.model} ({session.engine})", ""]
-    titles = {"system": "System", "user": "You", "assistant": "Assistant"}
+    titles = {"system": "System", "user": "You", "assistant": "Assistant", "tool": "Tool result"}
     for m in session.messages:
-        out.append(f"## {titles[m['role']]}")
+        title = titles[m["role"]] + (f" ({m.get('name')}: {m.get('summary', '')})" if m["role"] == "tool" else "")
+        out.append(f"## {title}")
         out.append("")
-        out.append(m["content"] + _fence_left_open(m["content"]))
+        if m["role"] == "tool":
+            out.append(_fenced(m["content"]))
+        else:
+            out.append(m["content"] + _fence_left_open(m["content"]))
+        for call in m.get("tool_calls") or []:
+            function = call.get("function", {})
+            out.append("")
+            out.append(f"Calls `{function.get('name', '?')}`:")
+            out.append(_fenced(json.dumps(function.get("arguments", {}), ensure_ascii=False, indent=1), "json"))
         if Finish.of(m.get("finish")) in (Finish.CANCELLED, Finish.ERROR):
             out.append("")
             out.append("*(reply cut)*")
@@ -69,3 +79,10 @@ def versions_text(message: dict) -> str:
     if not others:
         return ""
     return f"version {branches.current_version(message)} of {len(others) + 1}"
+
+
+def _fenced(text: str, language: str = "") -> str:
+    """`text` in a code fence longer than any run of backticks inside it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{text}\n{fence}"

@@ -27,7 +27,7 @@ from chatterm.sessions import markdown
 from chatterm.sessions.markdown import RATINGS
 from chatterm.errors import ChattermError
 
-FORMAT = 2  # 2: messages may carry alternatives and ratings (files of format 1 read as they are)
+FORMAT = 3  # 2: alternatives and ratings; 3: tool calls and results (written only by sessions with them; 1 and 2 read as they are)
 NAME = re.compile(r"^[\w.@-]{1,100}$")
 
 
@@ -61,7 +61,8 @@ class Session:
         return file_stamp(self.path) not in (None, self.stamp)
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "name": self.name, "created": self.created,
+        tools = any(m["role"] == "tool" for m in self.messages)
+        return {"format": FORMAT if tools else 2, "name": self.name, "created": self.created,
                 "updated": datetime.now().isoformat(timespec="seconds"), "model": self.model,
                 "engine": self.engine, "sampling": self.sampling, "messages": self.messages}
 
@@ -225,9 +226,14 @@ def _short(error: Exception) -> str:
 def _tree_problem(messages: list) -> str | None:
     """What makes `messages` (a path with its alternatives) unusable, or None."""
     for m in messages:
-        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
+        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant", "tool")
                 and isinstance(m.get("content"), str)):
             return "a message without a valid role and text"
+        calls = m.get("tool_calls")
+        if calls is not None and not (m["role"] == "assistant" and isinstance(calls, list) and all(
+                isinstance(c, dict) and isinstance(c.get("function"), dict)
+                and isinstance(c["function"].get("name"), str) for c in calls)):
+            return "invalid tool calls"
         if m.get("rating") not in (None, *RATINGS) or not isinstance(m.get("note", ""), str):
             return "an invalid rating"
         if not isinstance(m.get("thinking", ""), str):

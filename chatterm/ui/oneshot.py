@@ -36,13 +36,35 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
         if hint:
             click.echo(f"chatterm: {hint}", err=True)
         turn = conversation.send(text, cancelled)
+        declined: list[str] = []
         try:
             for event in turn:
-                renderer.feed(event)
+                if isinstance(event, str):
+                    renderer.feed(event)
+                else:
+                    _tool_event(event, declined)
         finally:
             renderer.finish()  # the error line, if any, starts on a line of its own
+        if declined:
+            names = ", ".join(dict.fromkeys(declined))
+            click.echo(f"chatterm: declined {len(declined)} tool call{'s' if len(declined) > 1 else ''} "
+                       f"({names}): a one-shot answer asks no one; --yes TOOL runs them", err=True)
     if not keep:
         loaded.close()  # the worker exits now, not whenever it notices chatterm is gone
     if turn.finish == Finish.CANCELLED:
         sys.exit(130)
     return loaded, conversation
+
+
+def _tool_event(event: object, declined: list[str]) -> None:
+    """Tools without a terminal: only pre-approved calls run (the conversation decided
+    those); any other is declined. What ran is said on stderr, the answer alone on stdout."""
+    from chatterm.tools.calls import Notice, ToolCall, ToolResult
+
+    if isinstance(event, ToolCall) and event.decision is None:
+        event.decline("no one to ask")
+        declined.append(event.name)
+    elif isinstance(event, ToolResult) and event.call.decision == "yes":
+        click.echo(f"chatterm: ▸ {event.call.name} · {event.summary}", err=True)
+    elif isinstance(event, Notice):
+        click.echo(f"chatterm: {event.text}", err=True)

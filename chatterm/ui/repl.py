@@ -18,6 +18,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.application import get_app, run_in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from rich.console import Console
+from rich.text import Text
 
 from chatterm import attachments, loader, sessions
 from chatterm.attachments import Attachment
@@ -282,12 +283,19 @@ class Repl:
             return
         self.tell_notes()
         renderer = StreamRenderer(self.console)
+        blocks: list[CodeBlock] = []
         failure: EngineError | None = None
         try:
             with ctrl_c_cancels(turn.cancel), no_echo():
                 try:
                     for event in turn:
-                        renderer.feed(event)
+                        if isinstance(event, str):  # text or thinking: nearly every event
+                            renderer.feed(event)
+                            continue
+                        renderer.finish()  # a tool call or its result: shown between the texts
+                        blocks += renderer.code_blocks
+                        self._tool_event(event, turn)
+                        renderer = StreamRenderer(self.console)
                 finally:
                     turn.close()  # however this ends, the reply is recorded (and saved) now
                     renderer.finish()
@@ -297,7 +305,7 @@ class Repl:
             if not turn.started:
                 raise  # no reply started: the caller keeps what was asked
             failure = e  # the reply so far is kept: said on the error's line
-        self.transcript.code_blocks = renderer.code_blocks
+        self.transcript.code_blocks = blocks + renderer.code_blocks
         if turn.dropped:
             self.note(f"({turn.dropped} oldest messages left out to fit the context window)")
         if failure is not None:
@@ -306,6 +314,62 @@ class Repl:
                                       else "; /retry asks again"))
         elif turn.finish in ENDINGS:
             self.note(f"({ENDINGS[turn.finish]})")
+
+    def _tool_event(self, event: Any, turn: Turn) -> None:
+        """A call to decide (asked here unless decided beforehand), a call's result
+        (one collapsed line), or a notice."""
+        from chatterm.tools.calls import Notice, ToolCall, ToolResult
+        from chatterm.ui import tool_views
+
+        toolbox = self.conversation.toolbox
+        if isinstance(event, ToolCall):
+            if event.decision is not None:
+                if event.said_by and event.decision == "yes":
+                    self.note(f"▸ {event.name} ({event.said_by}) · running, Ctrl-C stops it")
+                return
+            tool = toolbox.tools.get(event.name)
+            answer = tool_views.ask(event, tool, self._show_plain, self.note,
+                                    lambda q: self._key(q, turn), self._edit_call)
+            if answer == "a":
+                toolbox.always.add(event.name)
+                event.approve(said_by="always (this session)")
+            elif answer == "y":
+                event.approve()
+            else:
+                event.decline("you")
+            if event.decision == "yes":
+                self.note("  running · Ctrl-C stops it")
+        elif isinstance(event, ToolResult):
+            number = sum(1 for m in self.conversation.messages if m["role"] == "tool")
+            tool = toolbox.tools.get(event.call.name) if toolbox else None
+            self.note(tool_views.collapsed(event.call.name, event.call.arguments if event.call.arguments is not None
+                                           else event.call.raw, event.summary, number, getattr(tool, "headline", "")))
+        elif isinstance(event, Notice):
+            self.note(f"({event.text})")
+
+    def _show_plain(self, text: str) -> None:
+        """Text as it is (a call's arguments): no Markdown, never a control sequence."""
+        self.console.print(Text(text), soft_wrap=True)
+
+    def _key(self, question: str, turn: Turn) -> str | None:
+        """The user's answer to a tool call's question; None at Ctrl-C (which also
+        stops the turn) or the end of input."""
+        try:
+            # The turn's Ctrl-C handler stays in place (the tool runs after this prompt);
+            # in the prompt's raw mode Ctrl-C is a key anyway.
+            return PromptSession(**self._io).prompt(f"{question} ", handle_sigint=False)
+        except KeyboardInterrupt:
+            turn.cancel()
+            return None
+        except EOFError:
+            return None
+
+    def _edit_call(self, text: str) -> str | None:
+        try:
+            return PromptSession(key_bindings=key_bindings(), **self._io).prompt(
+                "edit (Alt+Enter: new line, Enter: done)› ", default=text, handle_sigint=False)
+        except (EOFError, KeyboardInterrupt):
+            return None
 
     # ------------------------------------------------------------ sessions
     def open_session(self, session: sessions.Session, keep_system: bool = False) -> None:

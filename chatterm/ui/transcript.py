@@ -49,9 +49,25 @@ class Transcript:
         shown = messages[-REPLAYED:]
         if len(messages) > len(shown):
             self.note(f"… {len(messages) - len(shown):,} earlier messages (in {session.path})")
-        for m in shown:
+        calls = sum(1 for m in messages[:len(messages) - len(shown)] if m["role"] == "tool")
+        for i, m in enumerate(shown, len(messages) - len(shown)):
             if m["role"] == "user":
                 self.question(m["content"])
             elif m["role"] == "assistant":
                 self.message(m)
+            elif m["role"] == "tool":
+                calls += 1
+                self.tool_result(messages, i, calls)
         self.note(f"session {session.name}: {len(messages):,} messages")
+
+    def tool_result(self, messages: list[dict], i: int, number: int) -> None:
+        """Tool call `number`, whose result is `messages[i]`, as one collapsed line."""
+        from chatterm.tools.builtin import BUILTIN
+        from chatterm.ui import tool_views
+
+        result = messages[i]
+        call = tool_views.find_call(messages, i)
+        name = result.get("name") or (call.name if call else "?")
+        tool = BUILTIN.get(name)
+        self.note(tool_views.collapsed(name, call.arguments if call else {}, str(result.get("summary", "")), number,
+                                       tool.headline if tool else ""))

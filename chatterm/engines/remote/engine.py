@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from chatterm.engines.remote import sse
 from chatterm.engines.remote.errors import RemoteError, http_error, network_error
-from chatterm.engines.remote.events import Delta, End, SurrogateJoiner
+from chatterm.engines.remote.events import CallDelta, Delta, End, SurrogateJoiner, call_deltas
 from chatterm.engines.remote.events import deltas as event_deltas
 from chatterm.engines.remote.events import finish_reason as finish_reason_of
 from chatterm.errors import ConfigError, EngineError
@@ -157,7 +157,7 @@ class RemoteEngine:
         return count
 
     # ------------------------------------------------------------ streaming
-    def stream(self, path: str, payload: dict, cancelled: Callable[[], bool]) -> Iterator[Delta | End]:
+    def stream(self, path: str, payload: dict, cancelled: Callable[[], bool]) -> Iterator[Delta | CallDelta | End]:
         """A streamed completion at `path` ("chat/completions" or "completions"): text
         deltas (`Delta.reasoning`: the thinking of a reasoning model, from
         `reasoning_content` or `reasoning`), then one `End` with the server's
@@ -226,6 +226,7 @@ class RemoteEngine:
                 finish_reason = finish_reason_of(item) or finish_reason
                 for reasoning, text in deltas:
                     yield from joiner.feed(reasoning, text)
+                yield from call_deltas(item)
                 if cancelled():
                     return
         finally:

@@ -16,6 +16,16 @@ class Delta(NamedTuple):
     text: str
 
 
+class CallDelta(NamedTuple):
+    """A piece of a tool call the server parsed (OpenAI's streamed `tool_calls`): the
+    call at `index` gains `name` and `arguments` text (JSON, split over many events)."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
+
+
 class End(NamedTuple):
     """The server ended the reply: "stop", "length", ... (None: it did not say)."""
 
@@ -72,3 +82,25 @@ def finish_reason(event: dict) -> str | None:
     choices = event.get("choices") or []
     reason = choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
     return reason if isinstance(reason, str) else None
+
+
+def call_deltas(event: Any) -> list[CallDelta]:
+    """The tool-call pieces of one event (none from a server that parses no calls)."""
+    choices = event.get("choices") if isinstance(event, dict) else None
+    delta = choices[0].get("delta") if choices and isinstance(choices[0], dict) else None
+    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+    if not isinstance(calls, list):
+        return []
+    out = []
+    for position, call in enumerate(calls):
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        index = call.get("index", position)
+        out.append(CallDelta(index if isinstance(index, int) else position, _text(call.get("id")),
+                             _text(function.get("name")), _text(function.get("arguments"))))
+    return out
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""

@@ -15,5 +15,6 @@ from chatterm.ui.commands import chat  # noqa: E402,F401
 from chatterm.ui.commands import versions  # noqa: E402,F401
 from chatterm.ui.commands import models  # noqa: E402,F401
 from chatterm.ui.commands import files  # noqa: E402,F401
+from chatterm.ui.commands import tools  # noqa: E402,F401
 
 __all__ = ["COMMANDS", "Command", "CommandContext", "UnknownCommand", "command", "dispatch"]

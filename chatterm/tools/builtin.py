@@ -1,0 +1,151 @@
+"""chatterm's own tools, each off until enabled (`--tools`, `/tools`): run a shell
+command, run a Python snippet, read, list and write files in the current folder's
+tree or anywhere the user allows. Each has a JSON Schema and a one-line description
+the model sees; every call is shown and approved before it runs (`toolbox`)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from chatterm import safe_files
+from chatterm.tools.runner import run_process
+
+READ_CAP = 256 << 10  # bytes of a file read_file gives the model
+LIST_CAP = 500  # entries list_files gives
+DEFAULT_TIMEOUT_S = 60
+
+
+@dataclass
+class Done:
+    """What a tool gave: the text for the model, a line for the transcript."""
+
+    text: str
+    summary: str
+    ok: bool = True
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    run: Callable[[dict[str, Any], Callable[[], bool]], Done]
+    preview: Callable[[dict[str, Any]], str] | None = None  # what the approval shows besides the arguments
+    headline: str = ""  # the argument the collapsed transcript line shows
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
+
+
+def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+def _run(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
+    shell = shutil.which("bash") or "/bin/sh"
+    timeout = arguments.get("timeout") or DEFAULT_TIMEOUT_S
+    outcome = run_process([shell, "-c", arguments["command"]], timeout_s=float(timeout), cancelled=cancelled)
+    return Done(outcome.for_model(), outcome.summary, ok=outcome.exit_code == 0)
+
+
+def _python(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
+    fd, name = tempfile.mkstemp(prefix="chatterm-snippet-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(arguments["code"])
+        timeout = arguments.get("timeout") or DEFAULT_TIMEOUT_S
+        outcome = run_process([sys.executable, name], timeout_s=float(timeout), cancelled=cancelled)
+    finally:
+        os.unlink(name)
+    return Done(outcome.for_model(), outcome.summary, ok=outcome.exit_code == 0)
+
+
+def _read_file(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
+    path = Path(arguments["path"]).expanduser()
+    try:
+        data = safe_files.read_bytes(path, 1 << 30, what="file")
+    except (OSError, safe_files.RefusedFile) as e:
+        return Done(f"error: {getattr(e, 'strerror', None) or e}", "not read", ok=False)
+    if b"\0" in data[:8192]:
+        return Done(f"error: {path} is a binary file", "binary: not read", ok=False)
+    lines = data.decode("utf-8", "replace").splitlines(keepends=True)
+    first = max(1, int(arguments.get("start_line") or 1))
+    last = min(len(lines), int(arguments.get("end_line") or len(lines)))
+    text = "".join(lines[first - 1:last])
+    cut = ""
+    if len(text.encode()) > READ_CAP:
+        text = text.encode()[:READ_CAP].decode("utf-8", "ignore")
+        cut = f"\n[... cut at {READ_CAP >> 10} KiB: ask for start_line/end_line ...]"
+    return Done(text + cut, f"{last - first + 1 if lines else 0} of {len(lines)} lines")
+
+
+def _list_files(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
+    path = Path(arguments.get("path") or ".").expanduser()
+    try:
+        entries = sorted(os.scandir(path), key=lambda e: e.name)
+    except OSError as e:
+        return Done(f"error: {path}: {e.strerror or e}", "not listed", ok=False)
+    names = [e.name + ("/" if e.is_dir(follow_symlinks=False) else "") for e in entries[:LIST_CAP]]
+    more = f"\n[... {len(entries) - LIST_CAP} more]" if len(entries) > LIST_CAP else ""
+    return Done("\n".join(names) + more, f"{len(entries)} entries")
+
+
+def _write_file(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
+    path = Path(arguments["path"]).expanduser()
+    content = arguments["content"]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(content)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except OSError as e:
+        return Done(f"error: cannot write {path}: {e.strerror or e}", "not written", ok=False)
+    lines = content.count("\n") + (1 if content and not content.endswith("\n") else 0)
+    return Done(f"wrote {path} ({lines} lines)", f"wrote {lines} lines")
+
+
+def write_preview(arguments: dict[str, Any]) -> str:
+    """The change write_file would make, as a unified diff (a new file: its size)."""
+    path = Path(str(arguments.get("path", ""))).expanduser()
+    new = str(arguments.get("content", ""))
+    try:
+        old = safe_files.read_bytes(path, 16 << 20, what="file").decode("utf-8", "replace")
+    except FileNotFoundError:
+        return f"new file {path}, {len(new.splitlines())} lines"
+    except (OSError, safe_files.RefusedFile) as e:
+        return f"{path}: {getattr(e, 'strerror', None) or e}"
+    diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                f"{path} (now)", f"{path} (after)")
+    return "".join(diff) or f"{path}: no change"
+
+
+TIMEOUT = {"type": "integer", "description": f"seconds before it is killed (default {DEFAULT_TIMEOUT_S})",
+           "minimum": 1, "maximum": 3600}
+BUILTIN: dict[str, Tool] = {t.name: t for t in (
+    Tool("run", "Run a shell command in the current folder; returns its exit code and output.",
+         _object({"command": {"type": "string", "description": "the command line"}, "timeout": TIMEOUT},
+                 ["command"]), _run, headline="command"),
+    Tool("python", "Run a Python program in a fresh interpreter; returns its exit code and output "
+                   "(a traceback when it fails).",
+         _object({"code": {"type": "string", "description": "the program"}, "timeout": TIMEOUT}, ["code"]),
+         _python, headline="code"),
+    Tool("read_file", "Read a text file (optionally only lines start_line to end_line).",
+         _object({"path": {"type": "string"}, "start_line": {"type": "integer", "minimum": 1},
+                  "end_line": {"type": "integer", "minimum": 1}}, ["path"]), _read_file, headline="path"),
+    Tool("list_files", "List the files and folders in a folder (default: the current one).",
+         _object({"path": {"type": "string"}}, []), _list_files, headline="path"),
+    Tool("write_file", "Write a text file whole (created, or replaced), with the given content.",
+         _object({"path": {"type": "string"}, "content": {"type": "string"}}, ["path", "content"]),
+         _write_file, preview=write_preview, headline="path"),
+)}

@@ -1,0 +1,279 @@
+"""Tool calls out of a reply's text as it streams, in whichever syntax the model's
+family writes them:
+
+- Qwen2.5, Qwen3, Hermes: `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`;
+- Qwen3-Coder: `<tool_call><function=NAME><parameter=KEY>VALUE</parameter></function></tool_call>`;
+- Llama 3.1-3.3: `<|python_tag|>{"name": ..., "parameters": {...}}`, or the same JSON
+  alone as the whole reply;
+- Mistral: `[TOOL_CALLS][{"name": ..., "arguments": {...}}]` or `[TOOL_CALLS]NAME[ARGS]{...}`.
+
+Text around calls streams on; a call is an event once whole, never shown as markup.
+A piece with none of the markers' first characters (nearly every token) costs one
+check and no copy; only text that might start a marker is held back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from chatterm.tools.calls import ToolCall
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    opens: dict[str, str | None]  # marker -> what closes it (None: the end of the reply)
+    bare_json: bool = False  # a reply that is one JSON object is a call (Llama 3)
+
+
+HERMES = Family("hermes", {"<tool_call>": "</tool_call>"})
+LLAMA3 = Family("llama3", {"<|python_tag|>": None}, bare_json=True)
+MISTRAL = Family("mistral", {"[TOOL_CALLS]": None})
+ANY = Family("any", {**HERMES.opens, **LLAMA3.opens, **MISTRAL.opens})  # a server that parses nothing
+
+
+def family_of(template: str) -> Family | None:
+    """The tool syntax a chat template teaches its model (None: it has none)."""
+    if "<tool_call>" in template:
+        return HERMES
+    if "[TOOL_CALLS]" in template:
+        return MISTRAL
+    if "<|python_tag|>" in template or ("ipython" in template and "tools" in template):
+        return LLAMA3
+    return None
+
+
+class CallParser:
+    """Feed it the answer's text pieces; it returns what to show and the calls."""
+
+    def __init__(self, family: Family):
+        self.family = family
+        self._leads = "".join(sorted({m[0] for m in family.opens}))
+        self._held = ""  # the end of the text so far, which may begin a marker
+        self._close: str | None = None  # inside a call: what ends it
+        self._inside = False
+        self._body: list[str] = []
+        self._started = False  # any text other than white space has been shown
+        self._bare = family.bare_json  # still at the start, where a bare JSON call may begin
+
+    def feed(self, text: str) -> list[Any]:
+        if not self._inside and not self._held and not self._bare:
+            for lead in self._leads:
+                if lead in text:
+                    break
+            else:
+                return [text]
+        return self._scan(text)
+
+    def finish(self) -> list[Any]:
+        """The reply ended: a call still open is parsed as it stands."""
+        out: list[Any] = []
+        if self._inside:
+            out += parse_body("".join(self._body), self._close)
+            self._inside, self._body = False, []
+        elif self._held:
+            out.append(self._held)
+        self._held = ""
+        return out
+
+    def _scan(self, text: str) -> list[Any]:
+        out: list[Any] = []
+        if self._inside:
+            self._body.append(text)
+            return self._close_if_ended(out)
+        text = self._held + text
+        self._held = ""
+        if self._bare:
+            stripped = text.lstrip()
+            if not stripped:
+                self._held = text
+                return out
+            if stripped[0] == "{" and _could_be_call(stripped):
+                if len(stripped) < 12:
+                    self._held = text  # not enough to tell yet
+                    return out
+                self._bare = False
+                self._inside, self._close, self._body = True, None, [stripped]
+                return out
+            self._bare = False
+        while text:
+            at, marker = _first_marker(text, self.family.opens)
+            if marker is None:
+                keep = _partial_marker(text, self.family.opens)
+                shown = text[:len(text) - keep]
+                self._held = text[len(text) - keep:]
+                if shown:
+                    out.append(shown)
+                return out
+            if at:
+                out.append(text[:at])
+            self._inside, self._close = True, self.family.opens[marker]
+            self._body = [text[at + len(marker):]]
+            return self._close_if_ended(out)  # what follows a closed call is scanned there
+        return out
+
+    def _close_if_ended(self, out: list[Any]) -> list[Any]:
+        """Inside a call whose closing marker may have arrived: the call, then the
+        text after it scanned again."""
+        close = self._close
+        if close is None:
+            return out
+        body = "".join(self._body)
+        end = body.find(close)
+        if end < 0:
+            self._body = [body]
+            return out
+        out += parse_body(body[:end], close)
+        self._inside, self._body = False, []
+        rest = body[end + len(close):]
+        if rest:
+            out += self._scan(rest)
+        return out
+
+
+def _first_marker(text: str, opens: dict[str, str | None]) -> tuple[int, str | None]:
+    best, found = len(text), None
+    for marker in opens:
+        i = text.find(marker)
+        if 0 <= i < best:
+            best, found = i, marker
+    return best, found
+
+
+def _partial_marker(text: str, opens: dict[str, str | None]) -> int:
+    """The length of the longest end of `text` that begins some marker."""
+    longest = 0
+    for marker in opens:
+        for n in range(min(len(marker) - 1, len(text)), longest, -1):
+            if text.endswith(marker[:n]):
+                longest = n
+                break
+    return longest
+
+
+_BARE_START = re.compile(r'\{\s*"(name|type|function)"')
+
+
+def _could_be_call(text: str) -> bool:
+    """Whether `text` (starting with "{") may still become `{"name": ...`."""
+    if _BARE_START.match(text):
+        return True
+    probe = '{"name"'
+    squeezed = re.sub(r"\s+", "", text)[:len(probe)]
+    return probe.startswith(squeezed) or '{"type"'.startswith(squeezed) or '{"function"'.startswith(squeezed)
+
+
+# ---------------------------------------------------------------- call bodies
+def parse_body(body: str, close: str | None) -> list[ToolCall]:
+    """The calls in what a marker enclosed (`close` tells which syntax it was)."""
+    text = body.strip()
+    if text.startswith("<function="):
+        return [_xml_call(text)]
+    if close is None and not text.startswith(("{", "[")) and "[ARGS]" in text:
+        return [_args_call(part) for part in text.split("[TOOL_CALLS]") if part.strip()]
+    if close is None and text.startswith("["):
+        return _json_calls(text)
+    if close is None and ";" in text and text.startswith("{"):
+        parts = _split_top_level(text, ";")
+        if len(parts) > 1:
+            return [c for p in parts for c in _json_calls(p)]
+    return _json_calls(text)
+
+
+def _json_calls(text: str) -> list[ToolCall]:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        return [ToolCall(_guess_name(text), None, raw=text, error=f"the call is not valid JSON ({e})")]
+    items = value if isinstance(value, list) else [value]
+    return [call_of(item, text) for item in items] or [ToolCall("?", None, raw=text, error="an empty call")]
+
+
+def call_of(item: Any, raw: str) -> ToolCall:
+    """A call from its JSON object ({name, arguments or parameters})."""
+    if not isinstance(item, dict):
+        return ToolCall("?", None, raw=raw, error="a call must be a JSON object")
+    if isinstance(item.get("function"), dict):  # {"type": "function", "function": {...}}
+        item = item["function"]
+    name = item.get("name")
+    arguments = item.get("arguments", item.get("parameters", {}))
+    if isinstance(arguments, str):  # arguments as a JSON string (OpenAI's shape)
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError as e:
+            return ToolCall(str(name or "?"), None, raw=raw, error=f"its arguments are not valid JSON ({e})")
+    if not isinstance(name, str) or not name:
+        return ToolCall("?", None, raw=raw, error='a call needs a "name"')
+    if not isinstance(arguments, dict):
+        return ToolCall(name, None, raw=raw, error="its arguments must be a JSON object")
+    return ToolCall(name, arguments, raw=raw)
+
+
+_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)(?:</function>|$)", re.S)
+_PARAMETER = re.compile(r"<parameter=([^>\n]+)>\n?(.*?)\n?(?:</parameter>|(?=<parameter=)|$)", re.S)
+
+
+def _xml_call(text: str) -> ToolCall:
+    """Qwen3-Coder's `<function=NAME><parameter=KEY>VALUE</parameter></function>`."""
+    match = _FUNCTION.match(text)
+    if match is None:
+        return ToolCall("?", None, raw=text, error="a <function=...> call that does not parse")
+    arguments = {key.strip(): _xml_value(value) for key, value in _PARAMETER.findall(match.group(2))}
+    return ToolCall(match.group(1).strip(), arguments, raw=text)
+
+
+def _xml_value(value: str) -> Any:
+    """A parameter's text: JSON where it is a number, true/false/null, object or list."""
+    stripped = value.strip()
+    if stripped[:1] in "{[-0123456789" or stripped in ("true", "false", "null"):
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            pass
+    return value
+
+
+def _args_call(text: str) -> ToolCall:
+    """Mistral's newer `NAME[ARGS]{json}` (or `NAME[CALL_ID]id[ARGS]{json}`)."""
+    name, _, arguments = text.partition("[ARGS]")
+    name = name.split("[CALL_ID]")[0].strip()
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError as e:
+        return ToolCall(name or "?", None, raw=text, error=f"its arguments are not valid JSON ({e})")
+    if not isinstance(value, dict):
+        return ToolCall(name or "?", None, raw=text, error="its arguments must be a JSON object")
+    return ToolCall(name, value, raw=text)
+
+
+def _split_top_level(text: str, sep: str) -> list[str]:
+    """`text` split at `sep` outside strings and brackets."""
+    parts, depth, start, quoted, escaped = [], 0, 0, False, False
+    for i, ch in enumerate(text):
+        if quoted:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+            continue
+        if ch == '"':
+            quoted = True
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _guess_name(text: str) -> str:
+    match = re.search(r'"name"\s*:\s*"([^"]{1,64})"', text)
+    return match.group(1) if match else "?"

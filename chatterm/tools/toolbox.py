@@ -1,0 +1,111 @@
+"""The tools a conversation may call, and who said yes: the tools enabled, those
+pre-approved (`--yes`), those the user allowed for the session ("always"), the
+per-turn limit. A call runs only once decided YES: by the user, or by one of those."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from chatterm.errors import ConfigError
+from chatterm.tools.builtin import BUILTIN, Done, Tool
+from chatterm.tools.calls import NO, YES, ToolCall, ToolResult
+
+CALL_LIMIT = 8  # calls a turn may make before the model is told to answer
+
+
+def select(spec: str | Iterable[str]) -> list[Tool]:
+    """Tools by name: "run,python", "all", or a list of names (unknown: ConfigError)."""
+    names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+    if "all" in names:
+        return list(BUILTIN.values())
+    unknown = [n for n in names if n not in BUILTIN]
+    if unknown:
+        raise ConfigError(f"unknown tool {unknown[0]!r}; the tools are {', '.join(BUILTIN)} (or all)")
+    return [BUILTIN[n] for n in dict.fromkeys(names)]
+
+
+class Toolbox:
+    def __init__(self, tools: Iterable[Tool] = (), preapproved: Iterable[str] = (), limit: int = CALL_LIMIT):
+        self.tools: dict[str, Tool] = {t.name: t for t in tools}
+        self.preapproved = set(preapproved)  # --yes NAME (or "all")
+        self.always: set[str] = set()  # "always this tool", for this session
+        self.limit = limit
+
+    def __bool__(self) -> bool:
+        return bool(self.tools)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [t.schema() for t in self.tools.values()]
+
+    def enable(self, tools: Iterable[Tool]) -> None:
+        self.tools.update((t.name, t) for t in tools)
+
+    def disable(self, names: Iterable[str] | None = None) -> None:
+        """`names` off (None: all of them)."""
+        for name in list(self.tools) if names is None else names:
+            self.tools.pop(name, None)
+
+    def decide_beforehand(self, call: ToolCall) -> None:
+        """Decide what needs no question: a call that does not parse or names no
+        enabled tool goes back to the model as an error; a pre-approved tool runs."""
+        if call.arguments is None or call.name not in self.tools:
+            call.decline("the call is not valid")
+        elif call.name in self.always:
+            call.approve(said_by="always (this session)")
+        elif call.name in self.preapproved or "all" in self.preapproved:
+            call.approve(said_by=f"--yes {call.name}")
+
+    def run(self, call: ToolCall, cancelled: Callable[[], bool]) -> ToolResult:
+        """The call's result: run once approved; otherwise why not, for the model."""
+        if call.arguments is None:
+            return _result(call, f"error: {call.error}. Write the call again, valid.", "did not parse", ok=False)
+        tool = self.tools.get(call.name)
+        if tool is None:
+            known = ", ".join(self.tools) or "none"
+            return _result(call, f"error: there is no tool {call.name!r} (the tools: {known})",
+                           "no such tool", ok=False)
+        if call.decision != YES:
+            return _result(call, "The user declined this call; it did not run. Ask or go on without it.",
+                           "declined", ok=False)
+        problem = check_arguments(tool, call.arguments)
+        if problem:
+            return _result(call, f"error: {problem}", "invalid arguments", ok=False)
+        try:
+            done = tool.run(call.arguments, cancelled)
+        except OSError as e:
+            done = Done(f"error: {e.strerror or e}", "failed", ok=False)
+        return _result(call, done.text, done.summary, done.ok)
+
+
+def _result(call: ToolCall, text: str, summary: str, ok: bool = True) -> ToolResult:
+    return ToolResult(call, text, summary, ok)
+
+
+_TYPES = {"string": str, "integer": int, "boolean": bool, "number": (int, float), "object": dict, "array": list}
+
+
+def check_arguments(tool: Tool, arguments: dict[str, Any]) -> str:
+    """What is wrong with `arguments` for `tool`'s schema ("" when nothing): the
+    required keys, and each known key's type."""
+    schema = tool.parameters
+    for key in schema.get("required", []):
+        if key not in arguments:
+            return f"{tool.name} needs {key!r}"
+    for key, value in arguments.items():
+        spec = schema.get("properties", {}).get(key)
+        if spec is None:
+            continue
+        wanted = _TYPES.get(spec.get("type", ""))
+        if wanted is not None and (not isinstance(value, wanted) or (spec.get("type") == "integer"
+                                                                      and isinstance(value, bool))):
+            return f"{key!r} must be {spec['type']}"
+    return ""
+
+
+def declined_for_limit(call: ToolCall, limit: int) -> ToolResult:
+    call.decline(f"the limit of {limit} calls a turn")
+    return _result(call, f"Not run: this turn reached its limit of {limit} tool calls. Answer with what you have.",
+                   f"not run: limit of {limit} calls", ok=False)
+
+
+__all__ = ["CALL_LIMIT", "NO", "YES", "Toolbox", "check_arguments", "declined_for_limit", "select"]

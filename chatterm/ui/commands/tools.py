@@ -1,0 +1,80 @@
+"""Commands on tools: /tools turns them on and off and lists them, /tool shows a call
+and its result whole."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prompt_toolkit.completion import Completion
+from rich.text import Text
+
+from chatterm.errors import ChattermError
+from chatterm.ui.commands.registry import CommandContext, command, complete_words
+
+
+def complete_tools(arg: str) -> Iterator[Completion]:
+    from chatterm.tools.builtin import BUILTIN
+
+    words = arg.split(" ")
+    if len(words) == 1:
+        return complete_words(arg, [("on", "all, or the ones named"), ("off", "all, or the ones named"),
+                                    *((n, t.description) for n, t in BUILTIN.items())])
+    return complete_words(words[-1], ((n, t.description) for n, t in BUILTIN.items()))
+
+
+@command("tools", "[on|off] [NAME ...]", complete=complete_tools)
+def _tools(ctx: CommandContext, arg: str) -> None:
+    """Tools the model may call (each call asked first): /tools lists them, /tools on|off [NAME ...] switches."""
+    from chatterm.tools.builtin import BUILTIN
+    from chatterm.tools.toolbox import Toolbox, select
+
+    conversation = ctx.conversation
+    if conversation.toolbox is None:
+        conversation.toolbox = Toolbox()
+    toolbox = conversation.toolbox
+    words = arg.replace(",", " ").split()
+    if words:
+        action, names = (words[0], words[1:]) if words[0] in ("on", "off") else ("on", words)
+        if action == "on":
+            toolbox.enable(select(names or ["all"]))
+        else:
+            if names:
+                select(names)  # an unknown name is refused, not ignored
+            toolbox.disable(names or None)
+        conversation.measure_again()
+    for name, tool in BUILTIN.items():
+        state = "on" if name in toolbox.tools else "off"
+        if state == "on" and (name in toolbox.always or name in toolbox.preapproved or "all" in toolbox.preapproved):
+            state = "on, runs without asking"
+        ctx.console.print(Text(f"  {name:<11} {state:<24} {tool.description}"), soft_wrap=True)
+    if toolbox:
+        syntax = ctx.loaded.tool_syntax if ctx.loaded.state() == "ready" else "…"
+        if syntax is None:
+            ctx.note("this model's chat template has no tool syntax: chatterm describes the tools in the system "
+                     "prompt and reads <tool_call> blocks")
+        elif syntax != "…":
+            ctx.note(f"calls are read in the {syntax} syntax" + (" (the server's parser first)" if syntax == "server" else
+                                                                " (the model's template)"))
+
+
+@command("tool", "[N]")
+def _tool(ctx: CommandContext, arg: str) -> None:
+    """Show tool call N of this conversation (default: the last) whole: its arguments and result."""
+    from chatterm.ui import tool_views
+
+    messages = ctx.conversation.messages
+    results = [i for i, m in enumerate(messages) if m["role"] == "tool"]
+    if not results:
+        raise ChattermError("no tool has been called in this conversation")
+    if arg and not arg.isdigit():
+        raise ChattermError("usage: /tool [N]")
+    number = int(arg) if arg else len(results)
+    if not 1 <= number <= len(results):
+        raise ChattermError(f"no tool call {number}: this conversation has {len(results)}")
+    result = messages[results[number - 1]]
+    call = tool_views.find_call(messages, results[number - 1])
+    ctx.note(f"▸ call {number}: {result.get('name', '?')} · {result.get('summary', '')}")
+    if call is not None:
+        ctx.console.print(Text(call.arguments_text()), soft_wrap=True)
+    ctx.note("result:")
+    ctx.console.print(Text(result["content"]), soft_wrap=True)

@@ -1,0 +1,258 @@
+"""Tool calls: parsed from each family's syntax as it streams, decided by the user,
+run in their own process group, fed back to the model, kept in the session."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from chatterm.conversation import Finish
+from chatterm.tools import markup, prompting
+from chatterm.tools.builtin import BUILTIN
+from chatterm.tools.calls import Notice, ToolCall, ToolResult
+from chatterm.tools.markup import HERMES, LLAMA3, MISTRAL, CallParser
+from chatterm.tools.runner import run_process
+from chatterm.tools.toolbox import Toolbox, select
+
+
+def stream(parser: CallParser, text: str, size: int = 1) -> tuple[str, list[ToolCall]]:
+    """`text` fed `size` characters at a time: every marker arrives split."""
+    shown, calls = [], []
+    for i in range(0, len(text), size):
+        for event in parser.feed(text[i:i + size]):
+            (shown if isinstance(event, str) else calls).append(event)
+    for event in parser.finish():
+        (shown if isinstance(event, str) else calls).append(event)
+    return "".join(shown), calls
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 1000])
+@pytest.mark.parametrize("family, text, before, expected", [
+    (HERMES, 'Let me look.\n<tool_call>\n{"name": "run", "arguments": {"command": "ls -la"}}\n</tool_call>',
+     "Let me look.\n", [("run", {"command": "ls -la"})]),
+    (HERMES, '<tool_call>\n<function=write_file>\n<parameter=path>\na.py\n</parameter>\n<parameter=content>\n'
+             'print(1)\nprint(2)\n</parameter>\n</function>\n</tool_call>', "",
+     [("write_file", {"path": "a.py", "content": "print(1)\nprint(2)"})]),
+    (HERMES, 'Two: <tool_call>{"name": "a", "arguments": {}}</tool_call> and <tool_call>'
+             '{"name": "b", "arguments": {"n": 1}}</tool_call> done.', "Two:  and  done.",
+     [("a", {}), ("b", {"n": 1})]),
+    (LLAMA3, '{"name": "run", "parameters": {"command": "pytest -q"}}', "", [("run", {"command": "pytest -q"})]),
+    (LLAMA3, 'Sure.<|python_tag|>{"name": "read_file", "parameters": {"path": "x"}}', "Sure.",
+     [("read_file", {"path": "x"})]),
+    (LLAMA3, '{braces} are not a call', "{braces} are not a call", []),
+    (MISTRAL, '[TOOL_CALLS][{"name": "run", "arguments": {"command": "date"}}]', "",
+     [("run", {"command": "date"})]),
+    (MISTRAL, 'ok[TOOL_CALLS]run[ARGS]{"command": "uname -a"}', "ok", [("run", {"command": "uname -a"})]),
+    (HERMES, "a < b and [x] are text, <tool and all", "a < b and [x] are text, <tool and all", []),
+    (HERMES, "用中文说：<tool_call>{\"name\": \"run\", \"arguments\": {\"command\": \"echo 你好\"}}</tool_call>",
+     "用中文说：", [("run", {"command": "echo 你好"})]),
+])
+def test_calls_are_parsed_from_each_familys_syntax_split_anywhere(family, text, before, expected, size):
+    shown, calls = stream(CallParser(family), text, size)
+    assert shown == before
+    assert [(c.name, c.arguments) for c in calls] == expected
+    assert all(not c.error for c in calls)
+
+
+def test_a_call_that_does_not_parse_is_an_error_call_never_text():
+    shown, calls = stream(CallParser(HERMES), 'x<tool_call>{"name": "run", "arguments": {"command": </tool_call>y')
+    assert shown == "xy" and len(calls) == 1
+    assert calls[0].arguments is None and "not valid JSON" in calls[0].error and calls[0].name == "run"
+
+
+def test_the_family_comes_from_the_template():
+    assert markup.family_of("{{- '<tool_call>\\n' }}") is HERMES
+    assert markup.family_of("[TOOL_CALLS]") is MISTRAL
+    assert markup.family_of("{%- if tools %}<|python_tag|>") is LLAMA3
+    assert markup.family_of("{% for m in messages %}<|im_start|>") is None
+
+
+def test_a_reply_without_markers_costs_no_copy():
+    parser = CallParser(HERMES)
+    piece = "plain words"
+    assert parser.feed(piece)[0] is piece
+
+
+def test_the_runner_kills_the_whole_group_on_cancel_and_caps_output(tmp_path):
+    marker = tmp_path / "child-alive"
+    flag = {"stop": False}
+    start = time.monotonic()
+
+    def cancelled():
+        if time.monotonic() - start > 0.5:
+            flag["stop"] = True
+        return flag["stop"]
+    outcome = run_process(["bash", "-c", f"(sleep 3; touch {marker}) & sleep 30"], cancelled=cancelled)
+    assert outcome.cancelled and outcome.exit_code is None and time.monotonic() - start < 5
+    time.sleep(3.5)
+    assert not marker.exists()  # the background child died with its group
+    big = run_process(["python3", "-c", "print('x' * 200000); print('the end')"])
+    assert big.exit_code == 0 and "bytes left out" in big.output and big.output.rstrip().endswith("the end")
+    slow = run_process(["sleep", "10"], timeout_s=0.5)
+    assert slow.timed_out and "killed after" in slow.summary
+
+
+def conversation_with_tools(fake_conversation, *replies, tools="run,python,read_file,write_file", yes=()):
+    conversation = fake_conversation(*replies, sampling={"max_tokens": 1000})
+    conversation.toolbox = Toolbox(select(tools), yes)
+    return conversation
+
+
+def drive(turn, decide):
+    """Iterate a turn as a front end does: `decide(call)` answers each undecided call."""
+    events = []
+    for event in turn:
+        if isinstance(event, ToolCall) and event.decision is None:
+            decide(event)
+        events.append(event)
+    return events
+
+
+def test_an_approved_call_runs_and_its_result_goes_back_to_the_model(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = '{"name": "run", "arguments": {"command": "echo made > out.txt; echo done"}}'
+    conversation = conversation_with_tools(fake_conversation, f"I will run it.<tool_call>{call}</tool_call>",
+                                           "It printed done.")
+    events = drive(conversation.send("make a file"), lambda c: c.approve())
+    text = "".join(e for e in events if isinstance(e, str))
+    assert text == "I will run it.It printed done."
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert (tmp_path / "out.txt").read_text() == "made\n" and results[0].summary == "exit 0 · 1 line"
+    roles = [m["role"] for m in conversation.messages]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    asked = conversation.messages[2]
+    assert asked["content"] == "I will run it." and asked["tool_calls"][0]["function"]["name"] == "run"
+    prompt = bytes(conversation.engine.prompts[-1]).decode()
+    # chatml has no tool syntax: the tools are taught in the system prompt, results come back as text
+    assert "<tools>" in prompt and '"name": "run"' in prompt
+    assert "<tool_response>\n[exit code 0]\ndone\n\n</tool_response>" in prompt
+    assert "<tool_call>\n{\"name\": \"run\"" in prompt  # the call as the model wrote it, for the next round
+
+
+def test_a_declined_call_never_runs(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = '{"name": "run", "arguments": {"command": "touch marker"}}'
+    conversation = conversation_with_tools(fake_conversation, f"<tool_call>{call}</tool_call>", "OK, I won't.")
+    events = drive(conversation.send("q"), lambda c: c.decline())
+    assert not (tmp_path / "marker").exists()
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert result.summary == "declined" and "declined" in conversation.messages[3]["content"]
+    assert conversation.messages[-1]["content"] == "OK, I won't."
+
+
+def test_pre_approved_and_always_calls_run_without_asking(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = '<tool_call>{"name": "run", "arguments": {"command": "echo hi"}}</tool_call>'
+    conversation = conversation_with_tools(fake_conversation, call, "done", yes=("run",))
+    asked = []
+    events = drive(conversation.send("q"), asked.append)
+    assert asked == [] and next(e for e in events if isinstance(e, ToolResult)).summary == "exit 0 · 1 line"
+
+
+def test_the_per_turn_limit_stops_the_calls_with_a_notice(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = '<tool_call>{"name": "run", "arguments": {"command": "echo x"}}</tool_call>'
+    conversation = conversation_with_tools(fake_conversation, call * 3, call * 3, "gave up")
+    conversation.toolbox.limit = 4
+    events = drive(conversation.send("q"), lambda c: c.approve())
+    ran = [e for e in events if isinstance(e, ToolResult) and e.summary.startswith("exit")]
+    assert len(ran) == 4
+    assert any(isinstance(e, Notice) and "limit of 4" in e.text for e in events)
+    assert conversation.messages[-1]["content"] == "gave up"
+
+
+def test_an_unparsable_call_goes_back_as_an_error_and_the_turn_goes_on(fake_conversation):
+    conversation = conversation_with_tools(fake_conversation, '<tool_call>{"name": "run", </tool_call>', "sorry")
+    events = drive(conversation.send("q"), lambda c: pytest.fail("an invalid call is not asked about"))
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert result.summary == "did not parse" and conversation.messages[-1]["content"] == "sorry"
+
+
+def test_ctrl_c_during_a_tool_stops_it_and_the_turn(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = '<tool_call>{"name": "run", "arguments": {"command": "sleep 30; touch late"}}</tool_call>'
+    conversation = conversation_with_tools(fake_conversation, call, "never said")
+    turn = conversation.send("q")
+    start = time.monotonic()
+
+    def approve_then_cancel_soon(c):
+        c.approve()
+        import threading
+        threading.Timer(0.3, turn.cancel).start()
+    events = drive(turn, approve_then_cancel_soon)
+    assert time.monotonic() - start < 5
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert result.summary.startswith("stopped (Ctrl-C)") and not (tmp_path / "late").exists()
+    assert conversation.messages[-1]["role"] == "tool"  # no answer was asked for after the stop
+
+
+def test_tools_off_leaves_the_reply_untouched(fake_conversation):
+    text = 'look: <tool_call>{"name": "run", "arguments": {}}</tool_call>'
+    conversation = fake_conversation(text)
+    assert "".join(conversation.send("q")) == text and "tool_calls" not in conversation.messages[-1]
+
+
+def test_a_session_with_calls_round_trips(fake_conversation, tmp_path, monkeypatch, private_dirs):
+    from chatterm import sessions
+
+    monkeypatch.chdir(tmp_path)
+    conversation = conversation_with_tools(
+        fake_conversation, '<tool_call>{"name": "run", "arguments": {"command": "echo 1"}}</tool_call>', "one")
+    drive(conversation.send("q"), lambda c: c.approve())
+    session = conversation.session
+    session.name = "tools"
+    path = session.save()
+    data = json.loads(path.read_text())
+    assert data["format"] == 3
+    again = sessions.load("tools")
+    assert again.messages == conversation.messages
+    assert [m["role"] for m in again.messages] == ["system", "user", "assistant", "tool", "assistant"]
+
+
+def test_write_file_shows_the_diff_first(tmp_path):
+    target = tmp_path / "a.txt"
+    target.write_text("one\ntwo\n")
+    preview = BUILTIN["write_file"].preview({"path": str(target), "content": "one\n2\n"})
+    assert "-two" in preview and "+2" in preview
+    assert "new file" in BUILTIN["write_file"].preview({"path": str(tmp_path / "b.txt"), "content": "x"})
+
+
+def test_native_and_text_prompting_of_calls():
+    messages = [{"role": "user", "content": "q"},
+                {"role": "assistant", "content": "", "tool_calls": [ToolCall("run", {"command": "ls"}, id="c1").as_message()]},
+                {"role": "tool", "tool_call_id": "c1", "name": "run", "content": "a\nb", "summary": "exit 0"}]
+    native = prompting.native(messages)
+    assert native[1]["tool_calls"][0]["function"]["arguments"] == {"command": "ls"}
+    assert native[2] == {"role": "tool", "content": "a\nb", "name": "run", "tool_call_id": "c1"}
+    text = prompting.as_text(messages, [BUILTIN["run"].schema()])
+    assert text[0]["role"] == "system" and "<tools>" in text[0]["content"]
+    assert text[3] == {"role": "user", "content": "<tool_response>\na\nb\n</tool_response>"}
+    openai = prompting.openai(messages)
+    assert json.loads(openai[1]["tool_calls"][0]["function"]["arguments"]) == {"command": "ls"}
+
+
+def test_export_writes_tool_calls_in_trls_format(fake_conversation, tmp_path, monkeypatch, private_dirs):
+    from chatterm.sessions import datasets, markdown
+
+    monkeypatch.chdir(tmp_path)
+    conversation = conversation_with_tools(
+        fake_conversation, '<tool_call>{"name": "run", "arguments": {"command": "echo 42"}}</tool_call>',
+        "The answer is 42.")
+    drive(conversation.send("what does echo 42 print?"), lambda c: c.approve())
+    conversation.rate(None, "good")
+    tally = datasets.Tally()
+    [record] = list(datasets.records(conversation.messages, datasets.Options(format="sft"), tally))
+    assert [m["role"] for m in record["messages"]] == ["system", "user", "assistant", "tool", "assistant"]
+    assert record["messages"][2]["tool_calls"] == [{"type": "function",
+                                                    "function": {"name": "run", "arguments": {"command": "echo 42"}}}]
+    assert record["messages"][3]["name"] == "run" and "42" in record["messages"][3]["content"]
+    assert record["tools"] == [BUILTIN["run"].schema()]
+    assert conversation.messages[-1]["rating"] == "good"  # the rating is the final answer's
+    [kto] = list(datasets.records(conversation.messages, datasets.Options(format="kto"), datasets.Tally()))
+    assert kto["completion"][0]["content"] == "The answer is 42." and kto["prompt"][-1]["role"] == "tool"
+    text = markdown.transcript(conversation.session)
+    assert "## Tool result (run: exit 0 · 1 line)" in text and "Calls `run`:" in text
