@@ -89,6 +89,9 @@ def main(args: list[str] | None = None) -> None:
 @click.option("--yes", "preapproved", multiple=True, metavar="TOOL",
               help="Run this tool's calls without asking (repeatable; 'all' for every tool). Without a "
                    "terminal, only these run.")
+@click.option("--tool-choice", type=click.Choice(["auto", "required"]), default="auto", show_default=True,
+              help="required: the model answers each question with a tool call first (kept to the tool's "
+                   "schema on llama.cpp; tool_choice on a server).")
 @click.option("--template", metavar="NAME", help="Chat template: gguf (the file's own) or a preset such as chatml, llama3.")
 @click.option("-c", "--continue", "resume", is_flag=True, help="Resume the most recent chat session.")
 @click.option("--session", metavar="NAME", help="Open (or create) the named chat session.")
@@ -127,7 +130,8 @@ def _run_options(opts: dict[str, Any]) -> Any:
                       threads=opts["threads"], ctx=opts["ctx"], template=opts["template"],
                       system=system, base_url=opts["base_url"], api_key_env=opts["api_key_env"],
                       sampling={k: opts[k] for k in SETTINGS if opts[k] is not None},
-                      tools=_tools(opts["tools"], opts["preapproved"]), preapproved=tuple(opts["preapproved"]))
+                      tools=_tools(opts["tools"], opts["preapproved"]), preapproved=tuple(opts["preapproved"]),
+                      tool_choice=opts["tool_choice"])
 
 
 def _tools(spec: str | None, preapproved: tuple[str, ...]) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ class RunOptions:
     restart: bool = True  # restart a crashed engine (the one-shot CLI reports it instead)
     tools: tuple[str, ...] = ()  # the tools the model may call (--tools)
     preapproved: tuple[str, ...] = ()  # those that run without asking (--yes)
+    tool_choice: str = "auto"  # "required": the first reply of a turn is a call
 
 
 @dataclass
@@ -122,7 +123,7 @@ def conversation(loaded: Model, options: RunOptions, session: Any = None) -> Con
     if options.tools:
         from chatterm.tools.toolbox import Toolbox, select
 
-        conversation.toolbox = Toolbox(select(options.tools), options.preapproved)
+        conversation.toolbox = Toolbox(select(options.tools), options.preapproved, choice=options.tool_choice)
     return conversation
 
 

@@ -106,6 +106,10 @@ class Sampling:
     # Not a user setting: control tokens streamed as their text (tools on: Llama's
     # <|python_tag|> and Mistral's [TOOL_CALLS] are control tokens that mark a call).
     special_pieces: bool = False
+    # Not a user setting: the tools whose calls llama.cpp keeps to their JSON Schema,
+    # from the `<tool_call>` marker on (a lazy grammar: free text before it).
+    call_schemas: list | None = None
+    call_required: bool = False  # the reply is a call (tool_choice "required"): the grammar from its first token
 
     @classmethod
     def names(cls) -> list[str]:

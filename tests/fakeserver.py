@@ -17,6 +17,19 @@ def event(text: str) -> bytes:
 DONE = b"data: [DONE]\n\n"
 
 
+def call_events(name: str, arguments: str, call_id: str = "call-1", pieces: int = 5) -> list[bytes]:
+    """A tool call as a server with a tool parser streams it: the name, then the
+    arguments' JSON split over `pieces` events, then finish_reason "tool_calls"."""
+    def data(delta: dict, finish: str | None = None) -> bytes:
+        return b"data: " + json.dumps({"choices": [{"delta": delta, "index": 0, "finish_reason": finish}]}).encode() + b"\n\n"
+    size = -(-len(arguments) // pieces)
+    parts = [arguments[i:i + size] for i in range(0, len(arguments), size)]
+    return [data({"tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                                  "function": {"name": name, "arguments": ""}}]}),
+            *(data({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}) for part in parts),
+            data({}, "tool_calls"), DONE]
+
+
 class FakeServer:
     """`chunks`: the SSE body of /v1/chat/completions (bytes, sent one by one);
     `status`/`body`: an HTTP error instead; `stall`: accept and never answer;
@@ -25,7 +38,10 @@ class FakeServer:
 
     def __init__(self, chunks: list[bytes] | None = None, status: int = 200, body: bytes = b"",
                  stall: bool = False, delay_s: float = 0.0, model_id: str = "fake-model",
-                 models_body: tuple[bytes, dict[str, str]] | None = None):
+                 models_body: tuple[bytes, dict[str, str]] | None = None,
+                 replies: list[list[bytes]] | None = None):
+        """`replies`: the SSE bodies of successive requests (then `chunks` for the rest)."""
+        self.replies = list(replies or [])
         self.chunks, self.status, self.body, self.stall, self.delay_s = chunks or [], status, body, stall, delay_s
         self.model_id, self.models_body = model_id, models_body
         self.requests: list[dict[str, Any]] = []
@@ -70,7 +86,7 @@ class FakeServer:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()
-                for chunk in server.chunks:
+                for chunk in (server.replies.pop(0) if server.replies else server.chunks):
                     self.wfile.write(chunk)
                     self.wfile.flush()
                     time.sleep(server.delay_s)

@@ -256,3 +256,123 @@ def test_export_writes_tool_calls_in_trls_format(fake_conversation, tmp_path, mo
     assert kto["completion"][0]["content"] == "The answer is 42." and kto["prompt"][-1]["role"] == "tool"
     text = markdown.transcript(conversation.session)
     assert "## Tool result (run: exit 0 · 1 line)" in text and "Calls `run`:" in text
+
+
+TEMPLATES = Path(__file__).parent / "templates"
+FAMILY_REPLIES = {
+    "qwen25": ('<tool_call>\n{"name": "run", "arguments": {"command": "echo 7"}}\n</tool_call>',
+               ["<tools>\n{\"type\": \"function\"", '<tool_call>\n{"name": "run", "arguments": {"command": "echo 7"}}',
+                "<|im_start|>user\n<tool_response>\n[exit code 0]\n7\n\n</tool_response><|im_end|>"]),
+    "llama32": ('{"name": "run", "parameters": {"command": "echo 7"}}',
+                ["Environment: ipython", '"name": "run"', '{"name": "run", "parameters": {"command": "echo 7"}}<|eot_id|>',
+                 "<|start_header_id|>ipython<|end_header_id|>\n\n[exit code 0]\n7\n<|eot_id|>"]),
+    "mistral": ('[TOOL_CALLS] [{"name": "run", "arguments": {"command": "echo 7"}}]',
+                ["[AVAILABLE_TOOLS] [{\"type\": \"function\"", '[TOOL_CALLS] [{"name": "run", "arguments": {"command": "echo 7"}, "id": "',
+                 '[TOOL_RESULTS] {"content": "[exit code 0]\\n7\\n", "call_id": "']),
+    "qwen3coder": ("<tool_call>\n<function=run>\n<parameter=command>\necho 7\n</parameter>\n</function>\n</tool_call>",
+                   ["<function>\n<name>run</name>", "<function=run>\n<parameter=command>\necho 7\n</parameter>",
+                    "<tool_response>\n[exit code 0]\n7\n\n</tool_response>"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_REPLIES))
+def test_each_familys_template_renders_tools_calls_and_results(name, fake_model, tmp_path, monkeypatch):
+    """A call in the family's syntax is parsed, run, and rendered back through a template
+    of that family's structure (in the sandboxed template worker), with the tools offered."""
+    from chatterm.conversation.local import LocalBackend
+    from chatterm.conversation.templates import ChatTemplate
+    from chatterm.loader import RunOptions, conversation as make
+
+    monkeypatch.chdir(tmp_path)
+    source = (TEMPLATES / f"{name}.jinja").read_text()
+    reply, expected = FAMILY_REPLIES[name]
+    loaded = fake_model(reply, "It printed 7.", sampling={"max_tokens": 400})
+    loaded.backend = LocalBackend(loaded.backend.engine, ChatTemplate(source, name="model file"))
+    conversation = make(loaded, RunOptions(tools=("run",)))
+    assert loaded.tool_syntax == {"llama32": "llama3", "mistral": "mistral"}.get(name, "hermes")
+    events = drive(conversation.send("what does echo 7 print?"), lambda c: c.approve())
+    assert [e.summary for e in events if isinstance(e, ToolResult)] == ["exit 0 · 1 line"]
+    assert conversation.messages[-1]["content"] == "It printed 7."
+    # (the fake's end-of-turn id, 256, is in the prompt cache's ids: it has no bytes)
+    prompt = bytes(t for t in conversation.engine.prompts[-1] if t < 256).decode()
+    for part in expected:
+        assert part in prompt, (part, prompt)
+
+
+def test_a_server_streams_tool_calls_and_gets_the_results_back(tmp_path, monkeypatch):
+    from chatterm.loader import RunOptions
+    from tests.fakeserver import DONE, FakeServer, call_events, event
+    from tests.helpers import converse
+
+    monkeypatch.chdir(tmp_path)
+    arguments = json.dumps({"command": "echo 你好 > hi.txt; cat hi.txt"}, ensure_ascii=False)
+    with FakeServer([event("It said 你好."), DONE], replies=[[event("Running it. "), *call_events("run", arguments)]]) as fake:
+        chat = converse(RunOptions(base_url=fake.url, tools=("run",)))
+        events = drive(chat.send("say hello in Chinese into a file"), lambda c: c.approve())
+        first, second = [r["json"] for r in fake.requests if r["path"].endswith("chat/completions")]
+    assert first["tools"] == [BUILTIN["run"].schema()]
+    call = next(e for e in events if isinstance(e, ToolCall))
+    assert (call.name, call.arguments, call.id) == ("run", json.loads(arguments), "call-1")
+    assert (tmp_path / "hi.txt").read_text() == "你好\n"
+    assistant, tool = second["messages"][-2:]
+    assert assistant["tool_calls"][0]["id"] == "call-1" and json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == json.loads(arguments)
+    assert tool == {"role": "tool", "tool_call_id": "call-1", "content": "[exit code 0]\n你好\n"}
+    assert chat.messages[-1]["content"] == "It said 你好."
+
+
+def test_a_server_without_a_tool_parser_passes_markup_that_is_still_read(tmp_path, monkeypatch):
+    from chatterm.loader import RunOptions
+    from tests.fakeserver import DONE, FakeServer, event
+    from tests.helpers import converse
+
+    monkeypatch.chdir(tmp_path)
+    markup_reply = '<tool_call>\n{"name": "list_files", "arguments": {}}\n</tool_call>'
+    pieces = [event(markup_reply[i:i + 4]) for i in range(0, len(markup_reply), 4)]
+    with FakeServer([event("done"), DONE], replies=[[*pieces, DONE]]) as fake:
+        chat = converse(RunOptions(base_url=fake.url, tools=("list_files",)))
+        events = drive(chat.send("what is here?"), lambda c: c.approve())
+    assert "".join(e for e in events if isinstance(e, str)) == "done"
+    assert [e.call.name for e in events if isinstance(e, ToolResult)] == ["list_files"]
+
+
+@pytest.mark.slow
+def test_the_default_model_writes_schema_valid_calls_under_the_grammar(tmp_path, monkeypatch):
+    """llama.cpp with the call grammar: told to call (tool_choice "required"), even a
+    135M model writes calls that parse and fit their tool's schema, Chinese included."""
+    from chatterm.loader import RunOptions
+    from chatterm.sessions import Session
+    from chatterm.tools.toolbox import check_arguments
+    from tests.helpers import converse
+
+    monkeypatch.chdir(tmp_path)
+    chat = converse(RunOptions(engine="llama.cpp", threads=2, tools=("run", "read_file", "write_file"),
+                               tool_choice="required"))
+    try:
+        for question in ("List the files here.", "Show me what notes.txt says.", "写一个文件 hello.txt，内容是你好"):
+            chat.open(Session(name="", messages=[]))
+            chat.overrides = {"temperature": 0.7, "max_tokens": 160, "seed": 7}
+            calls = drive(chat.send(question), lambda c: c.decline())
+            call = next(e for e in calls if isinstance(e, ToolCall))
+            assert call.error == "" and call.name in chat.toolbox.tools, call
+            assert check_arguments(chat.toolbox.tools[call.name], call.arguments) == "", call
+    finally:
+        chat.engine.close()
+
+
+@pytest.mark.slow
+def test_the_lazy_grammar_leaves_text_before_a_call_alone():
+    """Until the model writes <tool_call> the grammar is asleep: greedy text is the same
+    with the tools' grammar in the sampler chain as without it."""
+    from chatterm.engines import load
+    from chatterm.engines.base import LoadOptions
+    from chatterm.models.catalog import Catalog
+    from chatterm.settings import Sampling
+
+    engine = load("llama.cpp", LoadOptions(path=Catalog.load().models["smollm2"].model_path(), n_ctx=1024, threads=2))
+    prompt = engine.tokenize("<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n")
+    greedy = Sampling(temperature=0.0, max_tokens=40, seed=0)
+    plain = b"".join(t.piece for t in engine.generate(prompt, greedy, limit=40))
+    engine.reset()
+    lazy = greedy.updated(call_schemas=[BUILTIN["run"].schema()])
+    with_grammar = b"".join(t.piece for t in engine.generate(prompt, lazy, limit=40))
+    assert plain == with_grammar and b"<tool_call>" not in plain and len(plain) > 20

@@ -24,7 +24,7 @@ def test_a_call_is_shown_asked_run_and_kept(spawn, tmp_path):
     child.sendline("make a file")
     child.expect("the model asks to call run")
     child.expect(r"run\? \[y\]es \[n\]o \[a\]lways run \[e\]dit \[v\]iew")
-    assert "<tool_call>" not in child.transcript  # a call is shown as a call, never as markup
+    assert '{"name": "run"' not in child.transcript  # a call is shown as a call, never as markup
     child.sendline("y")
     child.expect(r"▸ run: echo made > made.txt; echo 'all good' · exit 0 · 1 line  \(/tool 1\)")
     child.expect("The file is made.")

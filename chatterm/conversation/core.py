@@ -236,7 +236,13 @@ class Conversation:
         toolbox = self.toolbox or None
         sampling = sampling or self.sampling
         if toolbox is not None:
-            sampling = sampling.updated(special_pieces=True)
+            from chatterm.tools.markup import HERMES
+
+            # Calls in the <tool_call> syntax are kept to their schemas where the engine
+            # can (llama.cpp's lazy grammar); other engines ignore it.
+            schemas = toolbox.schemas() if self.backend.tool_family is HERMES else None
+            sampling = sampling.updated(special_pieces=True, call_schemas=schemas,
+                                        call_required=toolbox.choice == "required")
         made = 0  # calls this turn
         while True:
             try:
@@ -269,6 +275,7 @@ class Conversation:
             if turn.cancelled():
                 return
             record = self._append  # the answer after the results is a message of its own
+            sampling = sampling.updated(call_required=False)  # "required" asks for one call, not calls for ever
             prompt = self._prompt(self.messages, None, turn)
 
     def _calls(self, turn: Turn, toolbox: Any, calls: list[Any], made: int) -> Iterator[Any]:

@@ -155,6 +155,8 @@ class RemoteBackend:
             "max_tokens": max(1, min(sampling.max_tokens, self.n_ctx - prompt.size)), **prompt.body}
         if sampling.seed is not None:
             payload["seed"] = sampling.seed
+        if sampling.call_required and "tools" in prompt.body:
+            payload["tool_choice"] = "required"
         if self.stop:
             payload["stop"] = self.stop[:4]  # the API's limit
         return RemoteReply(self.engine, prompt, payload, cancelled)

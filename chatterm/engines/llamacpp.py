@@ -185,12 +185,16 @@ class LlamaCppEngine(Engine):
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         add = lambda sampler: lib.llama_sampler_chain_add(chain, sampler)  # noqa: E731
+        if sampling.call_schemas:  # first: it must see every candidate, or a call may have none left
+            add(self._call_grammar(sampling.call_schemas, sampling.call_required))
         greedy = sampling.temperature <= 0 or sampling.top_k == 1
         top_k = max(sampling.top_k, 0)
         if top_k or greedy:
             add(lib.llama_sampler_init_top_k(top_k or 40))
+        penalties = None
         if sampling.repeat_penalty != 1.0:
-            add(lib.llama_sampler_init_penalties(self._n_vocab, LAST_N_TOKENS, sampling.repeat_penalty, 0.0, 0.0))
+            penalties = lib.llama_sampler_init_penalties(self._n_vocab, LAST_N_TOKENS, sampling.repeat_penalty, 0.0, 0.0)
+            add(penalties)
         if greedy:
             add(lib.llama_sampler_init_greedy())
         else:
@@ -199,9 +203,27 @@ class LlamaCppEngine(Engine):
             add(lib.llama_sampler_init_temp(sampling.temperature))
             seed = sampling.seed if sampling.seed is not None else random.randrange(1 << 31)
             add(lib.llama_sampler_init_dist(seed))
-        for token in history:  # the penalty counts recent prompt tokens too, as llama.cpp's CLI does
-            lib.llama_sampler_accept(chain, token)
+        if penalties is not None:
+            # The penalty counts recent prompt tokens too, as llama.cpp's CLI does (the
+            # penalty alone: a call earlier in the prompt must not trigger the grammar).
+            for token in history:
+                lib.llama_sampler_accept(penalties, token)
         return chain
+
+    def _call_grammar(self, schemas: list, required: bool) -> Any:
+        """The lazy grammar sampler for calls to `schemas` (`call_grammar`)."""
+        from chatterm.engines.call_grammar import TRIGGER, hermes_gbnf
+
+        lib = self._lib
+        gbnf = hermes_gbnf(schemas).encode()
+        if required:  # the reply is a call: constrained from its first token
+            sampler = lib.llama_sampler_init_grammar(self._vocab, gbnf, b"root")
+        else:
+            patterns = (ctypes.c_char_p * 1)(TRIGGER.encode())
+            sampler = lib.llama_sampler_init_grammar_lazy_patterns(self._vocab, gbnf, b"root", patterns, 1, None, 0)
+        if not sampler:
+            raise EngineError("llama.cpp could not parse the tools' call grammar")
+        return sampler
 
     def reset(self) -> None:
         self._lib.llama_memory_clear(self._memory, True)

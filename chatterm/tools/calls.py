@@ -20,7 +20,8 @@ class ToolCall:
     arguments: dict[str, Any] | None
     raw: str = ""
     error: str = ""
-    id: str = field(default_factory=lambda: "call_" + uuid.uuid4().hex[:12])
+    # Nine letters and digits: Mistral's templates refuse any other id (OpenAI takes any).
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:9])
     decision: str | None = None  # YES or NO: the user's (or a pre-approval's) answer
     said_by: str = ""  # who decided when the user was not asked: "--yes run", "always (this session)"
 

@@ -25,11 +25,15 @@ def select(spec: str | Iterable[str]) -> list[Tool]:
 
 
 class Toolbox:
-    def __init__(self, tools: Iterable[Tool] = (), preapproved: Iterable[str] = (), limit: int = CALL_LIMIT):
+    def __init__(self, tools: Iterable[Tool] = (), preapproved: Iterable[str] = (), limit: int = CALL_LIMIT,
+                 choice: str = "auto"):
+        """`choice`: "auto" (the model decides) or "required" (its first reply of a turn
+        is a call, as OpenAI's tool_choice)."""
         self.tools: dict[str, Tool] = {t.name: t for t in tools}
         self.preapproved = set(preapproved)  # --yes NAME (or "all")
         self.always: set[str] = set()  # "always this tool", for this session
         self.limit = limit
+        self.choice = choice
 
     def __bool__(self) -> bool:
         return bool(self.tools)

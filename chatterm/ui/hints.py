@@ -40,3 +40,9 @@ def chinese_hint(text: str, spec: ModelSpec, switch: str) -> str | None:
     pull = "" if have else f" (chatterm pull {best.name} first)"
     return (f"{spec.name} is not a Chinese model (languages: {', '.join(spec.languages)}); "
             f"for Chinese: {switch} {best.name}{pull}")
+
+
+def tools_as_text() -> str:
+    """Tools are on and the model's chat template has no tool syntax."""
+    return ("this model's chat template has no tool syntax: chatterm describes the tools in the system prompt "
+            "and reads <tool_call> blocks (a small model may never write one; --tool-choice required makes it)")

@@ -32,6 +32,10 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
             click.echo(f"chatterm: {note}", err=True)
         if conversation.think_ignored:
             click.echo(f"chatterm: {think_ignored('--think/--no-think')}", err=True)
+        if conversation.toolbox and loaded.tool_syntax is None:
+            from chatterm.ui.hints import tools_as_text
+
+            click.echo(f"chatterm: {tools_as_text()}", err=True)
         hint = chinese_hint(text, loaded.spec, "-m")
         if hint:
             click.echo(f"chatterm: {hint}", err=True)

@@ -206,11 +206,13 @@ class Repl:
         get_app().create_background_task(self._engine_news())
 
     def tell_notes(self) -> None:
-        from chatterm.ui.hints import think_ignored
+        from chatterm.ui.hints import think_ignored, tools_as_text
 
         notes = self.loaded.notes
         if self.conversation.think_ignored:
             notes.append(think_ignored("/set think"))
+        if self.conversation.toolbox and self.loaded.tool_syntax is None:
+            notes.append(tools_as_text())
         for note in notes:
             self._once(note, self.note)
 

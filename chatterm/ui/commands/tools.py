@@ -50,8 +50,9 @@ def _tools(ctx: CommandContext, arg: str) -> None:
     if toolbox:
         syntax = ctx.loaded.tool_syntax if ctx.loaded.state() == "ready" else "…"
         if syntax is None:
-            ctx.note("this model's chat template has no tool syntax: chatterm describes the tools in the system "
-                     "prompt and reads <tool_call> blocks")
+            from chatterm.ui.hints import tools_as_text
+
+            ctx.note(tools_as_text())
         elif syntax != "…":
             ctx.note(f"calls are read in the {syntax} syntax" + (" (the server's parser first)" if syntax == "server" else
                                                                 " (the model's template)"))
