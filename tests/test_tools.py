@@ -376,3 +376,81 @@ def test_the_lazy_grammar_leaves_text_before_a_call_alone():
     lazy = greedy.updated(call_schemas=[BUILTIN["run"].schema()])
     with_grammar = b"".join(t.piece for t in engine.generate(prompt, lazy, limit=40))
     assert plain == with_grammar and b"<tool_call>" not in plain and len(plain) > 20
+
+
+def test_hostile_arguments_are_folded_and_shown_as_they_are():
+    from chatterm.ui import tool_views
+
+    huge = ToolCall("run", {"command": "x" * (1 << 20)})
+    shown, left = tool_views.folded(tool_views.body(huge, "command"))
+    assert len(shown) < 400 and shown.endswith(f"… (+{(1 << 20) - tool_views.WIDE} characters)") and left == 0
+    many = ToolCall("python", {"code": "\n".join(f"line {i}" for i in range(100))})
+    shown, left = tool_views.folded(tool_views.body(many, "code"))
+    assert shown.count("\n") == tool_views.FOLD - 1 and left == 100 - tool_views.FOLD
+    upward = ToolCall("read_file", {"path": "../../etc/passwd"})
+    assert tool_views.collapsed("read_file", upward.arguments, "3 lines", 1, "path") == \
+        "▸ read_file: ../../etc/passwd · 3 lines  (/tool 1)"
+
+
+def test_retry_edit_alt_and_continue_work_across_calls(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = '<tool_call>{"name": "run", "arguments": {"command": "echo a"}}</tool_call>'
+    conversation = conversation_with_tools(fake_conversation, call, "first answer", call, "second answer",
+                                           "edited answer", " and more")
+    asked = []
+    drive(conversation.send("q"), lambda c: (asked.append(c.name), c.approve()))
+    retry = conversation.retry()
+    drive(retry, lambda c: (asked.append(c.name), c.decline()))  # the model called again: asked again
+    assert asked == ["run", "run"] and retry.kept
+    roles = [m["role"] for m in conversation.messages]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "tool", "assistant"]
+    assert conversation.messages[4]["alternatives"][0][0]["content"] == "first answer"
+    drive(conversation.edit(1, "q again"), lambda c: pytest.fail("no call this time"))
+    assert conversation.messages[-1]["content"] == "edited answer"
+    assert len(conversation.messages[1]["alternatives"]) == 1  # the whole tool exchange is kept as it was
+    "".join(conversation.continue_reply())
+    assert conversation.messages[-1]["content"] == "edited answer and more"
+    conversation.choose(1, 1)  # back to the first question and its calls
+    assert [m["role"] for m in conversation.messages][-3:] == ["assistant", "tool", "assistant"]
+
+
+@pytest.mark.slow
+def test_once_the_model_writes_the_marker_its_call_keeps_to_the_schema():
+    """Shown calls with a wrong argument name ("cmd"), the default model copies them;
+    with the tools' grammar, the text up to <tool_call> is the same and the call
+    that follows is `run`'s own ({"command": ...})."""
+    from chatterm.engines import load
+    from chatterm.engines.base import LoadOptions
+    from chatterm.models.catalog import Catalog
+    from chatterm.settings import Sampling
+    from chatterm.tools.toolbox import check_arguments
+
+    engine = load("llama.cpp", LoadOptions(path=Catalog.load().models["smollm2"].model_path(), n_ctx=2048, threads=2))
+    shots = "".join(f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\nSure.\n<tool_call>\n"
+                    f'{{"name": "run", "arguments": {{"cmd": "{c}"}}}}\n</tool_call><|im_end|>\n'
+                    for q, c in (("list files", "ls"), ("show the date", "date"), ("who am I", "whoami")))
+    prompt = engine.tokenize(shots + "<|im_start|>user\nshow the kernel version<|im_end|>\n<|im_start|>assistant\n")
+    outputs = []
+    for schemas in (None, [BUILTIN["run"].schema()]):
+        engine.reset()
+        sampling = Sampling(temperature=0.0, max_tokens=60, seed=0, call_schemas=schemas)
+        outputs.append(b"".join(t.piece for t in engine.generate(prompt, sampling, limit=60)).decode())
+    free, kept = outputs
+    before = free.split("<tool_call>")[0]
+    assert before and kept.startswith(before + "<tool_call>")
+    shown, calls = stream(CallParser(HERMES), kept)
+    assert shown == before and len(calls) == 1
+    assert calls[0].name == "run" and check_arguments(BUILTIN["run"], calls[0].arguments) == ""
+    _, unconstrained = stream(CallParser(HERMES), free)
+    assert not unconstrained or check_arguments(BUILTIN["run"], unconstrained[0].arguments or {}) != ""
+
+
+def test_the_marker_watch_looks_at_a_constant_window():
+    from chatterm.engines.call_grammar import MarkerWatch
+
+    watch = MarkerWatch()
+    assert [watch.feed(p) for p in (b"text <to", b"ol_c", b"all>", b"\n{")][:3] == [None, None, b""]
+    watch = MarkerWatch()
+    for _ in range(10000):
+        assert watch.feed(b"long reply ") is None
+    assert len(watch._tail) < len(watch.marker)

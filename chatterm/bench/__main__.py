@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--process-runs", type=int, default=15,
                    help="repetitions of the whole-process timings (cheap, and the noisiest)")
     p.add_argument("--sessions", default="1000,5000", help="saved-session counts for the listing and search")
-    p.add_argument("--only", default="render,engine,llama-bench,process,repack,sessions,long",
+    p.add_argument("--only", default="render,engine,llama-bench,process,repack,sessions,long,tools",
                    help="sections to run, comma-separated")
     p.add_argument("--repack-models", default="", metavar="PATH,...",
                    help="more GGUF files for the weight-repacking section (default: the default model only)")
@@ -231,6 +231,44 @@ def bench_long(args: argparse.Namespace, figures: list[Figure], targets: list[Ta
     targets.append(Target("fit 600 messages into 2,048 tokens (s)", fit.median, 0.5, False))
 
 
+def bench_tools(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
+    from chatterm.bench import tool_parsing
+    from chatterm.bench.renderer import synthetic_tokens
+
+    section = "Tools: what a token costs with tools off and on"
+    n = 2000 if args.quick else 20000
+    plain, with_calls = synthetic_tokens(n), tool_parsing.pieces_with_calls(n)
+    off, on, calls = [], [], []
+    for _ in range(args.runs):
+        off.append(tool_parsing.take_ns_per_token(plain, tools=False))
+        on.append(tool_parsing.take_ns_per_token(plain, tools=True))
+        calls.append(tool_parsing.take_ns_per_token(with_calls, tools=True))
+    figures += [Figure(section, f"answer path, tools off ({n:,} tokens)", "ns/token", off),
+                Figure(section, "answer path, tools on: call parser, no call", "ns/token", on),
+                Figure(section, "answer path, tools on: a call every 500 tokens", "ns/token", calls)]
+    if "llama.cpp" not in engines.ENGINE_NAMES or not engines.installed("llama.cpp"):
+        return
+    loaded = eb.load("llama.cpp", args.threads)
+    try:
+        loaded.wait_ready()
+        without, with_tools = [], []
+        with PseudoTerminal() as terminal:
+            eb.pipeline_decode(loaded, 8, terminal, "all")  # warm: buffers, pages, the template worker
+            for i in range(args.runs):
+                for side in ([without, with_tools] if i % 2 == 0 else [with_tools, without]):
+                    if side is with_tools:
+                        side.append(eb.pipeline_decode(loaded, args.decode_tokens, terminal, tools="all")[0])
+                    else:  # the same prompt, the tools described in it, but off
+                        side.append(eb.pipeline_decode(loaded, args.decode_tokens, terminal, described="all")[0])
+    finally:
+        loaded.close()
+    figures += [Figure(section, f"pipeline decode, tools off, same prompt ({args.decode_tokens} tokens, llama.cpp)",
+                       "tok/s", without),
+                Figure(section, "pipeline decode, all tools on", "tok/s", with_tools),
+                Figure(section, "tools on / off", "%", ratio(with_tools, without, 100))]
+    targets.append(Target("pipeline decode with tools on, % of off", figures[-1].median, 97, True))
+
+
 def one_shot_setup() -> dict:
     """What chatterm's one-shot uses, for the minimal scripts to use too."""
     from chatterm.models import gguf
@@ -293,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     if "long" in args.only:
         progress("long sessions")
         bench_long(args, figures, targets)
+    if "tools" in args.only:
+        progress("tools")
+        bench_tools(args, figures, targets)
     report.print_table(sys.stdout, header, figures, targets)
     if args.json:
         report.write_json(args.json, header, figures, targets)

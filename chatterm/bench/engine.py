@@ -120,14 +120,28 @@ def long_text_ids(engine: Engine) -> list[int]:
 
 
 # ------------------------------------------------------------------ chatterm's path
-def pipeline_decode(loaded: Model, n: int, terminal: PseudoTerminal) -> tuple[float, int]:
+def pipeline_decode(loaded: Model, n: int, terminal: PseudoTerminal, tools: str = "",
+                    described: str = "") -> tuple[float, int]:
     """Tokens/s through template, chat, generation and the Markdown renderer into a
-    pseudo terminal, as the REPL runs a reply; and the tokens streamed."""
+    pseudo terminal, as the REPL runs a reply; and the tokens streamed. `tools`: the
+    tools offered (their call parser on every token, their grammar waiting for a call);
+    `described`: tools off, but their description in the system prompt all the same
+    (the same prompt as with them on: only the per-token work differs)."""
     chat = fresh_chat(loaded, greedy(n))
+    if tools:
+        from chatterm.tools.toolbox import Toolbox, select
+
+        chat.toolbox = Toolbox(select(tools))
+    elif described:
+        from chatterm.tools import prompting
+        from chatterm.tools.toolbox import Toolbox, select
+
+        chat.set_system((chat.system or "") + "\n\n" + prompting.describe(Toolbox(select(described)).schemas()))
     renderer = StreamRenderer(terminal.console())
     try:
         for chunk in chat.send(DECODE_QUESTION):
-            renderer.feed(chunk)
+            if isinstance(chunk, str):
+                renderer.feed(chunk)
     finally:
         renderer.finish()
     assert chat.last is not None

@@ -1,7 +1,11 @@
-"""The grammar that keeps a tool call inside its tool's JSON Schema, for llama.cpp's
-lazy grammar sampler: free text until the model writes `<tool_call>`, then only a
-call `{"name": TOOL, "arguments": {...}}` that the tool's schema accepts, then
-`</tool_call>`. Built in the engine worker, with llama-cpp-python's own converter of
+"""The grammar that keeps a tool call inside its tool's JSON Schema: free text until
+the model writes `<tool_call>`, then only a call `{"name": TOOL, "arguments": {...}}`
+that the tool's schema accepts, then `</tool_call>` and the end of the turn.
+
+The engine watches for the marker itself (`MarkerWatch`: the last few bytes, a constant
+cost a token) and only then puts the grammar in front of its sampler chain. llama.cpp's
+own lazy grammar matches its trigger pattern against all the text generated so far at
+every token, a cost that grows with the reply. Built in the engine worker, with llama-cpp-python's own converter of
 JSON Schema to GBNF."""
 
 from __future__ import annotations
@@ -10,11 +14,31 @@ import json
 import re
 from typing import Any
 
-TRIGGER = r"[\s\S]*?(<tool_call>)[\s\S]*"  # llama.cpp matches the whole text so far; the group starts the call
+MARKER = b"<tool_call>"
 
 
-def hermes_gbnf(tools: list[dict[str, Any]]) -> str:
-    """GBNF for a `<tool_call>` block calling one of `tools`
+class MarkerWatch:
+    """Whether the tokens' bytes so far have just completed MARKER, looking at no more
+    than the marker's length of them."""
+
+    def __init__(self, marker: bytes = MARKER):
+        self.marker = marker
+        self._tail = b""
+
+    def feed(self, piece: bytes) -> bytes | None:
+        """None, or (the marker just completed) what followed it in `piece`."""
+        window = self._tail + piece
+        at = window.find(self.marker)
+        if at >= 0:
+            self._tail = b""
+            return window[at + len(self.marker):]
+        self._tail = window[-(len(self.marker) - 1):]
+        return None
+
+
+def hermes_gbnf(tools: list[dict[str, Any]], after_marker: bool = False) -> str:
+    """GBNF for a `<tool_call>` block calling one of `tools` (`after_marker`: what
+    follows the marker, once the model has written it)
     (OpenAI-style {"type": "function", "function": {name, parameters}})."""
     from chatterm.engines.libraries import import_bare
 
@@ -33,5 +57,6 @@ def hermes_gbnf(tools: list[dict[str, Any]]) -> str:
         alternatives.append(rule)
     rules = converter.format_grammar()
     # One call a reply: once it is closed, the grammar allows only the end of the turn.
-    return (f'root ::= "<tool_call>" call-ws ({" | ".join(alternatives)}) call-ws "</tool_call>"\n'
+    start = "" if after_marker else '"<tool_call>" '
+    return (f'root ::= {start}call-ws ({" | ".join(alternatives)}) call-ws "</tool_call>"\n'
             f'call-ws ::= [ \\t\\n]{{0,3}}\n' + rules)

@@ -10,11 +10,13 @@ which CPUs with AMX need (`hardware.repack_off_reason`).
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import random
 from typing import Any, Callable, Iterator, Sequence
 
 from chatterm.models import hardware
+from chatterm.engines.call_grammar import MarkerWatch
 from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never
 from chatterm.engines.libraries import import_bare
 from chatterm.errors import EngineError
@@ -68,6 +70,7 @@ class LlamaCppEngine(Engine):
                               "(not enough memory? try a smaller --ctx)")
         self._vocab = lib.llama_model_get_vocab(self._model)
         self._pieces: dict[int, bytes] = {}
+        self._grammars: dict[tuple[str, bool], bytes] = {}  # compiled GBNF by tools (a chat offers the same ones)
         self._piece_buf = ctypes.create_string_buffer(64)
         self._memory = lib.llama_get_memory(self._ctx)
         self._n_batch = lib.llama_n_batch(self._ctx)
@@ -131,13 +134,26 @@ class LlamaCppEngine(Engine):
             keep = min(keep, self._last_prompt[1])
         self._forget_after(keep)
         self._last_prompt = (prompt, len(self._evaluated))
-        chain = self._sampler_chain(sampling, prompt[-LAST_N_TOKENS:])
+        history = prompt[-LAST_N_TOKENS:]
+        required = bool(sampling.call_schemas) and sampling.call_required
+        chain = self._sampler_chain(sampling, history, self._call_grammar(sampling.call_schemas, False)
+                                    if required else None)
+        watch = MarkerWatch() if sampling.call_schemas and not required else None
         try:
             if not self._decode(prompt[len(self._evaluated):], cancelled):
                 return
             while True:
                 token = lib.llama_sampler_sample(chain, self._ctx, -1)
                 yield token
+                if watch is not None:
+                    rest = watch.feed(self.piece(token, special=True))
+                    if rest is not None:  # the model began a call: from here it keeps to a schema
+                        watch = None
+                        if not rest.strip():
+                            lib.llama_sampler_free(chain)
+                            history = (history + self._evaluated[len(prompt):] + [token])[-LAST_N_TOKENS:]
+                            chain = self._sampler_chain(sampling, history,
+                                                        self._call_grammar(sampling.call_schemas, True))
                 self._decode([token])
         finally:
             lib.llama_sampler_free(chain)
@@ -178,15 +194,15 @@ class LlamaCppEngine(Engine):
                 lib.llama_set_abort_callback(self._ctx, ctypes.cast(None, lib.ggml_abort_callback), None)
                 self._cancelled = never
 
-    def _sampler_chain(self, sampling: Sampling, history: list[int]) -> Any:
+    def _sampler_chain(self, sampling: Sampling, history: list[int], grammar: Any = None) -> Any:
         """top-k before the repeat penalty: the penalty looks up every candidate it is
         given, and 49k lookups a token cost more than the rest of sampling (llama.h
         advises the same). Greedy keeps the top 40 for the penalty to reorder."""
         lib = self._lib
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
         add = lambda sampler: lib.llama_sampler_chain_add(chain, sampler)  # noqa: E731
-        if sampling.call_schemas:  # first: it must see every candidate, or a call may have none left
-            add(self._call_grammar(sampling.call_schemas, sampling.call_required))
+        if grammar is not None:  # first: it must see every candidate, or a call may have none left
+            add(grammar)
         greedy = sampling.temperature <= 0 or sampling.top_k == 1
         top_k = max(sampling.top_k, 0)
         if top_k or greedy:
@@ -210,17 +226,16 @@ class LlamaCppEngine(Engine):
                 lib.llama_sampler_accept(penalties, token)
         return chain
 
-    def _call_grammar(self, schemas: list, required: bool) -> Any:
-        """The lazy grammar sampler for calls to `schemas` (`call_grammar`)."""
-        from chatterm.engines.call_grammar import TRIGGER, hermes_gbnf
+    def _call_grammar(self, schemas: list, after_marker: bool) -> Any:
+        """The grammar sampler for a call to one of `schemas` (`call_grammar`): the
+        whole reply, or (`after_marker`) what follows the `<tool_call>` the model wrote."""
+        from chatterm.engines.call_grammar import hermes_gbnf
 
-        lib = self._lib
-        gbnf = hermes_gbnf(schemas).encode()
-        if required:  # the reply is a call: constrained from its first token
-            sampler = lib.llama_sampler_init_grammar(self._vocab, gbnf, b"root")
-        else:
-            patterns = (ctypes.c_char_p * 1)(TRIGGER.encode())
-            sampler = lib.llama_sampler_init_grammar_lazy_patterns(self._vocab, gbnf, b"root", patterns, 1, None, 0)
+        key = (json.dumps(schemas, sort_keys=True), after_marker)
+        gbnf = self._grammars.get(key)
+        if gbnf is None:
+            gbnf = self._grammars[key] = hermes_gbnf(schemas, after_marker).encode()
+        sampler = self._lib.llama_sampler_init_grammar(self._vocab, gbnf, b"root")
         if not sampler:
             raise EngineError("llama.cpp could not parse the tools' call grammar")
         return sampler
