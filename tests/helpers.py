@@ -124,3 +124,9 @@ def worker_pid(chatterm_pid: int, not_pid: int | None = None, timeout: float = 3
             return workers[0]
         time.sleep(0.01)
     raise AssertionError(f"no engine worker under pid {chatterm_pid}")
+
+
+def raw_escapes(output: str | bytes) -> list[str]:
+    """The hostile escape sequences (the adversarial tests' EVIL) that arrived raw."""
+    text = output.decode("utf-8", "replace") if isinstance(output, bytes) else output
+    return [s for s in ("\x1b]0;PWN", "\x07", "\x1b[2J", "\x9b", "\x1b[31;1m") if s in text]

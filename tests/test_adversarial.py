@@ -29,18 +29,12 @@ from chatterm.errors import ContextOverflowError, TemplateError
 from chatterm.ui import sanitize, terminal
 from chatterm.ui.repl import choose_session
 from tests.fakeserver import DONE, FakeServer, event
-from tests.helpers import drive, one_line_error, run, session_files
+from tests.helpers import drive, one_line_error, raw_escapes, run, session_files
 from tests.modelgen import tiny_model
 
 # What a hostile party writes: an OSC title change with BEL, a screen clear, a CSI
 # in its 8-bit (C1) form, a colour. None of it may reach the terminal raw.
 EVIL = "evil\x1b]0;PWN\x07\x1b[2J\x9b31mred\x1b[31;1m"
-
-
-def raw_escapes(output: str | bytes) -> list[str]:
-    """The hostile sequences of EVIL that arrived raw."""
-    text = output.decode("utf-8", "replace") if isinstance(output, bytes) else output
-    return [s for s in ("\x1b]0;PWN", "\x07", "\x1b[2J", "\x9b", "\x1b[31;1m") if s in text]
 
 
 def write_session(name: str, data: dict | bytes) -> Path:

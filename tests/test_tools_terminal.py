@@ -7,9 +7,8 @@ import json
 
 import pexpect
 
-from tests.helpers import run, session_files
+from tests.helpers import raw_escapes, run, session_files
 from tests.scripted_engine import write_script
-from tests.test_adversarial import raw_escapes
 
 
 def call(name: str, **arguments) -> str:

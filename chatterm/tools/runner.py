@@ -94,23 +94,22 @@ def run_process(argv: Sequence[str], *, cwd: str | None = None, timeout_s: float
 
 
 def _end_group(proc: subprocess.Popen) -> None:
-    """The process and everything it started: asked to stop, then killed."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        pgid = proc.pid
+    """The process and everything it started: asked to stop, then killed. Its group is
+    the one its pid leads (start_new_session), never looked up: just after Popen returns
+    the child may not have left chatterm's group yet (posix_spawn's setsid comes later),
+    and a lookup would name chatterm's own group. The process itself is signalled by pid."""
     for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for send in (lambda: os.killpg(proc.pid, sig), lambda: proc.send_signal(sig)):
+            try:
+                send()
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             proc.wait(timeout=wait)
-            if sig == signal.SIGTERM:
-                try:
-                    os.killpg(pgid, signal.SIGKILL)  # children that outlived their parent
-                except (ProcessLookupError, PermissionError):
-                    pass
-            return
         except subprocess.TimeoutExpired:
             continue
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
+        except (ProcessLookupError, PermissionError):
+            pass
+        return

@@ -357,9 +357,7 @@ class Repl:
         """The user's answer to a tool call's question; None at Ctrl-C (which also
         stops the turn) or the end of input."""
         try:
-            # The turn's Ctrl-C handler stays in place (the tool runs after this prompt);
-            # in the prompt's raw mode Ctrl-C is a key anyway.
-            return PromptSession(**self._io).prompt(f"{question} ", handle_sigint=False)
+            return self._ask_inside_reply(f"{question} ")
         except KeyboardInterrupt:
             turn.cancel()
             return None
@@ -368,10 +366,22 @@ class Repl:
 
     def _edit_call(self, text: str) -> str | None:
         try:
-            return PromptSession(key_bindings=key_bindings(), **self._io).prompt(
-                "edit (Alt+Enter: new line, Enter: done)› ", default=text, handle_sigint=False)
+            return self._ask_inside_reply("edit (Alt+Enter: new line, Enter: done)› ", default=text,
+                                          key_bindings=key_bindings())
         except (EOFError, KeyboardInterrupt):
             return None
+
+    def _ask_inside_reply(self, message: str, **kw: Any) -> str:
+        """A prompt while a turn streams (a tool call's question): the turn's Ctrl-C
+        handler is put back afterwards, whatever the prompt's event loop did with it, so
+        a Ctrl-C during the tool that follows stops the tool, never chatterm."""
+        import signal
+
+        handler = signal.getsignal(signal.SIGINT)
+        try:
+            return PromptSession(**{**self._io, **kw}).prompt(message, handle_sigint=False)
+        finally:
+            signal.signal(signal.SIGINT, handler)
 
     # ------------------------------------------------------------ sessions
     def open_session(self, session: sessions.Session, keep_system: bool = False) -> None:

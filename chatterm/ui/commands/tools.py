@@ -22,12 +22,14 @@ def complete_tools(arg: str) -> Iterator[Completion]:
     return complete_words(words[-1], ((n, t.description) for n, t in BUILTIN.items()))
 
 
-@command("tools", "[on|off] [NAME ...]", complete=complete_tools)
+@command("tools", "[on|off] [NAME ...] | N", complete=complete_tools, aliases=("tool",))
 def _tools(ctx: CommandContext, arg: str) -> None:
-    """Tools the model may call (each call asked first): /tools lists them, /tools on|off [NAME ...] switches."""
+    """Tools the model may call, each call asked first: list them, switch them on|off [NAME ...], or (N, /tool N) show call N whole."""
     from chatterm.tools.builtin import BUILTIN
     from chatterm.tools.toolbox import Toolbox, select
 
+    if arg.isdigit():
+        return _show_call(ctx, arg)
     conversation = ctx.conversation
     if conversation.toolbox is None:
         conversation.toolbox = Toolbox()
@@ -58,18 +60,15 @@ def _tools(ctx: CommandContext, arg: str) -> None:
                                                                 " (the model's template)"))
 
 
-@command("tool", "[N]")
-def _tool(ctx: CommandContext, arg: str) -> None:
-    """Show tool call N of this conversation (default: the last) whole: its arguments and result."""
+def _show_call(ctx: CommandContext, arg: str) -> None:
+    """Tool call N of this conversation whole: its arguments and result."""
     from chatterm.ui import tool_views
 
     messages = ctx.conversation.messages
     results = [i for i, m in enumerate(messages) if m["role"] == "tool"]
     if not results:
         raise ChattermError("no tool has been called in this conversation")
-    if arg and not arg.isdigit():
-        raise ChattermError("usage: /tool [N]")
-    number = int(arg) if arg else len(results)
+    number = int(arg)
     if not 1 <= number <= len(results):
         raise ChattermError(f"no tool call {number}: this conversation has {len(results)}")
     result = messages[results[number - 1]]
