@@ -89,6 +89,8 @@ def main(args: list[str] | None = None) -> None:
 @click.option("--yes", "preapproved", multiple=True, metavar="TOOL",
               help="Run this tool's calls without asking (repeatable; 'all' for every tool). Without a "
                    "terminal, only these run.")
+@click.option("--mcp", "mcp_config", metavar="FILE", help="MCP servers to start, in the mcpServers format "
+              "(default: ~/.config/chatterm/mcp.json); their tools join --tools, each call asked first.")
 @click.option("--tool-choice", type=click.Choice(["auto", "required"]), default="auto", show_default=True,
               help="required: the model answers each question with a tool call first (kept to the tool's "
                    "schema on llama.cpp; tool_choice on a server).")
@@ -131,7 +133,7 @@ def _run_options(opts: dict[str, Any]) -> Any:
                       system=system, base_url=opts["base_url"], api_key_env=opts["api_key_env"],
                       sampling={k: opts[k] for k in SETTINGS if opts[k] is not None},
                       tools=_tools(opts["tools"], opts["preapproved"]), preapproved=tuple(opts["preapproved"]),
-                      tool_choice=opts["tool_choice"])
+                      tool_choice=opts["tool_choice"], mcp=opts["mcp_config"])
 
 
 def _tools(spec: str | None, preapproved: tuple[str, ...]) -> tuple[str, ...]:

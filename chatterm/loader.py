@@ -40,6 +40,7 @@ class RunOptions:
     tools: tuple[str, ...] = ()  # the tools the model may call (--tools)
     preapproved: tuple[str, ...] = ()  # those that run without asking (--yes)
     tool_choice: str = "auto"  # "required": the first reply of a turn is a call
+    mcp: str | None = None  # --mcp FILE: the MCP servers to start (default: the user's mcp.json)
 
 
 @dataclass

@@ -41,13 +41,15 @@ class Toolbox:
     def schemas(self) -> list[dict[str, Any]]:
         return [t.schema() for t in self.tools.values()]
 
+    # Both rebind `tools` rather than change it: MCP servers add and remove their tools
+    # from the hub's thread while the chat reads them.
     def enable(self, tools: Iterable[Tool]) -> None:
-        self.tools.update((t.name, t) for t in tools)
+        self.tools = {**self.tools, **{t.name: t for t in tools}}
 
     def disable(self, names: Iterable[str] | None = None) -> None:
         """`names` off (None: all of them)."""
-        for name in list(self.tools) if names is None else names:
-            self.tools.pop(name, None)
+        gone = set(self.tools) if names is None else set(names)
+        self.tools = {n: t for n, t in self.tools.items() if n not in gone}
 
     def decide_beforehand(self, call: ToolCall) -> None:
         """Decide what needs no question: a call that does not parse or names no

@@ -39,6 +39,16 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
         hint = chinese_hint(text, loaded.spec, "-m")
         if hint:
             click.echo(f"chatterm: {hint}", err=True)
+        hub = None
+        if options.mcp:  # servers for one answer: only when named, and waited for
+            from chatterm.ui import mcp_servers
+
+            hub = mcp_servers.start(conversation, options.mcp, lambda line: click.echo(f"chatterm: {line}", err=True))
+            if hub is not None:
+                hub.wait_settled()
+                for line in hub.news():
+                    if " failed" in line:
+                        click.echo(f"chatterm: {line}", err=True)
         turn = conversation.send(text, cancelled)
         declined: list[str] = []
         try:
@@ -49,6 +59,8 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
                     _tool_event(event, declined)
         finally:
             renderer.finish()  # the error line, if any, starts on a line of its own
+            if hub is not None:
+                hub.close()
         if declined:
             names = ", ".join(dict.fromkeys(declined))
             click.echo(f"chatterm: declined {len(declined)} tool call{'s' if len(declined) > 1 else ''} "

@@ -68,6 +68,7 @@ class Repl:
         self._started = False  # a first input was handled: the chat is under way
         self.ending = CancelFlag()  # SIGTERM or SIGHUP arrived: the chat ends after this input
         self.toolbar = Toolbar(self)
+        self.mcp: Any = None  # the MCP servers' hub (`ui.mcp_servers`), once started
         self.history = open_history()
         self.prompt = PromptSession(
             history=self.history, auto_suggest=AutoSuggestFromHistory(),
@@ -95,6 +96,10 @@ class Repl:
         sessions.clean_leftovers()
         if not self.keeper.held and not self.begin():
             return
+        if self.mcp is None:
+            from chatterm.ui import mcp_servers
+
+            self.mcp = mcp_servers.start(self.conversation, self.options.mcp, self.note)
         failures = 0  # of the prompt in a row
         while not self.ending():
             marker = f"edit {self.editing}› " if self.editing else "› "
@@ -141,6 +146,8 @@ class Repl:
         saved and let go (`SessionKeeper.close`)."""
         try:
             self.toolbar.close()
+            if self.mcp is not None:
+                self.mcp.close()  # the servers' processes end with the chat
             self.loaded.close()
         finally:
             self.keeper.close()
@@ -203,7 +210,18 @@ class Repl:
             await asyncio.sleep(WATCH_S)
 
     def _watch_engine(self) -> None:
-        get_app().create_background_task(self._engine_news())
+        app = get_app()
+        app.create_background_task(self._engine_news())
+        if self.mcp is not None:
+            app.create_background_task(self._mcp_news())
+
+    async def _mcp_news(self) -> None:
+        """While the prompt waits: what the MCP servers settle on (up, with their tools;
+        failed, and why), above the prompt when it happens."""
+        while True:
+            for line in self.mcp.news():
+                await run_in_terminal(lambda line=line: self.note(line))
+            await asyncio.sleep(WATCH_S * (5 if self.mcp.settled() else 1))
 
     def tell_notes(self) -> None:
         from chatterm.ui.hints import think_ignored, tools_as_text
@@ -213,6 +231,8 @@ class Repl:
             notes.append(think_ignored("/set think"))
         if self.conversation.toolbox and self.loaded.tool_syntax is None:
             notes.append(tools_as_text())
+        if self.mcp is not None:
+            notes += self.mcp.news()
         for note in notes:
             self._once(note, self.note)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from prompt_toolkit.completion import CompleteEvent, Completion, PathCompleter
 from prompt_toolkit.document import Document
@@ -30,6 +30,7 @@ class CommandContext(Protocol):
     code_blocks: list[CodeBlock]  # of the last reply shown
     console: Console
     attached: list[Attachment]  # files for the next message
+    mcp: Any  # the MCP servers' hub (`tools.mcp_hub.McpHub`), None without servers
 
     def note(self, text: str) -> None: ...
     def error(self, text: str) -> None: ...

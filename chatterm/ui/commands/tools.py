@@ -49,6 +49,10 @@ def _tools(ctx: CommandContext, arg: str) -> None:
         if state == "on" and (name in toolbox.always or name in toolbox.preapproved or "all" in toolbox.preapproved):
             state = "on, runs without asking"
         ctx.console.print(Text(f"  {name:<11} {state:<24} {tool.description}"), soft_wrap=True)
+    for name, tool in toolbox.tools.items():
+        if name not in BUILTIN:  # an MCP server's
+            state = "on, runs without asking" if name in toolbox.always else "on (MCP)"
+            ctx.console.print(Text(f"  {name:<11} {state:<24} {tool.description[:120]}"), soft_wrap=True)
     if toolbox:
         syntax = ctx.loaded.tool_syntax if ctx.loaded.state() == "ready" else "…"
         if syntax is None:
@@ -78,3 +82,29 @@ def _show_call(ctx: CommandContext, arg: str) -> None:
         ctx.console.print(Text(call.arguments_text()), soft_wrap=True)
     ctx.note("result:")
     ctx.console.print(Text(result["content"]), soft_wrap=True)
+
+
+@command("mcp", "[restart NAME]")
+def _mcp(ctx: CommandContext, arg: str) -> None:
+    """MCP servers: their state and tools (or why they failed); restart NAME starts one again."""
+    from chatterm.tools.mcp_config import default_path
+    from chatterm.tools.mcp_hub import INSTALL, sdk_installed
+    from chatterm.ui import mcp_servers
+
+    hub = ctx.mcp
+    if hub is None:
+        if not sdk_installed():
+            raise ChattermError(INSTALL)
+        raise ChattermError(f"no MCP servers configured: add them to {default_path()} (the mcpServers format "
+                            "of Claude Desktop and Cursor) or give --mcp FILE")
+    words = arg.split()
+    if words[:1] == ["restart"]:
+        if len(words) != 2:
+            raise ChattermError("usage: /mcp restart NAME")
+        ctx.note(f"restarting {words[1]}…")
+        hub.restart(words[1])
+        hub.wait_settled()
+    elif words:
+        raise ChattermError("usage: /mcp [restart NAME]")
+    for line in mcp_servers.describe(hub):
+        ctx.console.print(Text(line), soft_wrap=True)
