@@ -215,6 +215,9 @@ class McpHub:
             except BaseException:
                 pass
             state.status, state.why = "failed", "it stopped answering (exited?)"
+            if state.tools:  # out of the toolbox at once: no call reaches it again
+                self._on_tools([], [t.name for t in state.tools])
+                state.tools = []
             self._tell(f"MCP server {name} failed: {state.why}; /mcp restart {name}")
             stop = self._stops.get(name)
             if stop is not None:
