@@ -42,8 +42,7 @@ def _help(ctx: CommandContext, arg: str) -> None:
     table.add_row("Esc Enter", "insert a newline (Enter sends)")
     table.add_row("Ctrl-X Ctrl-E", "edit the input in $VISUAL/$EDITOR")
     table.add_row("Alt-← Alt-→", "at an empty prompt: the previous/next alternative (/alt)")
-    table.add_row("Ctrl-C", "stop a reply; at the prompt, clear the line")
-    table.add_row("Ctrl-D", "quit (on an empty line); /help COMMAND: all of its help")
+    table.add_row("Ctrl-C · Ctrl-D", "stop a reply, or clear the line · quit; /help COMMAND: all of its help")
     ctx.console.print(table)
 
 
