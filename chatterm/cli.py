@@ -91,6 +91,9 @@ def main(args: list[str] | None = None) -> None:
                    "terminal, only these run.")
 @click.option("--mcp", "mcp_config", metavar="FILE", help="MCP servers to start, in the mcpServers format "
               "(default: ~/.config/chatterm/mcp.json); their tools join --tools, each call asked first.")
+@click.option("--schema", metavar="JSON|FILE", help="Answer with JSON matching this JSON Schema (a grammar "
+              "holds llama.cpp to it; a server is asked for it, and its answer checked).")
+@click.option("--json", "any_json", is_flag=True, help="Answer with a JSON object (--schema for a given shape).")
 @click.option("--tool-choice", type=click.Choice(["auto", "required"]), default="auto", show_default=True,
               help="required: the model answers each question with a tool call first (kept to the tool's "
                    "schema on llama.cpp; tool_choice on a server).")
@@ -133,7 +136,19 @@ def _run_options(opts: dict[str, Any]) -> Any:
                       system=system, base_url=opts["base_url"], api_key_env=opts["api_key_env"],
                       sampling={k: opts[k] for k in SETTINGS if opts[k] is not None},
                       tools=_tools(opts["tools"], opts["preapproved"]), preapproved=tuple(opts["preapproved"]),
-                      tool_choice=opts["tool_choice"], mcp=opts["mcp_config"])
+                      tool_choice=opts["tool_choice"], mcp=opts["mcp_config"],
+                      schema=_schema(opts["schema"], opts["any_json"]))
+
+
+def _schema(text: str | None, any_json: bool) -> dict | None:
+    """--schema's JSON Schema (checked now, before a model loads), or --json's."""
+    if text is None and not any_json:
+        return None
+    from chatterm.structured import schema
+
+    if text is not None and any_json:
+        raise InputError("--schema is JSON of a given shape, --json any JSON object: give one of them")
+    return schema.parse(text) if text is not None else dict(schema.ANY_OBJECT)
 
 
 def _tools(spec: str | None, preapproved: tuple[str, ...]) -> tuple[str, ...]:

@@ -41,6 +41,7 @@ class RunOptions:
     preapproved: tuple[str, ...] = ()  # those that run without asking (--yes)
     tool_choice: str = "auto"  # "required": the first reply of a turn is a call
     mcp: str | None = None  # --mcp FILE: the MCP servers to start (default: the user's mcp.json)
+    schema: dict | None = None  # --schema/--json: replies are JSON matching this JSON Schema
 
 
 @dataclass
@@ -121,6 +122,7 @@ def conversation(loaded: Model, options: RunOptions, session: Any = None) -> Con
     yet; the settings the user gives now over those the session saved."""
     conversation = Conversation(loaded, session, system=options.system or loaded.spec.system,
                                 overrides=options.sampling)
+    conversation.schema = options.schema
     if options.tools:
         from chatterm.tools.toolbox import Toolbox, select
 
@@ -137,7 +139,10 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
         return _load_remote(spec, options)
     path = spec.model_path()
     kind = gguf.sniff(path)  # a missing or unreadable file is one line now, not in the worker
-    name = engines.choose(options.engine, path, spec.engines)
+    allowed = spec.engines
+    if options.schema is not None and "llama.cpp" in allowed:  # the engine with a grammar, for JSON that parses
+        allowed = ["llama.cpp", *[e for e in allowed if e != "llama.cpp"]]
+    name = engines.choose(options.engine, path, allowed)
     if options.engine == "auto" and name not in spec.engines and kind == "gguf":
         raise ConfigError(f"model {spec.name!r} lists engines {spec.engines}; none is installed")
     n_ctx = options.ctx or spec.context_length

@@ -110,6 +110,7 @@ class Sampling:
     # from the `<tool_call>` marker on (a lazy grammar: free text before it).
     call_schemas: list | None = None
     call_required: bool = False  # the reply is a call (tool_choice "required"): the grammar from its first token
+    json_schema: dict | None = None  # not a user setting: the reply is JSON matching it (--schema; a grammar on llama.cpp)
 
     @classmethod
     def names(cls) -> list[str]:

@@ -39,9 +39,11 @@ class FakeServer:
     def __init__(self, chunks: list[bytes] | None = None, status: int = 200, body: bytes = b"",
                  stall: bool = False, delay_s: float = 0.0, model_id: str = "fake-model",
                  models_body: tuple[bytes, dict[str, str]] | None = None,
-                 replies: list[list[bytes]] | None = None):
-        """`replies`: the SSE bodies of successive requests (then `chunks` for the rest)."""
+                 replies: list[list[bytes]] | None = None, refusals: list[tuple[int, bytes]] | None = None):
+        """`replies`: the SSE bodies of successive requests (then `chunks` for the rest);
+        `refusals`: (status, body) answers to the first requests, before those."""
         self.replies = list(replies or [])
+        self.refusals = list(refusals or [])
         self.chunks, self.status, self.body, self.stall, self.delay_s = chunks or [], status, body, stall, delay_s
         self.model_id, self.models_body = model_id, models_body
         self.requests: list[dict[str, Any]] = []
@@ -79,6 +81,9 @@ class FakeServer:
                     return
                 if server.stall:
                     time.sleep(30)
+                    return
+                if server.refusals:
+                    self._send(*server.refusals.pop(0), "application/json")
                     return
                 if server.status != 200:
                     self._send(server.status, server.body, "application/json")

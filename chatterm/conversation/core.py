@@ -47,6 +47,7 @@ class Conversation:
         self.dropped = 0  # oldest messages left out of the last prompt to fit the window
         self.on_change: Callable[[], None] = lambda: None
         self.toolbox: Any = None  # `tools.toolbox.Toolbox`: the tools the model may call (None: off)
+        self.schema: dict | None = None  # replies are JSON matching this JSON Schema (--schema, /schema)
         self._used: int | None = None  # tokens in the window; None: to be measured
         self._use(model, defaults)
 
@@ -215,9 +216,16 @@ class Conversation:
         """((size, prompt) of the newest messages that fit with room for a reply,
         how many older ones were left out)."""
         backend = self.backend
-        tools = self.toolbox.schemas() if self.toolbox else None
+        tools = self.toolbox.schemas() if self.toolbox and self.schema is None else None
+        told = None
+        if self.schema is not None and tail is None:
+            from chatterm.structured.schema import instruction
+
+            told = instruction(self.schema)
 
         def measure(kept: list[dict]) -> tuple[int, tuple[int, Any]]:
+            if told is not None and kept and kept[-1]["role"] == "user":  # said with the question, never stored
+                kept = [*kept[:-1], {**kept[-1], "content": kept[-1]["content"] + "\n\n" + told}]
             size, prompt = (backend.measure(kept, tail, self.sampling.think, tools=tools) if tools
                             else backend.measure(kept, tail, self.sampling.think))
             return size, (size, prompt)
@@ -235,6 +243,9 @@ class Conversation:
         prompt = prepare(turn)
         toolbox = self.toolbox or None
         sampling = sampling or self.sampling
+        if self.schema is not None:  # the answer is JSON: no tool calls in it
+            toolbox = None
+            sampling = sampling.updated(json_schema=self.schema)
         if toolbox is not None:
             from chatterm.tools.markup import HERMES
 

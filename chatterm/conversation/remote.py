@@ -43,13 +43,14 @@ class RemoteReply(Reply):
         super().__init__(request.size, thinking=isinstance(prompt, str) and thinking.opened(prompt))
         self.engine, self.request, self.payload, self.cancelled = engine, request, payload, cancelled
         self._server_calls: dict[int, dict[str, Any]] = {}
+        self.notes: list[str] = []  # what this reply has to say (a fallback it took)
         self._call_bytes = 0
 
     def __iter__(self) -> Iterator[str]:
         start = time.perf_counter()
         end: End | None = None
         try:
-            for item in self.engine.stream(self.request.path, self.payload, self.cancelled):
+            for item in self._stream():
                 if isinstance(item, End):
                     end = item
                     continue
@@ -78,6 +79,24 @@ class RemoteReply(Reply):
         finally:
             self.elapsed_s = time.perf_counter() - start
 
+
+    def _stream(self) -> Iterator[Any]:
+        """The server's stream; one that refuses a JSON Schema before its first event
+        is asked again for any JSON object (`json_object`), and the schema is checked
+        on the answer instead."""
+        started = False
+        try:
+            for item in self.engine.stream(self.request.path, self.payload, self.cancelled):
+                started = True
+                yield item
+        except RemoteError as e:
+            format_ = self.payload.get("response_format") or {}
+            if started or format_.get("type") != "json_schema" or not any(f"HTTP {c}" in str(e) for c in (400, 422)):
+                raise
+            self.payload = {**self.payload, "response_format": {"type": "json_object"}}
+            self.notes.append("the server takes no JSON Schema: it was asked for a JSON object, and the "
+                              "answer checked against the schema")
+            yield from self.engine.stream(self.request.path, self.payload, self.cancelled)
 
     def _gather(self, piece: CallDelta) -> None:
         """A piece of a call the server parsed, joined to the call at its index."""
@@ -157,6 +176,9 @@ class RemoteBackend:
             payload["seed"] = sampling.seed
         if sampling.call_required and "tools" in prompt.body:
             payload["tool_choice"] = "required"
+        if sampling.json_schema is not None:
+            payload["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "answer", "schema": sampling.json_schema, "strict": True}}
         if self.stop:
             payload["stop"] = self.stop[:4]  # the API's limit
         return RemoteReply(self.engine, prompt, payload, cancelled)

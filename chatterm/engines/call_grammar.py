@@ -55,8 +55,44 @@ def hermes_gbnf(tools: list[dict[str, Any]], after_marker: bool = False) -> str:
         converter._add_rule(rule, f'"{{" space "\\"name\\"" space ":" space {literal} space "," space '
                                   f'"\\"arguments\\"" space ":" space {arguments} "}}" space')
         alternatives.append(rule)
-    rules = converter.format_grammar()
+    rules = _json_strings(converter.format_grammar())
     # One call a reply: once it is closed, the grammar allows only the end of the turn.
     start = "" if after_marker else '"<tool_call>" '
     return (f'root ::= {start}call-ws ({" | ".join(alternatives)}) call-ws "</tool_call>"\n'
             f'call-ws ::= [ \\t\\n]{{0,3}}\n' + rules)
+
+
+def schema_gbnf(schema: dict[str, Any]) -> str:
+    """GBNF for a JSON value matching `schema` (structured output: `--schema`)."""
+    from chatterm.engines.libraries import import_bare
+
+    grammar = import_bare("llama_cpp", "llama_grammar")
+    if grammar is None:
+        raise RuntimeError("llama-cpp-python is not installed")
+    converter = grammar.SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter.visit(converter.resolve_refs(_ranges(schema), "schema"), "")
+    return _json_strings(converter.format_grammar())
+
+
+def _json_strings(gbnf: str) -> str:
+    """The converter's strings admit raw control characters (a newline inside a string),
+    which JSON does not: they must be escaped, as llama.cpp's own converter has it."""
+    return gbnf.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]')
+
+
+RANGE_AS_ENUM = 1000  # an integer range this wide or narrower becomes the list of its values
+
+
+def _ranges(schema: Any) -> Any:
+    """`schema` with each bounded integer range written as an enum of its values (the
+    converter ignores minimum and maximum; an enum it keeps exactly)."""
+    if isinstance(schema, list):
+        return [_ranges(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _ranges(v) for k, v in schema.items()}
+    low, high = out.get("minimum"), out.get("maximum")
+    if out.get("type") == "integer" and isinstance(low, int) and isinstance(high, int) and 0 <= high - low <= RANGE_AS_ENUM:
+        out = {k: v for k, v in out.items() if k not in ("type", "minimum", "maximum")}
+        out["enum"] = list(range(low, high + 1))
+    return out

@@ -70,7 +70,7 @@ class LlamaCppEngine(Engine):
                               "(not enough memory? try a smaller --ctx)")
         self._vocab = lib.llama_model_get_vocab(self._model)
         self._pieces: dict[int, bytes] = {}
-        self._grammars: dict[tuple[str, bool], bytes] = {}  # compiled GBNF by tools (a chat offers the same ones)
+        self._grammars: dict[tuple[str, bool | None], bytes] = {}  # GBNF by tools or schema (a chat asks the same)
         self._piece_buf = ctypes.create_string_buffer(64)
         self._memory = lib.llama_get_memory(self._ctx)
         self._n_batch = lib.llama_n_batch(self._ctx)
@@ -136,9 +136,12 @@ class LlamaCppEngine(Engine):
         self._last_prompt = (prompt, len(self._evaluated))
         history = prompt[-LAST_N_TOKENS:]
         required = bool(sampling.call_schemas) and sampling.call_required
-        chain = self._sampler_chain(sampling, history, self._call_grammar(sampling.call_schemas, False)
-                                    if required else None)
-        watch = MarkerWatch() if sampling.call_schemas and not required else None
+        if sampling.json_schema is not None:  # structured output: JSON of the schema from the first token
+            grammar, watch = self._schema_grammar(sampling.json_schema), None
+        else:
+            grammar = self._call_grammar(sampling.call_schemas, False) if required else None
+            watch = MarkerWatch() if sampling.call_schemas and not required else None
+        chain = self._sampler_chain(sampling, history, grammar)
         try:
             if not self._decode(prompt[len(self._evaluated):], cancelled):
                 return
@@ -225,6 +228,18 @@ class LlamaCppEngine(Engine):
             for token in history:
                 lib.llama_sampler_accept(penalties, token)
         return chain
+
+    def _schema_grammar(self, schema: dict) -> Any:
+        from chatterm.engines.call_grammar import schema_gbnf
+
+        key = (json.dumps(schema, sort_keys=True), None)
+        gbnf = self._grammars.get(key)
+        if gbnf is None:
+            gbnf = self._grammars[key] = schema_gbnf(schema).encode()
+        sampler = self._lib.llama_sampler_init_grammar(self._vocab, gbnf, b"root")
+        if not sampler:
+            raise EngineError("llama.cpp could not parse the schema's grammar")
+        return sampler
 
     def _call_grammar(self, schemas: list, after_marker: bool) -> Any:
         """The grammar sampler for a call to one of `schemas` (`call_grammar`): the

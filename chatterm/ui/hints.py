@@ -46,3 +46,9 @@ def tools_as_text() -> str:
     """Tools are on and the model's chat template has no tool syntax."""
     return ("this model's chat template has no tool syntax: chatterm describes the tools in the system prompt "
             "and reads <tool_call> blocks (a small model may never write one; --tool-choice required makes it)")
+
+
+def schema_unheld() -> str:
+    """A JSON Schema asked of an engine without grammars."""
+    return ("ctransformers has no grammar: the answer is not held to the schema, only checked against it "
+            "(--engine llama.cpp holds it)")

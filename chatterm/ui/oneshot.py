@@ -15,7 +15,7 @@ import click
 from chatterm import loader
 from chatterm.conversation import Conversation, Finish
 from chatterm.loader import Model, RunOptions
-from chatterm.ui.hints import chinese_hint, think_ignored
+from chatterm.ui.hints import chinese_hint, schema_unheld, think_ignored
 from chatterm.ui.interrupt import ctrl_c_cancels, no_echo
 from chatterm.ui.render import StreamRenderer, make_console, styled
 
@@ -24,7 +24,10 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
              keep: bool = False) -> tuple[Model, Conversation]:
     loaded = loader.load(dataclasses.replace(options, restart=keep))
     conversation = loader.conversation(loaded, options)
-    renderer = StreamRenderer(make_console(color, sys.stdout)) if styled(color, sys.stdout) else StreamRenderer()
+    # JSON is printed as it is: Markdown styling would change it.
+    structured = conversation.schema is not None
+    renderer = (StreamRenderer(make_console(color, sys.stdout)) if styled(color, sys.stdout) and not structured
+                else StreamRenderer())
     with ctrl_c_cancels() as cancelled, no_echo():
         if not loaded.wait_ready(cancelled):
             sys.exit(130)
@@ -32,6 +35,8 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
             click.echo(f"chatterm: {note}", err=True)
         if conversation.think_ignored:
             click.echo(f"chatterm: {think_ignored('--think/--no-think')}", err=True)
+        if conversation.schema is not None and loaded.engine_name == "ctransformers":
+            click.echo(f"chatterm: {schema_unheld()}", err=True)
         if conversation.toolbox and loaded.tool_syntax is None:
             from chatterm.ui.hints import tools_as_text
 
@@ -69,6 +74,16 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
         loaded.close()  # the worker exits now, not whenever it notices chatterm is gone
     if turn.finish == Finish.CANCELLED:
         sys.exit(130)
+    for note in getattr(turn.reply, "notes", []):
+        click.echo(f"chatterm: {note}", err=True)
+    if structured and turn.reply is not None:
+        from chatterm.structured.validate import answer_problem
+
+        problem = answer_problem(turn.reply.text, conversation.schema)
+        if problem:
+            from chatterm.errors import ChattermError
+
+            raise ChattermError(problem)
     return loaded, conversation
 
 

@@ -336,6 +336,14 @@ class Repl:
                                       else "; /retry asks again"))
         elif turn.finish in ENDINGS:
             self.note(f"({ENDINGS[turn.finish]})")
+        for note in getattr(turn.reply, "notes", []):
+            self._once(note, self.note)
+        if self.conversation.schema is not None and turn.reply is not None and failure is None:
+            from chatterm.structured.validate import answer_problem
+
+            problem = answer_problem(turn.reply.text, self.conversation.schema)
+            if problem:
+                self.error(problem)
 
     def _tool_event(self, event: Any, turn: Turn) -> None:
         """A call to decide (asked here unless decided beforehand), a call's result

@@ -39,8 +39,7 @@ def _help(ctx: CommandContext, arg: str) -> None:
     table.add_column(no_wrap=True, overflow="ellipsis")
     for name, cmd in zip(names, COMMANDS.values()):
         table.add_row(name, cmd.help)
-    table.add_row("Esc Enter", "insert a newline (Enter sends)")
-    table.add_row("Ctrl-X Ctrl-E", "edit the input in $VISUAL/$EDITOR")
+    table.add_row("Esc Enter · Ctrl-X Ctrl-E", "a newline (Enter sends) · the input in $VISUAL/$EDITOR")
     table.add_row("Alt-← Alt-→", "at an empty prompt: the previous/next alternative (/alt)")
     table.add_row("Ctrl-C · Ctrl-D", "stop a reply, or clear the line · quit; /help COMMAND: all of its help")
     ctx.console.print(table)
@@ -95,6 +94,30 @@ def complete_role(arg: str) -> Iterator[Completion]:
         return complete_words(arg, ((r.name, r.description) for r in roles.load().values()))
     except ChattermError:
         return iter(())
+
+
+@command("schema", "[JSON|FILE|json|off]")
+def _schema(ctx: CommandContext, arg: str) -> None:
+    """Answer with JSON matching a JSON Schema (json: any JSON object; off: prose again; none: show it)."""
+    import json
+
+    from chatterm.structured import schema
+
+    conversation = ctx.conversation
+    if not arg:
+        ctx.note(json.dumps(conversation.schema, ensure_ascii=False) if conversation.schema is not None
+                 else "no schema: replies are prose (/schema JSON|FILE, or /schema json)")
+        return
+    if arg == "off":
+        conversation.schema = None
+    else:
+        conversation.schema = dict(schema.ANY_OBJECT) if arg == "json" else schema.parse(arg)
+        if ctx.loaded.engine_name == "ctransformers":
+            from chatterm.ui.hints import schema_unheld
+
+            ctx.note(schema_unheld())
+    conversation.measure_again()
+    ctx.note("replies are prose again" if conversation.schema is None else "replies are JSON matching the schema")
 
 
 @command("role", "[NAME]", complete=complete_role)
