@@ -100,6 +100,7 @@ class Sampling:
     # enable_thinking) and servers that take chat_template_kwargs obey it.
     think: bool | None = _setting(None, bool, "Reasoning models: think before answering (on/off).",
                                   optional=True)
+    compact: bool = _setting(True, bool, "When the window fills, summarize older turns (off: leave them out).")
     # Not a user setting: go on past end of generation to max_tokens (benchmarks;
     # llama.cpp's --ignore-eos).
     ignore_eog: bool = False

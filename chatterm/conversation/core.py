@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from chatterm.conversation import branches, context_window
+from chatterm.conversation import branches, compaction, context_window
 from chatterm.conversation.reply import Finish, Reply
-from chatterm.conversation.turn import Turn
+from chatterm.conversation.turn import Notice, Turn
 from chatterm.engines.base import never
 from chatterm.errors import ChattermError
 from chatterm.settings import SETTINGS, Sampling
@@ -207,10 +207,56 @@ class Conversation:
         return True
 
     def _prompt(self, messages: list[dict], tail: str | None, turn: Turn) -> Any:
-        """The backend's prompt for a reply to `messages` (see `_fit`)."""
-        (_, prompt), self.dropped = self._fit(messages, tail)
+        """The backend's prompt for a reply to `messages` (see `_fit`). A prompt that
+        would leave turns out, or fill most of the window, is compacted first (when the
+        user has not turned compaction off); leaving turns out stays the fallback."""
+        (size, prompt), self.dropped = self._fit(messages, tail)
+        if (self.dropped or size > compaction.AUTO_AT * self.backend.n_ctx) and self.sampling.compact \
+                and messages is self.messages and tail is None:
+            covered = self._compact_before_reply(turn)
+            if covered:
+                (size, prompt), self.dropped = self._fit(self.messages, tail)
         turn.dropped = self.dropped
         return prompt
+
+    def _compact_before_reply(self, turn: Turn) -> int:
+        """Compaction for a reply about to start: how many messages it summarized (0:
+        nothing to compact, or the summary could not be made: said, and turns left out)."""
+        try:
+            covered = self.compact(cancelled=turn.cancelled, question_pending=True)
+        except ChattermError as e:
+            turn.notices.append(Notice(f"older turns could not be summarized ({e}); they are left out instead"))
+            return 0
+        if covered:
+            turn.compacted = covered
+            turn.notices.append(Notice(f"the window was nearly full: {covered} older messages are summarized "
+                                       "(/compact show; the session keeps them whole)"))
+        return covered
+
+    def compact(self, keep: str = "", cancelled: Callable[[], bool] = never, question_pending: bool = False) -> int:
+        """Summarize the older turns with the model (`keep`: what the summary must keep):
+        the summary stands in their place for the model, the session keeps them. Returns
+        how many messages it covers. `question_pending`: the last message is a question
+        about to be answered (it stays after the summary)."""
+        messages = self.messages
+        point = compaction.split_point(messages[:-1] if question_pending else messages)
+        if point is None:
+            raise ChattermError("too little to compact yet")
+        summary, point = compaction.summarize(self.backend, self.sampling, messages, point, keep, cancelled)
+        if not summary:
+            raise ChattermError("the model gave no summary")
+        before = compaction.latest(messages[:point])
+        start = before + 1 if before is not None else int(messages[0]["role"] == "system")
+        messages.insert(point, {"role": compaction.ROLE, "content": summary})
+        self._remeasure()
+        self._changed()
+        return point - start
+
+    @property
+    def summary(self) -> str | None:
+        """The latest summary of older turns (None: never compacted)."""
+        at = compaction.latest(self.messages)
+        return self.messages[at]["content"] if at is not None else None
 
     def _fit(self, messages: list[dict], tail: str | None) -> tuple[tuple[int, Any], int]:
         """((size, prompt) of the newest messages that fit with room for a reply,
@@ -222,6 +268,8 @@ class Conversation:
             from chatterm.structured.schema import instruction
 
             told = instruction(self.schema)
+
+        messages = compaction.window(messages)
 
         def measure(kept: list[dict]) -> tuple[int, tuple[int, Any]]:
             if told is not None and kept and kept[-1]["role"] == "user":  # said with the question, never stored
@@ -241,6 +289,7 @@ class Conversation:
         yielded for the consumer to decide, its result yielded once it ran or did not,
         then the model answers again), until a reply makes no call."""
         prompt = prepare(turn)
+        yield from turn.notices  # told before the reply (older turns compacted)
         toolbox = self.toolbox or None
         sampling = sampling or self.sampling
         if self.schema is not None:  # the answer is JSON: no tool calls in it
@@ -292,7 +341,6 @@ class Conversation:
     def _calls(self, turn: Turn, toolbox: Any, calls: list[Any], made: int) -> Iterator[Any]:
         """Each call decided (beforehand, or by the consumer when it is yielded), run
         or not, and its result recorded and yielded; returns the calls made so far."""
-        from chatterm.tools.calls import Notice
         from chatterm.tools.toolbox import declined_for_limit
 
         told = False

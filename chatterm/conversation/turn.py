@@ -26,6 +26,14 @@ from chatterm.conversation.reply import Finish, Reply
 from chatterm.engines.base import never
 
 
+class Notice:
+    """Something the conversation tells the user mid-turn (older turns compacted, the
+    tool-call limit reached)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
 class Turn:
     def __init__(self, run: Callable[["Turn"], Iterator[str]], cancelled: Callable[[], bool] = never):
         """`run(turn)`: the conversation's generator for this turn, which fills in the
@@ -38,6 +46,8 @@ class Turn:
         self.reply: Reply | None = None
         self.kept = False
         self.dropped = 0
+        self.compacted = 0  # older messages summarized before this reply (compaction)
+        self.notices: list[Notice] = []  # told by the conversation before the reply streams
 
     def __iter__(self) -> Iterator[str]:
         """The conversation's generator itself: a `for` loop over a turn costs nothing

@@ -73,8 +73,8 @@ def records(messages: list[dict], options: Options, tally: Tally) -> Iterator[di
 
 def problem(message: dict, options: Options) -> str | None:
     """Why a message cannot be training data, or None."""
-    if message["role"] == "tool":
-        return None  # a tool's result is what it is
+    if message["role"] in ("tool", "summary"):
+        return None  # a tool's result is what it is; a summary is not part of the records
     if not options.include_empty and not message["content"].strip() and not message.get("tool_calls"):
         return "empty reply" if message["role"] == "assistant" else "empty question"
     finish = Finish.of(message.get("finish"))
@@ -159,6 +159,8 @@ def _wire(messages: Iterable[dict], options: Options) -> list[dict]:
     asked); an assistant's tool calls and a tool's name as TRL's tool-calling format has them."""
     out: list[dict] = []
     for m in messages:
+        if m["role"] == "summary":  # exports are the original turns (compaction's summaries left out)
+            continue
         wired: dict = {"role": m["role"], "content": thinking.wrapped(m.get("thinking", ""), m["content"])
                        if options.thinking and m["role"] == "assistant" else m["content"]}
         if m.get("tool_calls"):

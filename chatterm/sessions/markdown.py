@@ -29,7 +29,8 @@ def transcript(session: "Session") -> str:
     """The session as a Markdown transcript (`/save NAME.md`, `chatterm export -f md`)."""
     out = [f"# chatterm session {session.name}", "",
            f"Model: {session.model} ({session.engine})", ""]
-    titles = {"system": "System", "user": "You", "assistant": "Assistant", "tool": "Tool result"}
+    titles = {"system": "System", "user": "You", "assistant": "Assistant", "tool": "Tool result",
+              "summary": "Summary (what the model sees in place of the turns above)"}
     for m in session.messages:
         title = titles[m["role"]] + (f" ({m.get('name')}: {m.get('summary', '')})" if m["role"] == "tool" else "")
         out.append(f"## {title}")

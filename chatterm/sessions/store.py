@@ -226,7 +226,7 @@ def _short(error: Exception) -> str:
 def _tree_problem(messages: list) -> str | None:
     """What makes `messages` (a path with its alternatives) unusable, or None."""
     for m in messages:
-        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant", "tool")
+        if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant", "tool", "summary")
                 and isinstance(m.get("content"), str)):
             return "a message without a valid role and text"
         calls = m.get("tool_calls")

@@ -10,6 +10,8 @@ from typing import Any
 
 YES, NO = "yes", "no"
 
+from chatterm.conversation.turn import Notice  # noqa: E402,F401  (tool turns tell notices too)
+
 
 @dataclass
 class ToolCall:
@@ -58,13 +60,6 @@ class ToolResult:
     def as_message(self) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": self.call.id, "name": self.call.name,
                 "content": self.text, "summary": self.summary}
-
-
-@dataclass
-class Notice:
-    """Something the conversation tells the user mid-turn (the call limit reached)."""
-
-    text: str
 
 
 def from_message(call: dict[str, Any]) -> ToolCall:

@@ -58,6 +58,9 @@ class Transcript:
             elif m["role"] == "tool":
                 calls += 1
                 self.tool_result(messages, i, calls)
+            elif m["role"] == "summary":
+                self.note(f"▸ the turns above are summarized for the model ({len(m['content'].split())} words) · "
+                          "/compact show")
         self.note(f"session {session.name}: {len(messages):,} messages")
 
     def tool_result(self, messages: list[dict], i: int, number: int) -> None:

@@ -39,8 +39,7 @@ def _help(ctx: CommandContext, arg: str) -> None:
     table.add_column(no_wrap=True, overflow="ellipsis")
     for name, cmd in zip(names, COMMANDS.values()):
         table.add_row(name, cmd.help)
-    table.add_row("Esc Enter · Ctrl-X Ctrl-E", "a newline (Enter sends) · the input in $VISUAL/$EDITOR")
-    table.add_row("Alt-← Alt-→", "at an empty prompt: the previous/next alternative (/alt)")
+    table.add_row("Esc Enter · Ctrl-X Ctrl-E · Alt-←/→", "a newline · the input in $EDITOR · alternatives (/alt)")
     table.add_row("Ctrl-C · Ctrl-D", "stop a reply, or clear the line · quit; /help COMMAND: all of its help")
     ctx.console.print(table)
 
@@ -94,6 +93,23 @@ def complete_role(arg: str) -> Iterator[Completion]:
         return complete_words(arg, ((r.name, r.description) for r in roles.load().values()))
     except ChattermError:
         return iter(())
+
+
+@command("compact", "[show|WHAT TO KEEP]")
+def _compact(ctx: CommandContext, arg: str) -> None:
+    """Summarize the older turns with the model (the session keeps them whole); show: the summary the model sees."""
+    conversation = ctx.conversation
+    if arg == "show":
+        ctx.note(conversation.summary or "not compacted yet: /compact summarizes the older turns")
+        return
+    if not ctx.wait_for_engine(ctx.loaded):
+        return
+    from chatterm.ui.interrupt import ctrl_c_cancels
+
+    with ctrl_c_cancels() as stop, ctx.console.status("summarizing the older turns… (Ctrl-C stops)"):
+        covered = conversation.compact(arg, cancelled=stop)
+    ctx.note(f"{covered} older messages summarized: the model sees the summary in their place "
+             "(/compact show; exports and the session keep them whole)")
 
 
 @command("schema", "[JSON|FILE|json|off]")
