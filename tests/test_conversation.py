@@ -47,7 +47,7 @@ def test_a_prompt_larger_than_the_window_is_refused_and_not_kept(fake_conversati
 
 
 def test_oldest_turns_are_dropped_to_fit_but_never_the_system_prompt(fake_conversation):
-    conversation = fake_conversation(*(["r" * 40] * 6), n_ctx=300, sampling={"max_tokens": 50})
+    conversation = fake_conversation(*(["r" * 40] * 6), n_ctx=300, sampling={"max_tokens": 50, "compact": False})
     for i in range(6):
         reply(conversation.send(f"question {i} " + "q" * 30))
     prompt = bytes(conversation.engine.prompts[-1]).decode()

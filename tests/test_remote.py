@@ -295,7 +295,7 @@ def test_old_turns_leave_the_window_and_oversized_prompts_are_refused():
     from chatterm.errors import ContextOverflowError
     with FakeServer([event("ok"), DONE]) as fake:
         chat = converse(RunOptions(base_url=fake.url, ctx=100, system="Be brief.",
-                                    sampling={"max_tokens": 16}))
+                                    sampling={"max_tokens": 16, "compact": False}))  # leaving out, not summarizing
         for i in range(4):
             assert "".join(chat.send(f"message number {i} " + "x" * 60)) == "ok"
         sent = fake.requests[-1]["json"]["messages"]
