@@ -130,7 +130,10 @@ def _run_options(opts: dict[str, Any]) -> Any:
 
         if system:
             raise InputError("--role is a system prompt: give --role or --system, not both")
-        system = roles.find(opts["role"]).prompt
+        role = roles.find(opts["role"])
+        system = role.prompt
+        if role.tools and not opts["tools"]:
+            opts = {**opts, "tools": ",".join(role.tools)}
     return RunOptions(model=opts["model"], engine=opts["engine"], gpu_layers=opts["gpu_layers"],
                       threads=opts["threads"], ctx=opts["ctx"], template=opts["template"],
                       system=system, base_url=opts["base_url"], api_key_env=opts["api_key_env"],

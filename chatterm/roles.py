@@ -1,5 +1,6 @@
-"""Roles: named system prompts. A few ship in `roles.toml` beside this module; the
-user's `~/.config/chatterm/roles.toml` adds its own or replaces them by name."""
+"""Roles: named system prompts, and the tools a role offers (`tools = [...]`). A few
+ship in `roles.toml` beside this module; the user's `~/.config/chatterm/roles.toml`
+adds its own or replaces them by name."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class Role:
     prompt: str
     description: str = ""
     source: str = "chatterm"  # or the user's file
+    tools: tuple[str, ...] = ()  # the tools the role offers the model (each call still asked)
 
 
 def user_roles_toml() -> Path:
@@ -35,7 +37,14 @@ def load() -> dict[str, Role]:
             description = raw.get("description", "")
             if not isinstance(description, str):
                 raise ConfigError(f"{path}: role {name!r}: description must be text")
-            roles[name] = Role(name, raw["prompt"].strip(), description, source)
+            tools = raw.get("tools", [])
+            if not (isinstance(tools, list) and all(isinstance(t, str) for t in tools)):
+                raise ConfigError(f"{path}: role {name!r}: tools must be a list of tool names")
+            if tools:
+                from chatterm.tools.toolbox import select
+
+                select(tools)  # an unknown name is one line now, not when the role is used
+            roles[name] = Role(name, raw["prompt"].strip(), description, source, tuple(tools))
     return roles
 
 

@@ -454,3 +454,23 @@ def test_the_marker_watch_looks_at_a_constant_window():
     for _ in range(10000):
         assert watch.feed(b"long reply ") is None
     assert len(watch._tail) < len(watch.marker)
+
+
+def test_a_role_offers_its_tools(fake_model, private_dirs):
+    from chatterm import roles
+    from tests.helpers import drive as drive_repl
+
+    coder = roles.find("coder")
+    assert "run" in coder.tools and "python" in coder.tools
+    repl, out = drive_repl("/role coder\r/tools\r", fake_model())
+    assert "tools on: run, python" in out and repl.conversation.toolbox.tools.keys() >= {"run", "python", "write_file"}
+    assert "run" in out and "on" in out
+
+
+def test_always_lasts_for_the_session_only(fake_conversation):
+    from chatterm.sessions import Session
+
+    conversation = conversation_with_tools(fake_conversation)
+    conversation.toolbox.always.add("run")
+    conversation.open(Session(name="other"))
+    assert conversation.toolbox.always == set()

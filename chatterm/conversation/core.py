@@ -450,6 +450,8 @@ class Conversation:
         if keep_system and not session.messages:
             session.messages = [dict(m) for m in self.messages[:1] if m["role"] == "system"]
             session.sampling = dict(self.overrides)
+        if self.toolbox is not None:
+            self.toolbox.always.clear()  # "always" was said of the other session
         self.session = session
         self.last = None
         self.dropped = 0

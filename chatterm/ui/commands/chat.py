@@ -145,6 +145,14 @@ def _role(ctx: CommandContext, arg: str) -> None:
         role = roles.find(arg)
         ctx.conversation.set_system(role.prompt)
         ctx.note(f"role {role.name}: {role.description or role.prompt[:60]}")
+        if role.tools:
+            from chatterm.tools.toolbox import Toolbox, select
+
+            if ctx.conversation.toolbox is None:
+                ctx.conversation.toolbox = Toolbox()
+            ctx.conversation.toolbox.enable(select(role.tools))
+            ctx.conversation.measure_again()
+            ctx.note(f"tools on: {', '.join(role.tools)} (each call is asked first; /tools off turns them off)")
         return
     current = ctx.conversation.system
     for role in roles.load().values():
