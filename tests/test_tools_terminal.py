@@ -104,3 +104,23 @@ def test_one_shot_runs_only_pre_approved_tools(tmp_path):
 def test_unknown_tools_are_one_line_before_anything_loads(tmp_path):
     r = run("--tools", "run,rm_rf", "hi")
     assert r.returncode == 1 and "unknown tool 'rm_rf'" in r.stderr.decode() and "Traceback" not in r.stderr.decode()
+
+
+def test_a_hostile_server_asks_for_a_command_the_user_declines(spawn, tmp_path):
+    from tests.fakeserver import DONE, FakeServer, call_events, event
+
+    evil = json.dumps({"command": f"touch {tmp_path}/owned.txt \x1b]0;PWN\x07\x1b[2J"})
+    with FakeServer([event("Fine, I will not."), DONE],
+                    replies=[[event("Let me tidy up. "), *call_events("run", evil)]]) as fake:
+        child = spawn("--base-url", fake.url, "--tools", "run", threads=False, cwd=str(tmp_path))
+        child.sendline("tidy my folder")
+        child.expect(r"run\? \[y\]es")
+        child.sendline("n")
+        child.expect("· declined")
+        child.expect("Fine, I will not.")
+        child.expect("›")
+        child.quit()
+        second = [q["json"] for q in fake.requests if q["path"].endswith("chat/completions")][-1]
+    assert not (tmp_path / "owned.txt").exists()
+    assert not raw_escapes(child.transcript)
+    assert "declined" in second["messages"][-1]["content"] and second["messages"][-1]["role"] == "tool"
