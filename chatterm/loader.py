@@ -102,10 +102,9 @@ class Model:
         """The syntax of tool calls the model's chat template teaches ("hermes",
         "llama3", "mistral"), "server" for a remote model, None for a template with
         none (chatterm then describes the tools in the system prompt)."""
-        template = getattr(self.backend, "template", None)
         if not isinstance(self.backend, LocalBackend):
             return "server"
-        family = template.tool_family if template is not None else None
+        family = self.backend.template.tool_family
         return family.name if family is not None else None
 
     def count(self, text: str) -> int:

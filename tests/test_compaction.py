@@ -3,7 +3,6 @@ the summary stands in their place; the session keeps every turn whole."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest

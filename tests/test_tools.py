@@ -13,7 +13,8 @@ import pytest
 from chatterm.conversation import Finish
 from chatterm.tools import markup, prompting
 from chatterm.tools.builtin import BUILTIN
-from chatterm.tools.calls import Notice, ToolCall, ToolResult
+from chatterm.conversation.turn import Notice
+from chatterm.tools.calls import ToolCall, ToolResult
 from chatterm.tools.markup import HERMES, LLAMA3, MISTRAL, CallParser
 from chatterm.tools.runner import run_process
 from chatterm.tools.toolbox import Toolbox, select

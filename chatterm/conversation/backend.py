@@ -20,10 +20,12 @@ class Backend(Protocol[P]):
     @property
     def n_ctx(self) -> int: ...
 
-    def measure(self, messages: list[dict], tail: str | None, think: bool | None = None) -> tuple[int, P]:
+    def measure(self, messages: list[dict], tail: str | None, think: bool | None = None,
+                tools: list[dict] | None = None) -> tuple[int, P]:
         """(size in tokens, prompt) of `messages` ready for a reply; `tail` (when
         continuing a reply) is the start of that reply; `think` switches a reasoning
-        model's thinking on or off where its template or server can (None: its default)."""
+        model's thinking on or off where its template or server can (None: its default);
+        `tools`: the JSON Schemas of the tools offered (None: tools off)."""
 
     def count(self, text: str) -> int:
         """Tokens in `text` alone (what a file added to a message costs)."""
@@ -38,6 +40,12 @@ class Backend(Protocol[P]):
     def settle(self, prompt: P, reply: Reply) -> int:
         """The reply ended (in any way): remember what was evaluated; returns the tokens
         the conversation now fills in the context window."""
+
+
+def with_tools(messages: list[dict]) -> bool:
+    """Whether tool calls or results are in `messages` (they need `tools.prompting`'s
+    shapes rather than `wire`'s, even once tools are off)."""
+    return any(m["role"] == "tool" or m.get("tool_calls") for m in messages)
 
 
 def wire(messages: list[dict]) -> list[dict[str, str]]:

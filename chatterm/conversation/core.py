@@ -109,8 +109,11 @@ class Conversation:
     def _changed(self) -> None:
         """Every change ends here: the session says which model answers (a crash can
         switch engines), and the persistence hook runs."""
-        self.session.model, self.session.engine = self.model.name, self.model.engine_name
+        self._name_model()
         self.on_change()
+
+    def _name_model(self) -> None:
+        self.session.model, self.session.engine = self.model.name, self.model.engine_name
 
     # ------------------------------------------------------------ replies
     def send(self, text: str, cancelled: Callable[[], bool] = never) -> Turn:
@@ -248,7 +251,7 @@ class Conversation:
         before = compaction.latest(messages[:point])
         start = before + 1 if before is not None else int(messages[0]["role"] == "system")
         messages.insert(point, {"role": compaction.ROLE, "content": summary})
-        self._remeasure()
+        self.measure_again()
         self._changed()
         return point - start
 
@@ -274,8 +277,7 @@ class Conversation:
         def measure(kept: list[dict]) -> tuple[int, tuple[int, Any]]:
             if told is not None and kept and kept[-1]["role"] == "user":  # said with the question, never stored
                 kept = [*kept[:-1], {**kept[-1], "content": kept[-1]["content"] + "\n\n" + told}]
-            size, prompt = (backend.measure(kept, tail, self.sampling.think, tools=tools) if tools
-                            else backend.measure(kept, tail, self.sampling.think))
+            size, prompt = backend.measure(kept, tail, self.sampling.think, tools=tools)
             return size, (size, prompt)
 
         n_ctx = backend.n_ctx
@@ -391,7 +393,7 @@ class Conversation:
         if not 1 <= number <= len(every):
             raise ChattermError(f"no alternative {number}: there are {len(every)}")
         branches.choose(self.messages, i, every, number)
-        self._remeasure()
+        self.measure_again()
         self._changed()
 
     def rate(self, reply: int | None, rating: str | None, note: str = "") -> int:
@@ -422,7 +424,7 @@ class Conversation:
         if not end or messages[end - 1]["role"] != "user":
             raise ChattermError("nothing to undo")
         del messages[end - 1:]
-        self._remeasure()
+        self.measure_again()
         self._changed()
 
     def set_system(self, text: str) -> None:
@@ -430,7 +432,7 @@ class Conversation:
             self.messages[0]["content"] = text
         else:
             self.messages.insert(0, {"role": "system", "content": text})
-        self._remeasure()
+        self.measure_again()
         self._changed()
 
     def set_sampling(self, name: str, value: Any) -> None:
@@ -455,7 +457,7 @@ class Conversation:
         self.session = session
         self.last = None
         self.dropped = 0
-        self._remeasure()
+        self.measure_again()
 
     def move_to(self, session: "Session") -> None:
         """This conversation goes on in `session` (a one-shot answer continued in a
@@ -468,18 +470,16 @@ class Conversation:
         """Another model answers from now on; messages and the user's settings stay."""
         self._use(model)
         self.last = None
-        self._remeasure()
+        self.measure_again()
 
     def _use(self, model: "Model", defaults: Sampling | None = None) -> None:
         self.model, self.backend = model, model.backend
         self.defaults = defaults or model.defaults
-        self.session.model, self.session.engine = model.name, model.engine_name
+        self._name_model()
 
     def measure_again(self) -> None:
-        """What the window holds changed outside the messages (the tools offered)."""
-        self._remeasure()
-
-    def _remeasure(self) -> None:
+        """What the window holds changed (the messages, the model, the tools offered):
+        the next `measure` counts again."""
         self._used = None
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from chatterm.conversation import templates, thinking
-from chatterm.conversation.backend import wire
+from chatterm.conversation.backend import wire, with_tools
 from chatterm.conversation.generation import Generation
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.templates import ChatTemplate
@@ -72,7 +72,7 @@ class LocalBackend:
     def measure(self, messages: list[dict], tail: str | None, think: bool | None = None,
                 tools: list[dict] | None = None) -> tuple[int, tuple[str, list[int]]]:
         template = self.template
-        if tools or _with_tools(messages):
+        if tools or with_tools(messages):
             from chatterm.tools import prompting
 
             if template.tool_family is not None:
@@ -108,8 +108,3 @@ class LocalBackend:
         text, ids = prompt
         self.cache = PromptCache(text + self.engine.detokenize(reply.tokens, special=True), ids + reply.tokens)
         return len(self.cache.ids)
-
-
-def _with_tools(messages: list[dict]) -> bool:
-    """Whether tool calls or results are in `messages` (tools used earlier, off now)."""
-    return any(m["role"] == "tool" or m.get("tool_calls") for m in messages)

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from chatterm.conversation.backend import wire
+from chatterm.conversation.backend import wire, with_tools
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.templates import ChatTemplate
 from chatterm.conversation import thinking
@@ -112,7 +112,8 @@ class RemoteReply(Reply):
         from chatterm.tools.markup import call_of
 
         for _, call in sorted(self._server_calls.items()):
-            parsed = call_of({"name": call["name"], "arguments": "".join(call["arguments"])}, "".join(call["arguments"]))
+            arguments = "".join(call["arguments"])
+            parsed = call_of({"name": call["name"], "arguments": arguments}, arguments)
             if call["id"]:
                 parsed.id = call["id"]
             self.calls.append(parsed)
@@ -149,7 +150,7 @@ class RemoteBackend:
     def measure(self, messages: list[dict], tail: str | None, think: bool | None = None,
                 tools: list[dict] | None = None) -> tuple[int, Request]:
         if tail is None:
-            if tools or any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+            if tools or with_tools(messages):
                 from chatterm.tools import prompting
 
                 body = prompting.openai(messages)

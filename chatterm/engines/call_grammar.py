@@ -36,14 +36,22 @@ class MarkerWatch:
         return None
 
 
-def hermes_gbnf(tools: list[dict[str, Any]], after_marker: bool = False) -> str:
-    """GBNF for a `<tool_call>` block calling one of `tools` (`after_marker`: what
-    follows the marker, once the model has written it)
-    (OpenAI-style {"type": "function", "function": {name, parameters}})."""
+def _converter() -> Any:
+    """llama-cpp-python's JSON Schema to GBNF converter, from its pure-Python module (not
+    the package's numpy-heavy __init__)."""
     from chatterm.engines.libraries import import_bare
 
-    grammar = import_bare("llama_cpp", "llama_grammar")  # pure Python: not the package's numpy-heavy __init__
-    converter = grammar.SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    grammar = import_bare("llama_cpp", "llama_grammar")
+    if grammar is None:
+        raise RuntimeError("llama-cpp-python is not installed")
+    return grammar.SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+
+
+def hermes_gbnf(tools: list[dict[str, Any]], after_marker: bool = False) -> str:
+    """GBNF for a `<tool_call>` block calling one of `tools` (OpenAI-style {"type":
+    "function", "function": {name, parameters}}); `after_marker`: only what follows the
+    marker, once the model has written it."""
+    converter = _converter()
     alternatives = []
     for tool in tools:
         function = tool.get("function", tool)
@@ -64,12 +72,7 @@ def hermes_gbnf(tools: list[dict[str, Any]], after_marker: bool = False) -> str:
 
 def schema_gbnf(schema: dict[str, Any]) -> str:
     """GBNF for a JSON value matching `schema` (structured output: `--schema`)."""
-    from chatterm.engines.libraries import import_bare
-
-    grammar = import_bare("llama_cpp", "llama_grammar")
-    if grammar is None:
-        raise RuntimeError("llama-cpp-python is not installed")
-    converter = grammar.SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter = _converter()
     converter.visit(converter.resolve_refs(_ranges(schema), "schema"), "")
     return _json_strings(converter.format_grammar())
 

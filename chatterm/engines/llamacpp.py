@@ -70,6 +70,7 @@ class LlamaCppEngine(Engine):
                               "(not enough memory? try a smaller --ctx)")
         self._vocab = lib.llama_model_get_vocab(self._model)
         self._pieces: dict[int, bytes] = {}
+        self._special_pieces: dict[int, bytes] = {}  # control tokens as their text
         self._grammars: dict[tuple[str, bool | None], bytes] = {}  # GBNF by tools or schema (a chat asks the same)
         self._piece_buf = ctypes.create_string_buffer(64)
         self._memory = lib.llama_get_memory(self._ctx)
@@ -108,16 +109,17 @@ class LlamaCppEngine(Engine):
             room = -n
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
-        cached = None if special else self._pieces.get(token)
+        # Asked once a token each way (tools on, a token's special piece is asked twice:
+        # for the stream and for the call-marker watch).
+        table = self._special_pieces if special else self._pieces
+        cached = table.get(token)
         if cached is None:
             buf = self._piece_buf
             n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
             if n < 0:
                 buf = ctypes.create_string_buffer(-n)
                 n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
-            cached = buf.raw[:n]
-            if not special:
-                self._pieces[token] = cached
+            cached = table[token] = buf.raw[:n]
         return cached
 
     def is_eog(self, token: int) -> bool:
@@ -230,29 +232,28 @@ class LlamaCppEngine(Engine):
         return chain
 
     def _schema_grammar(self, schema: dict) -> Any:
+        """The grammar sampler for a reply that is JSON matching `schema`."""
         from chatterm.engines.call_grammar import schema_gbnf
 
-        key = (json.dumps(schema, sort_keys=True), None)
-        gbnf = self._grammars.get(key)
-        if gbnf is None:
-            gbnf = self._grammars[key] = schema_gbnf(schema).encode()
-        sampler = self._lib.llama_sampler_init_grammar(self._vocab, gbnf, b"root")
-        if not sampler:
-            raise EngineError("llama.cpp could not parse the schema's grammar")
-        return sampler
+        return self._grammar((json.dumps(schema, sort_keys=True), None), lambda: schema_gbnf(schema), "the schema's")
 
     def _call_grammar(self, schemas: list, after_marker: bool) -> Any:
         """The grammar sampler for a call to one of `schemas` (`call_grammar`): the
         whole reply, or (`after_marker`) what follows the `<tool_call>` the model wrote."""
         from chatterm.engines.call_grammar import hermes_gbnf
 
-        key = (json.dumps(schemas, sort_keys=True), after_marker)
+        return self._grammar((json.dumps(schemas, sort_keys=True), after_marker),
+                             lambda: hermes_gbnf(schemas, after_marker), "the tools' call")
+
+    def _grammar(self, key: tuple[str, bool | None], build: Callable[[], str], what: str) -> Any:
+        """A grammar sampler for the GBNF `build` makes, made once per `key` (a chat
+        asks for the same schema or tools turn after turn)."""
         gbnf = self._grammars.get(key)
         if gbnf is None:
-            gbnf = self._grammars[key] = hermes_gbnf(schemas, after_marker).encode()
+            gbnf = self._grammars[key] = build().encode()
         sampler = self._lib.llama_sampler_init_grammar(self._vocab, gbnf, b"root")
         if not sampler:
-            raise EngineError("llama.cpp could not parse the tools' call grammar")
+            raise EngineError(f"llama.cpp could not parse {what} grammar")
         return sampler
 
     def reset(self) -> None:

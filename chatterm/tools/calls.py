@@ -10,8 +10,6 @@ from typing import Any
 
 YES, NO = "yes", "no"
 
-from chatterm.conversation.turn import Notice  # noqa: E402,F401  (tool turns tell notices too)
-
 
 @dataclass
 class ToolCall:

@@ -22,6 +22,7 @@ import threading
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from chatterm import paths
@@ -266,6 +267,16 @@ class McpHub:
         self._thread.join(timeout=5)
 
 
+def _log_path() -> Path | None:
+    """The MCP log (servers' stderr, the SDK's complaints); None when its folder cannot be made."""
+    path = paths.state_dir() / "mcp.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    return path
+
+
 def _quiet_sdk_logs() -> None:
     """The SDK logs what servers do wrong (garbage on stdout, say) with tracebacks: into
     the MCP log, never onto the chat's terminal."""
@@ -274,24 +285,24 @@ def _quiet_sdk_logs() -> None:
     logger = logging.getLogger("mcp")
     logger.propagate = False
     if not logger.handlers:
+        path = _log_path()
         try:
-            path = paths.state_dir() / "mcp.log"
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            logger.addHandler(logging.FileHandler(path, encoding="utf-8"))
+            logger.addHandler(logging.FileHandler(path, encoding="utf-8") if path else logging.NullHandler())
         except OSError:
             logger.addHandler(logging.NullHandler())
 
 
 def _log_file() -> Any:
     """Where stdio servers' stderr goes: the MCP log, never the chat's terminal."""
-    import contextlib
+    import os
 
-    path = paths.state_dir() / "mcp.log"
+    path = _log_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return open(path, "a", encoding="utf-8", errors="replace")
+        if path is not None:
+            return open(path, "a", encoding="utf-8", errors="replace")
     except OSError:
-        return contextlib.nullcontext(open("/dev/null", "w"))
+        pass
+    return open(os.devnull, "w")
 
 
 def _done(result: Any) -> Done:

@@ -8,9 +8,10 @@ from typing import Any, Callable, Iterable
 
 from chatterm.errors import ConfigError
 from chatterm.tools.builtin import BUILTIN, Done, Tool
-from chatterm.tools.calls import NO, YES, ToolCall, ToolResult
+from chatterm.tools.calls import YES, ToolCall, ToolResult
 
 CALL_LIMIT = 8  # calls a turn may make before the model is told to answer
+ALWAYS = "always (this session)"
 
 
 def select(spec: str | Iterable[str]) -> list[Tool]:
@@ -56,35 +57,38 @@ class Toolbox:
         enabled tool goes back to the model as an error; a pre-approved tool runs."""
         if call.arguments is None or call.name not in self.tools:
             call.decline("the call is not valid")
-        elif call.name in self.always:
-            call.approve(said_by="always (this session)")
-        elif call.name in self.preapproved or "all" in self.preapproved:
-            call.approve(said_by=f"--yes {call.name}")
+        elif self.runs_unasked(call.name):
+            call.approve(said_by=ALWAYS if call.name in self.always else f"--yes {call.name}")
+
+    def runs_unasked(self, name: str) -> bool:
+        """Whether tool `name`'s calls run without a question (always, or --yes)."""
+        return name in self.always or name in self.preapproved or "all" in self.preapproved
+
+    def allow_always(self, call: ToolCall) -> None:
+        """The user's "always": this call runs, and this tool's next ones without asking."""
+        self.always.add(call.name)
+        call.approve(said_by=ALWAYS)
 
     def run(self, call: ToolCall, cancelled: Callable[[], bool]) -> ToolResult:
         """The call's result: run once approved; otherwise why not, for the model."""
         if call.arguments is None:
-            return _result(call, f"error: {call.error}. Write the call again, valid.", "did not parse", ok=False)
+            return ToolResult(call, f"error: {call.error}. Write the call again, valid.", "did not parse", ok=False)
         tool = self.tools.get(call.name)
         if tool is None:
             known = ", ".join(self.tools) or "none"
-            return _result(call, f"error: there is no tool {call.name!r} (the tools: {known})",
+            return ToolResult(call, f"error: there is no tool {call.name!r} (the tools: {known})",
                            "no such tool", ok=False)
         if call.decision != YES:
-            return _result(call, "The user declined this call; it did not run. Ask or go on without it.",
+            return ToolResult(call, "The user declined this call; it did not run. Ask or go on without it.",
                            "declined", ok=False)
         problem = check_arguments(tool, call.arguments)
         if problem:
-            return _result(call, f"error: {problem}", "invalid arguments", ok=False)
+            return ToolResult(call, f"error: {problem}", "invalid arguments", ok=False)
         try:
             done = tool.run(call.arguments, cancelled)
         except OSError as e:
             done = Done(f"error: {e.strerror or e}", "failed", ok=False)
-        return _result(call, done.text, done.summary, done.ok)
-
-
-def _result(call: ToolCall, text: str, summary: str, ok: bool = True) -> ToolResult:
-    return ToolResult(call, text, summary, ok)
+        return ToolResult(call, done.text, done.summary, done.ok)
 
 
 _TYPES = {"string": str, "integer": int, "boolean": bool, "number": (int, float), "object": dict, "array": list}
@@ -110,8 +114,7 @@ def check_arguments(tool: Tool, arguments: dict[str, Any]) -> str:
 
 def declined_for_limit(call: ToolCall, limit: int) -> ToolResult:
     call.decline(f"the limit of {limit} calls a turn")
-    return _result(call, f"Not run: this turn reached its limit of {limit} tool calls. Answer with what you have.",
+    return ToolResult(call, f"Not run: this turn reached its limit of {limit} tool calls. Answer with what you have.",
                    f"not run: limit of {limit} calls", ok=False)
 
 
-__all__ = ["CALL_LIMIT", "NO", "YES", "Toolbox", "check_arguments", "declined_for_limit", "select"]

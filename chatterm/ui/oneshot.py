@@ -90,12 +90,13 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
 def _tool_event(event: object, declined: list[str]) -> None:
     """Tools without a terminal: only pre-approved calls run (the conversation decided
     those); any other is declined. What ran is said on stderr, the answer alone on stdout."""
-    from chatterm.tools.calls import Notice, ToolCall, ToolResult
+    from chatterm.conversation.turn import Notice
+    from chatterm.tools.calls import YES, ToolCall, ToolResult
 
     if isinstance(event, ToolCall) and event.decision is None:
         event.decline("no one to ask")
         declined.append(event.name)
-    elif isinstance(event, ToolResult) and event.call.decision == "yes":
+    elif isinstance(event, ToolResult) and event.call.decision == YES:
         click.echo(f"chatterm: ▸ {event.call.name} · {event.summary}", err=True)
     elif isinstance(event, Notice):
         click.echo(f"chatterm: {event.text}", err=True)

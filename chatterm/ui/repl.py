@@ -348,26 +348,26 @@ class Repl:
     def _tool_event(self, event: Any, turn: Turn) -> None:
         """A call to decide (asked here unless decided beforehand), a call's result
         (one collapsed line), or a notice."""
-        from chatterm.tools.calls import Notice, ToolCall, ToolResult
+        from chatterm.conversation.turn import Notice
+        from chatterm.tools.calls import YES, ToolCall, ToolResult
         from chatterm.ui import tool_views
 
         toolbox = self.conversation.toolbox
         if isinstance(event, ToolCall):
             if event.decision is not None:
-                if event.said_by and event.decision == "yes":
+                if event.said_by and event.decision == YES:
                     self.note(f"▸ {event.name} ({event.said_by}) · running, Ctrl-C stops it")
                 return
             tool = toolbox.tools.get(event.name)
             answer = tool_views.ask(event, tool, self._show_plain, self.note,
                                     lambda q: self._key(q, turn), self._edit_call)
             if answer == "a":
-                toolbox.always.add(event.name)
-                event.approve(said_by="always (this session)")
+                toolbox.allow_always(event)
             elif answer == "y":
                 event.approve()
             else:
                 event.decline("you")
-            if event.decision == "yes":
+            if event.decision == YES:
                 self.note("  running · Ctrl-C stops it")
         elif isinstance(event, ToolResult):
             number = sum(1 for m in self.conversation.messages if m["role"] == "tool")

@@ -44,15 +44,11 @@ def _tools(ctx: CommandContext, arg: str) -> None:
                 select(names)  # an unknown name is refused, not ignored
             toolbox.disable(names or None)
         conversation.measure_again()
-    for name, tool in BUILTIN.items():
-        state = "on" if name in toolbox.tools else "off"
-        if state == "on" and (name in toolbox.always or name in toolbox.preapproved or "all" in toolbox.preapproved):
-            state = "on, runs without asking"
-        ctx.console.print(Text(f"  {name:<11} {state:<24} {tool.description}"), soft_wrap=True)
-    for name, tool in toolbox.tools.items():
-        if name not in BUILTIN:  # an MCP server's
-            state = "on, runs without asking" if name in toolbox.always else "on (MCP)"
-            ctx.console.print(Text(f"  {name:<11} {state:<24} {tool.description[:120]}"), soft_wrap=True)
+    mcp = {name: tool for name, tool in toolbox.tools.items() if name not in BUILTIN}  # MCP servers' tools
+    for name, tool in {**BUILTIN, **mcp}.items():
+        state = ("off" if name not in toolbox.tools else "on, runs without asking" if toolbox.runs_unasked(name)
+                 else "on (MCP)" if name in mcp else "on")
+        ctx.console.print(Text(f"  {name:<11} {state:<24} {tool.description[:120]}"), soft_wrap=True)
     if toolbox:
         syntax = ctx.loaded.tool_syntax if ctx.loaded.state() == "ready" else "…"
         if syntax is None:
