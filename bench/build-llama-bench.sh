@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build llama.cpp's llama-bench from the sources vendored in the llama-cpp-python sdist of
+# Build llama.cpp's llama-bench (and llama-quantize, for the speculation pair) from the sources vendored in the llama-cpp-python sdist of
 # the installed version, so the reference figures come from the very llama.cpp chatterm runs.
 # Usage: bench/build-llama-bench.sh [PYTHON]   (PYTHON: the interpreter with llama-cpp-python)
 # Result: ${XDG_CACHE_HOME:-~/.cache}/chatterm/llama-bench-<version>/bin/llama-bench
@@ -19,6 +19,6 @@ fi
 cmake -S "$root/src/vendor/llama.cpp" -B "$root/build" -DCMAKE_BUILD_TYPE=Release \
   -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DBUILD_SHARED_LIBS=ON \
   ${LLAMA_BENCH_CMAKE_ARGS:-} >/dev/null
-cmake --build "$root/build" --target llama-bench -j "$(nproc)" >/dev/null
+cmake --build "$root/build" --target llama-bench llama-quantize -j "$(nproc)" >/dev/null
 rm -rf "$root/bin" && cp -a "$root/build/bin" "$root/bin"
 echo "$root/bin/llama-bench"

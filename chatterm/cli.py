@@ -79,6 +79,11 @@ def main(args: list[str] | None = None) -> None:
 @click.option("--threads", type=click.IntRange(1, 512), help="CPU threads (default: the cores available).")
 @click.option("--ctx", type=click.IntRange(16), help="Context window in tokens (default: the model's entry).")
 @sampling_options
+@click.option("--speculate", type=click.Choice(["auto", "ngram", "draft", "off"]), default="auto", show_default=True,
+              help="Speculative decoding on llama.cpp: drafts copied from the prompt (ngram) or made by --draft, "
+                   "checked by the model in one batch; greedy replies stay identical. auto: where it pays.")
+@click.option("--draft", metavar="NAME|PATH", help="A small model of the same vocabulary that drafts tokens for "
+              "the model (default: the entry's draft).")
 @click.option("-f", "--file", "files", multiple=True, metavar="PATH",
               help="Add a text file (or a glob, or a folder) to the first message; repeatable.")
 @click.option("-s", "--system", metavar="TEXT", help="System prompt.")
@@ -140,7 +145,8 @@ def _run_options(opts: dict[str, Any]) -> Any:
                       sampling={k: opts[k] for k in SETTINGS if opts[k] is not None},
                       tools=_tools(opts["tools"], opts["preapproved"]), preapproved=tuple(opts["preapproved"]),
                       tool_choice=opts["tool_choice"], mcp=opts["mcp_config"],
-                      schema=_schema(opts["schema"], opts["any_json"]))
+                      schema=_schema(opts["schema"], opts["any_json"]),
+                      speculate=opts["speculate"], draft=opts["draft"])
 
 
 def _schema(text: str | None, any_json: bool) -> dict | None:

@@ -20,7 +20,7 @@ from chatterm.conversation import Conversation, templates
 from chatterm.conversation.backend import Backend
 from chatterm.conversation.local import LocalBackend
 from chatterm.engines.base import LoadOptions, Sampling, default_threads, never
-from chatterm.errors import ConfigError
+from chatterm.errors import ChattermError, ConfigError
 
 
 @dataclass
@@ -42,6 +42,8 @@ class RunOptions:
     tool_choice: str = "auto"  # "required": the first reply of a turn is a call
     mcp: str | None = None  # --mcp FILE: the MCP servers to start (default: the user's mcp.json)
     schema: dict | None = None  # --schema/--json: replies are JSON matching this JSON Schema
+    speculate: str = "auto"  # speculative decoding (llama.cpp): auto, ngram, draft, off
+    draft: str | None = None  # --draft NAME|PATH: the draft model (default: the entry's draft)
 
 
 @dataclass
@@ -92,6 +94,11 @@ class Model:
     def worker_pid(self) -> int | None:
         """The engine worker's process, for /stats (None: no worker, a server)."""
         return getattr(self.backend.engine, "pid", None)
+
+    @property
+    def speculation(self) -> dict | None:
+        """Speculative decoding's tally so far, for /stats (None: not this engine)."""
+        return getattr(self.backend.engine, "speculation", None)
 
     @property
     def think_switch(self) -> bool:
@@ -148,10 +155,12 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
     if n_ctx is not None and n_ctx < 16:
         raise ConfigError("--ctx must be at least 16 tokens")
     choice = templates.check(options.template or spec.template)  # before a worker starts
-    fitted = _fit(spec.name, path, n_ctx, options.gpu_layers)
+    draft = _draft_path(options, spec, catalog, path, name)
+    fitted, draft_layers = _fit(spec.name, path, n_ctx, options.gpu_layers, draft)
     load_options = LoadOptions(path=path, n_ctx=n_ctx, threads=options.threads or default_threads(),
                                gpu_layers=options.gpu_layers, fitted_layers=fitted,
-                               model_type=spec.model_type)
+                               model_type=spec.model_type, speculate=options.speculate,
+                               draft=str(draft) if draft else None, draft_gpu_layers=draft_layers)
     if options.isolated:
         engine = engines.start(name, load_options, spec.name, spec.engines, restart=options.restart)
     else:
@@ -159,16 +168,52 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
     return Model(LocalBackend(engine, choice, list(spec.stop)), spec, str(path))
 
 
-def _fit(name: str, path: Path, n_ctx: int | None, gpu_layers: int | str) -> int:
+def _draft_path(options: RunOptions, spec: ModelSpec, catalog: Catalog, path: Path, engine: str) -> Path | None:
+    """The draft model's file (--draft, else the entry's `draft`), checked against the
+    model now: a draft of another vocabulary is one line, before any worker starts."""
+    name = options.draft or (spec.draft if options.speculate in ("auto", "draft") else None)
+    if options.speculate == "draft" and not name:
+        raise ConfigError("--speculate draft needs a draft model: --draft NAME|PATH (or a `draft` in the entry)")
+    if not name or options.speculate in ("off", "ngram"):
+        return None
+    if engine != "llama.cpp":
+        raise ConfigError(f"--draft needs the llama.cpp engine, not {engine}")
+    draft = catalog.find(name)
+    if draft.remote:
+        raise ConfigError(f"the draft model {draft.name!r} is on a server; a draft runs beside the model")
+    try:
+        draft_path = draft.model_path()
+        gguf.sniff(draft_path)
+    except ChattermError:
+        if options.draft or options.speculate == "draft":
+            raise
+        return None  # the entry's draft, not downloaded: prompt lookup alone
+
+    mismatch = gguf.vocabulary_mismatch(gguf.read(path), gguf.read(draft_path))
+    if mismatch:
+        raise ConfigError(f"the draft model {draft.name!r} cannot draft for {spec.name!r}: {mismatch}")
+    return draft_path
+
+
+def _fit(name: str, path: Path, n_ctx: int | None, gpu_layers: int | str, draft: Path | None = None) -> tuple[int, int]:
     """The layers `--gpu-layers auto` can offload (-1: all), after refusing a model
-    that cannot fit the RAM available (`chatterm.models.fit`)."""
+    that cannot fit the RAM available (`chatterm.models.fit`); and the draft's (-1 or
+    0): on the GPU when the whole model is and the draft fits beside it."""
     footprint = fit.of_file(path, n_ctx)  # a missing part of a split file is one line here
+    extra = fit.of_file(draft, n_ctx) if draft else None
     gpu = hardware.cuda_device_count() > 0
     free = hardware.free_vram() if gpu and gpu_layers == "auto" else None
     fitted = footprint.layers_fitting(free) if free is not None else -1
     on_gpu = 0 if not gpu else fitted if gpu_layers == "auto" else int(gpu_layers)
-    fit.check_ram(footprint, on_gpu, hardware.available_ram(), name)
-    return fitted
+    draft_layers, available = 0, hardware.available_ram()
+    if extra is not None:  # the draft: on the GPU beside a model that is all there, if it fits what is left
+        left = None if free is None else free - footprint.on_gpu(-1)
+        whole = on_gpu == -1 or on_gpu > footprint.n_layers
+        draft_layers = -1 if gpu and whole and (left is None or extra.on_gpu(-1) <= left) else 0
+        if available is not None:
+            available -= extra.in_ram(draft_layers) - fit.RAM_MARGIN
+    fit.check_ram(footprint, on_gpu, available, name)
+    return fitted, draft_layers
 
 
 def _load_remote(spec: ModelSpec, options: RunOptions) -> Model:

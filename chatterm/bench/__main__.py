@@ -15,7 +15,6 @@ from chatterm.bench import llama_bench, process, renderer, report
 from chatterm.bench.stats import Figure, Target
 from chatterm.bench.terminal import PseudoTerminal
 from chatterm.engines.base import default_threads
-from chatterm.engines.llamacpp import flash_attention
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--process-runs", type=int, default=15,
                    help="repetitions of the whole-process timings (cheap, and the noisiest)")
     p.add_argument("--sessions", default="1000,5000", help="saved-session counts for the listing and search")
-    p.add_argument("--only", default="render,engine,llama-bench,process,repack,sessions,long,tools",
+    p.add_argument("--only", default="render,engine,llama-bench,process,repack,sessions,long,tools,speculation",
                    help="sections to run, comma-separated")
     p.add_argument("--repack-models", default="", metavar="PATH,...",
                    help="more GGUF files for the weight-repacking section (default: the default model only)")
@@ -80,7 +79,8 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
     if wants_reference and reference is None:
         print("llama-bench: not found; build it with bench/build-llama-bench.sh (or pass --llama-bench)",
               file=sys.stderr)
-    flash_attn = flash_attention(0 if engine.device == "CPU" else -1)
+    flash_attn = bool(getattr(engine, "flash_attn", False))
+    q8_cache = bool(getattr(engine, "exact_batches", False))  # llama-bench with chatterm's cache type
     model = loaded.path
     try:
         eb.warm_up(loaded, engine)
@@ -101,7 +101,7 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
                 pp.append(eb.raw_prompt(engine, long_ids))
                 if reference:
                     tg.append(llama_bench.decode_rate(reference, model, args.threads, flash_attn,
-                                                      args.decode_tokens, len(prompt)))
+                                                      args.decode_tokens, len(prompt), q8_cache))
             turns: list[list[tuple[float, int]]] = []
             for _ in range(args.runs):
                 turns.append(eb.conversation(loaded, args.turns, args.reply_tokens, terminal))
@@ -125,7 +125,7 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
                            tg, note=str(reference)),
                     Figure(section, f"llama-bench pp{eb.PROMPT_TOKENS} (fa {fa})", "tok/s",
                            llama_bench.prompt_rates(reference, model, args.threads, flash_attn,
-                                                    args.runs)),
+                                                    args.runs, q8_cache)),
                     versus]
         targets.append(Target(f"{name}: pipeline / llama-bench tg (%)", versus.median, 95, True))
     for i in range(args.turns):
@@ -288,9 +288,11 @@ def one_shot_setup() -> dict:
     text = resolve(spec.template, parsed.chat_template, bos="", eos="").render(messages, add_generation_prompt=True)
     flash_attn = False
     if engines.installed("llama.cpp"):
-        from chatterm.engines.llamacpp import bindings
+        from chatterm.engines.llamacpp import bindings, flash_attention
+        from chatterm.engines.speculation import inexact_reason
         from chatterm.models.hardware import llamacpp_gpu_layers
-        flash_attn = flash_attention(llamacpp_gpu_layers("auto", bindings().llama_supports_gpu_offload())[0])
+        gpu = llamacpp_gpu_layers("auto", bindings().llama_supports_gpu_offload())[0]
+        flash_attn = flash_attention(gpu, inexact_reason(parsed.tensors, gpu != 0) is None)
     return {"path": str(spec.model_path()), "compat_path": str(compat.compat_path(parsed)),
             "flash_attn": flash_attn, "repack": repack_off_reason() is None,
             "n_ctx": context_size(spec.context_length, parsed.context_length),
@@ -331,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     if "long" in args.only:
         progress("long sessions")
         bench_long(args, figures, targets)
+    if "speculation" in args.only and "llama.cpp" in names:
+        from chatterm.bench.speculation import bench_speculation
+
+        progress("speculative decoding")
+        bench_speculation(args, figures, targets)
     if "tools" in args.only:
         progress("tools")
         bench_tools(args, figures, targets)

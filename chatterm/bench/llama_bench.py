@@ -32,14 +32,18 @@ def find(explicit: str | None = None) -> Path | None:
     return None
 
 
-def prompt_rates(binary: Path, model: str, threads: int, flash_attn: bool, repetitions: int) -> list[float]:
+def prompt_rates(binary: Path, model: str, threads: int, flash_attn: bool, repetitions: int,
+                 q8_cache: bool = False) -> list[float]:
     """Tokens/s evaluating a 128-token prompt into an empty context (pp128), per repetition."""
-    return _samples(_run(binary, model, threads, flash_attn, repetitions, "-p", "128", "-n", "0"))
+    return _samples(_run(binary, model, threads, flash_attn, repetitions, q8_cache, "-p", "128", "-n", "0"))
 
 
-def decode_rate(binary: Path, model: str, threads: int, flash_attn: bool, n_gen: int, depth: int) -> float:
-    """Tokens/s generating `n_gen` tokens after `depth` tokens of context (tgN @ dD), one run."""
-    return _samples(_run(binary, model, threads, flash_attn, 1, "-p", "0", "-n", str(n_gen), "-d", str(depth)))[0]
+def decode_rate(binary: Path, model: str, threads: int, flash_attn: bool, n_gen: int, depth: int,
+                q8_cache: bool = False) -> float:
+    """Tokens/s generating `n_gen` tokens after `depth` tokens of context (tgN @ dD), one run.
+    `q8_cache`: the KV cache in Q8_0, as chatterm has it for exact batches (`_new_context`)."""
+    return _samples(_run(binary, model, threads, flash_attn, 1, q8_cache,
+                         "-p", "0", "-n", str(n_gen), "-d", str(depth)))[0]
 
 
 def engine_libraries() -> str | None:
@@ -52,15 +56,21 @@ def engine_libraries() -> str | None:
     return str(lib) if lib.is_dir() else None
 
 
-def _run(binary: Path, model: str, threads: int, flash_attn: bool, repetitions: int,
+def _run(binary: Path, model: str, threads: int, flash_attn: bool, repetitions: int, q8_cache: bool,
          *test: str) -> subprocess.CompletedProcess:
-    command = [str(binary), "-m", model, "-t", str(threads), "-fa", "on" if flash_attn else "off",
+    cache = ["-ctk", "q8_0", "-ctv", "q8_0"] if q8_cache else []
+    command = [str(binary), "-m", model, "-t", str(threads), "-fa", "on" if flash_attn else "off", *cache,
                "--repack", "0" if repack_off_reason() else "1", "-r", str(repetitions), "-o", "json", *test]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment())
+
+
+def environment() -> dict[str, str]:
+    """The environment a llama.cpp tool of the build runs in, on chatterm's libraries."""
     env = dict(os.environ)
     libraries = engine_libraries()
     if libraries:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [libraries, env.get("LD_LIBRARY_PATH")]))
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    return env
 
 
 def _samples(result: subprocess.CompletedProcess) -> list[float]:

@@ -35,6 +35,9 @@ class LoadOptions:
     parsed: GGUFFile | None = None  # the file as already read and validated, if GGUF
     safe: bool = False  # after repeated crashes: CPU only, no weight repacking
     native_logs: bool = False  # let the library log to stderr (the worker's log file)
+    speculate: str = "auto"  # speculative decoding: "auto", "ngram", "draft" or "off" (llama.cpp)
+    draft: str | None = None  # the draft model's file (--draft; a catalogue entry's `draft`)
+    draft_gpu_layers: int = 0  # its layers on the GPU, as the memory fit placed it (-1: all)
 
 
 def context_size(requested: int | None, trained: int | None) -> int:
@@ -83,6 +86,7 @@ class Engine(ABC):
     eos_text: str
     add_bos: bool
     bos_id: int | None
+    speculation: dict | None = None  # speculative decoding's tally (`speculation.Tally.report`), if any
 
     @abstractmethod
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:

@@ -128,12 +128,20 @@ class IsolatedEngine(Engine):
         try:
             while True:
                 frame = self._receive(point, overdue)
-                if frame and frame[0] in (wire.RESULT, wire.END) and json.loads(frame[1])["id"] == rid:
-                    return
+                if frame and frame[0] in (wire.RESULT, wire.END):
+                    message = json.loads(frame[1])
+                    if message["id"] == rid:
+                        self._ended(message)
+                        return
         except KeyboardInterrupt:
             self._worker.kill()
             self._worker.drain()
             raise self._died(point) from None
+
+    def _ended(self, message: dict[str, Any]) -> None:
+        """A generation's end: the worker's speculation tally comes with it."""
+        if "speculation" in message:
+            self._info["speculation"] = message["speculation"]
 
     # ------------------------------------------------------------ loading
     def state(self) -> str:
@@ -188,6 +196,7 @@ class IsolatedEngine(Engine):
     eos_text = property(lambda self: self._describe("eos_text"))  # type: ignore[assignment]
     add_bos = property(lambda self: self._describe("add_bos"))  # type: ignore[assignment]
     bos_id = property(lambda self: self._describe("bos_id"))  # type: ignore[assignment]
+    speculation = property(lambda self: self._describe("speculation"))  # type: ignore[assignment]
 
     # ------------------------------------------------------------ requests
     def _call(self, op: str, **args: Any) -> Any:
@@ -271,6 +280,7 @@ class IsolatedEngine(Engine):
                     if message["id"] != rid:
                         continue
                     finished = True
+                    self._ended(message)
                     if "error" in message:
                         raise _error(message["error"])
                     return

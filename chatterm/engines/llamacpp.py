@@ -16,6 +16,7 @@ import random
 from typing import Any, Callable, Iterator, Sequence
 
 from chatterm.models import hardware
+from chatterm.engines import speculation
 from chatterm.engines.call_grammar import MarkerWatch
 from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never
 from chatterm.engines.libraries import import_bare
@@ -45,25 +46,16 @@ class LlamaCppEngine(Engine):
         self.notes += [note] if note else []
         repack_off = SAFE_SETTINGS if options.safe else hardware.repack_off_reason()
         self.notes += [repack_off] if repack_off else []
-        self.flash_attn = flash_attention(gpu)
+        self._inexact = speculation.inexact_reason(_tensors(options), gpu != 0)
+        self.exact_batches = self._inexact is None  # a batch's logits are a single token's, to the bit
+        self.flash_attn = flash_attention(gpu, self.exact_batches)
+        self._draft: DraftModel | None = None
+        self._batch: Any = None  # the verification batch, made once
 
-        params = lib.llama_model_default_params()
-        params.n_gpu_layers = 0x7FFFFFFF if gpu == -1 else gpu  # INT32_MAX: every layer
-        params.use_extra_bufts = repack_off is None
-        self._model = lib.llama_model_load_from_file(str(options.path).encode(), params)
-        if not self._model:
-            raise EngineError(f"llama.cpp could not load {options.path} (not a model it can run, "
-                              "or not enough memory)")
+        self._model = _load_model(lib, str(options.path), gpu, repack_off is None)
         trained = lib.llama_model_n_ctx_train(self._model)
         n_ctx = context_size(options.n_ctx, trained if trained > 0 else None)
-        cparams = lib.llama_context_default_params()
-        cparams.n_ctx = n_ctx
-        cparams.n_batch = cparams.n_ubatch = min(n_ctx, N_BATCH)
-        cparams.n_threads = cparams.n_threads_batch = options.threads
-        cparams.flash_attn_type = (lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
-                                   else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)
-        cparams.no_perf = True
-        self._ctx = lib.llama_init_from_model(self._model, cparams)
+        self._ctx = _new_context(lib, self._model, n_ctx, options.threads, self.flash_attn, self.exact_batches)
         if not self._ctx:
             self.close()
             raise EngineError(f"llama.cpp could not create a {n_ctx}-token context for {options.path} "
@@ -94,6 +86,35 @@ class LlamaCppEngine(Engine):
         # Called by llama.cpp between graph nodes while a prompt is evaluated; kept
         # alive here for as long as llama.cpp may call it.
         self._abort = lib.ggml_abort_callback(lambda _: self._cancelled())
+        self._setup_speculation(options, n_ctx, repack_off is None)
+
+    def _setup_speculation(self, options: LoadOptions, n_ctx: int, repack: bool) -> None:
+        """What speculative decoding this model can do (`speculation_kinds`), and the
+        draft model if one was asked for."""
+        lib, self.tally = self._lib, speculation.Tally(options.speculate)
+        self.speculate = options.speculate
+        self._speculating = False
+        self._payoff = {"ngram": speculation.Payoff(), "draft": speculation.Payoff()}
+        if options.speculate == "off":
+            return
+        model = self._model
+        if lib.llama_model_is_recurrent(model) or lib.llama_model_is_hybrid(model) or lib.llama_model_n_swa(model) > 0:
+            # rejecting a draft drops the tail of the cache, which llama.cpp cannot do for these
+            self.tally.off = "a recurrent or sliding-window model: its cache cannot drop rejected drafts"
+            return
+        if self._inexact and options.speculate == "auto":
+            self.tally.off = f"auto: {self._inexact}, so drafts could change greedy replies"
+            return
+        if self._inexact:
+            self.notes.append(f"speculation: greedy replies may differ from decoding without it at near-ties "
+                              f"({self._inexact})")
+        if options.draft and options.speculate in ("auto", "draft"):
+            self._draft = DraftModel(lib, options, n_ctx, flash_attention(options.draft_gpu_layers), repack, self._n_vocab)
+        self._speculating = True
+
+    @property
+    def speculation(self) -> dict[str, Any]:
+        return self.tally.report()
 
     def _special_text(self, token: int | None) -> str:
         return "" if token is None else self.piece(token, special=True).decode("utf-8", "replace")
@@ -144,8 +165,12 @@ class LlamaCppEngine(Engine):
             grammar = self._call_grammar(sampling.call_schemas, False) if required else None
             watch = MarkerWatch() if sampling.call_schemas and not required else None
         chain = self._sampler_chain(sampling, history, grammar)
+        kinds = self._speculation_kinds(sampling) if grammar is None and watch is None else ()
         try:
             if not self._decode(prompt[len(self._evaluated):], cancelled):
+                return
+            if kinds:
+                yield from self._speculative(chain, prompt, kinds)
                 return
             while True:
                 token = lib.llama_sampler_sample(chain, self._ctx, -1)
@@ -162,6 +187,90 @@ class LlamaCppEngine(Engine):
                 self._decode([token])
         finally:
             lib.llama_sampler_free(chain)
+
+    def _speculation_kinds(self, sampling: Sampling) -> tuple[str, ...]:
+        """The kinds of drafting this reply may use, in the order they are tried."""
+        if not self._speculating:
+            return ()
+        greedy = sampling.temperature <= 0 or sampling.top_k == 1
+        # A draft model's tokens are kept when the model chooses them too, which keeps a
+        # sampled reply's distribution only for certain drafts (prompt lookup's); a draft
+        # model's are checked that way for greedy replies alone.
+        draft = ("draft",) if self._draft is not None and greedy else ()
+        return draft if self.speculate == "draft" else ("ngram", *draft)
+
+    def _speculative(self, chain: Any, prompt: list[int], kinds: tuple[str, ...]) -> Iterator[int]:
+        """Decoding with drafts, for `sample`: the drafted tokens go to the model in
+        one batch after the newest token, and the model's own choice at each position
+        (sampled by the same chain, so greedy or not the reply is distributed as without
+        drafts) is kept for as long as it equals the draft; the model's choice at the
+        first mismatch is the next token, and the rest of the batch leaves the cache.
+
+        Prompt lookup's drafts are certain tokens, so "the model sampled the drafted
+        token" happens with exactly its probability and, when it does not, the model's
+        choice is a sample of the rest: the target's distribution, kept."""
+        lib, ctx, tally, clock = self._lib, self._ctx, self.tally, speculation.clock
+        auto = self.speculate == "auto"
+        lookup = speculation.Lookup(prompt) if "ngram" in kinds else None
+        draft = self._draft if "draft" in kinds else None
+        if draft is not None:
+            draft.begin(prompt)
+        k_ngram = speculation.NGRAM_DRAFT
+        payoff = self._payoff
+        token = lib.llama_sampler_sample(chain, ctx, -1)
+        while True:
+            yield token
+            if lookup is not None:
+                lookup.add(token)
+            started = clock()
+            room = self.n_ctx - len(self._evaluated) - 1  # the drafts must fit the window
+            kind, proposal = None, []
+            if lookup is not None and (not auto or payoff["ngram"].active()):
+                kind, proposal = "ngram", lookup.draft(min(k_ngram, room))
+            if not proposal and draft is not None and (not auto or payoff["draft"].active()) and room > 0:
+                kind, proposal = "draft", draft.propose(self._evaluated, token, min(speculation.MODEL_DRAFT, room))
+            if not proposal:
+                self._decode([token])
+                token = lib.llama_sampler_sample(chain, ctx, -1)
+                for p in payoff.values():
+                    p.plain(clock() - started)
+                continue
+            base = len(self._evaluated)
+            self._decode_batch([token, *proposal])
+            kept: list[int] = []
+            for i in range(len(proposal) + 1):
+                token = lib.llama_sampler_sample(chain, ctx, i)
+                if i == len(proposal) or token != proposal[i]:
+                    break
+                kept.append(token)
+            self._forget_after(base + 1 + len(kept))  # the drafts after the first the model did not choose
+            if kind == "draft":
+                draft.accepted(len(kept))
+            else:
+                k_ngram = max(speculation.NGRAM_DRAFT, min(2 * (len(kept) + 1), speculation.NGRAM_DRAFT_MAX))
+            tally.step(kind, len(proposal), len(kept))
+            payoff[kind].step(clock() - started, len(kept) + 1)
+            for t in kept:
+                yield t
+                if lookup is not None:
+                    lookup.add(t)
+
+    def _decode_batch(self, tokens: list[int]) -> None:
+        """Evaluate `tokens` in one batch with logits for every one of them (a draft's
+        verification)."""
+        lib, n = self._lib, len(tokens)
+        if self._batch is None:
+            self._batch = lib.llama_batch_init(BATCH_MAX, 0, 1)
+        batch, start = self._batch, len(self._evaluated)
+        for i, t in enumerate(tokens):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = t, start + i, 1, 1
+            batch.seq_id[i][0] = 0
+        batch.n_tokens = n
+        status = lib.llama_decode(self._ctx, batch)
+        if status != 0:
+            self.reset()
+            raise EngineError(f"llama.cpp could not evaluate the drafted tokens (llama_decode returned {status})")
+        self._evaluated += tokens
 
     def _forget_after(self, keep: int) -> None:
         if keep < len(self._evaluated):
@@ -262,6 +371,12 @@ class LlamaCppEngine(Engine):
         self._last_prompt = ([], 0)
 
     def close(self) -> None:
+        if self._draft is not None:
+            self._draft.close()
+            self._draft = None
+        if self._batch is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._batch = None
         if self._ctx:
             self._lib.llama_free(self._ctx)
             self._ctx = None
@@ -279,12 +394,137 @@ def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
     return n
 
 
-def flash_attention(gpu_layers: int) -> bool:
-    """On for CUDA; off on the CPU, where llama.cpp's flash-attention kernel walks the
-    KV cache one query row at a time: it decodes 7% faster at an empty context but
-    evaluates a chat turn's prompt at 1,000+ tokens of history half as fast (llama-bench,
-    default model, 2 threads: pp32 @ d1024 99 vs 185 tok/s; docs/performance.md)."""
-    return gpu_layers != 0
+def flash_attention(gpu_layers: int, exact_batches: bool = False) -> bool:
+    """On for CUDA. On the CPU, on for models whose weights are multiplied alike in a
+    batch and one token at a time (`speculation.EXACT_TYPES`), with a Q8_0 cache
+    (`_new_context`): then a draft verified in a batch gets the very logits plain
+    decoding would, and speculation keeps greedy replies identical. Without it llama.cpp
+    multiplies a batch's queries by other kernels than a single query's. Other CPU models
+    keep it off, where it walks the cache slower (docs/performance.md has both figures)."""
+    return gpu_layers != 0 or exact_batches
+
+
+BATCH_MAX = 64  # tokens in a verification batch: the newest token and its drafts
+GGML_TYPE_Q8_0 = 8
+
+
+def _tensors(options: LoadOptions) -> list:
+    """The model file's tensors (their types decide `inexact_reason`)."""
+    from chatterm.models import gguf
+
+    return list((options.parsed or gguf.read(options.path)).tensors)
+
+
+def _load_model(lib: Any, path: str, gpu: int, repack: bool) -> Any:
+    params = lib.llama_model_default_params()
+    params.n_gpu_layers = 0x7FFFFFFF if gpu == -1 else gpu  # INT32_MAX: every layer
+    params.use_extra_bufts = repack
+    model = lib.llama_model_load_from_file(path.encode(), params)
+    if not model:
+        raise EngineError(f"llama.cpp could not load {path} (not a model it can run, or not enough memory)")
+    return model
+
+
+def _new_context(lib: Any, model: Any, n_ctx: int, threads: int, flash_attn: bool, exact: bool = False) -> Any:
+    """A context; `exact`: the cache in Q8_0, with which llama.cpp's CPU flash attention
+    takes one kernel for a single query and for a batch (with an F16 cache it splits a
+    single query's keys across threads past 512 of them, and tiles batches of queries,
+    each rounding its own way; docs/performance.md has the figures)."""
+    cparams = lib.llama_context_default_params()
+    cparams.n_ctx = n_ctx
+    cparams.n_batch = cparams.n_ubatch = min(n_ctx, N_BATCH)
+    cparams.n_threads = cparams.n_threads_batch = threads
+    cparams.flash_attn_type = (lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn
+                               else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    cparams.no_perf = True
+    if exact:
+        cparams.type_k = cparams.type_v = GGML_TYPE_Q8_0
+    return lib.llama_init_from_model(model, cparams)
+
+
+class DraftModel:
+    """The small model of draft-model speculation, in the worker beside the target:
+    it proposes the next few tokens greedily. Its cache follows the target's reply:
+    `agree` tokens of it are known to equal the target's, so catching up after a
+    verification evaluates one or two tokens, never the reply again."""
+
+    def __init__(self, lib: Any, options: LoadOptions, n_ctx: int, flash_attn: bool, repack: bool, n_vocab: int):
+        self._lib = lib
+        self._model = _load_model(lib, str(options.draft), options.draft_gpu_layers, repack)
+        vocab = lib.llama_model_get_vocab(self._model)
+        if abs(lib.llama_vocab_n_tokens(vocab) - n_vocab) > 128:  # the loader compared the tokens themselves
+            self.close()
+            raise EngineError(f"the draft model {options.draft} has another vocabulary than the model "
+                              f"({lib.llama_vocab_n_tokens(vocab)} tokens, not {n_vocab})")
+        self._n_vocab = n_vocab  # a draft token past the model's vocabulary ends a proposal
+        self._ctx = _new_context(lib, self._model, n_ctx, options.threads, flash_attn)
+        if not self._ctx:
+            self.close()
+            raise EngineError(f"llama.cpp could not create a {n_ctx}-token context for the draft model")
+        self._memory = lib.llama_get_memory(self._ctx)
+        self._n_batch = lib.llama_n_batch(self._ctx)
+        self._chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        lib.llama_sampler_chain_add(self._chain, lib.llama_sampler_init_greedy())
+        self._evaluated: list[int] = []
+        self.agree = 0  # leading tokens of `_evaluated` equal to the target's
+        self._base = 0
+
+    def begin(self, prompt: list[int]) -> None:
+        """A new reply to `prompt`: keep what the cache shares with it."""
+        self.agree = _common_prefix(self._evaluated, prompt, len(prompt))
+
+    def propose(self, target: list[int], token: int, k: int) -> list[int]:
+        """`k` greedy tokens to follow `target` (the target's evaluated tokens) and `token`."""
+        lib = self._lib
+        self._forget_after(self.agree)
+        self._decode(target[self.agree:] + [token])
+        self._base = len(target)
+        out: list[int] = []
+        for i in range(k):
+            token = lib.llama_sampler_sample(self._chain, self._ctx, -1)
+            if token >= self._n_vocab:
+                break
+            out.append(token)
+            if i < k - 1:
+                self._decode(out[-1:])
+        self._k = max(len(out), 1)
+        return out
+
+    def accepted(self, n: int) -> None:
+        """The target kept `n` of the proposal: those, and the token before them, agree."""
+        self.agree = self._base + 1 + min(n, self._k - 1)
+
+    def _forget_after(self, keep: int) -> None:
+        if keep < len(self._evaluated):
+            if self._lib.llama_memory_seq_rm(self._memory, -1, keep, -1):
+                del self._evaluated[keep:]
+            else:
+                self._lib.llama_memory_clear(self._memory, True)
+                self._evaluated = []
+                self.agree = 0
+
+    def _decode(self, tokens: list[int]) -> None:
+        lib = self._lib
+        for i in range(0, len(tokens), self._n_batch):
+            chunk = tokens[i:i + self._n_batch]
+            ids = (lib.llama_token * len(chunk))(*chunk)
+            if lib.llama_decode(self._ctx, lib.llama_batch_get_one(ids, len(chunk))) != 0:
+                lib.llama_memory_clear(self._memory, True)
+                self._evaluated, self.agree = [], 0
+                raise EngineError("llama.cpp could not evaluate the draft model's tokens")
+            self._evaluated += chunk
+
+    def close(self) -> None:
+        lib = self._lib
+        if getattr(self, "_chain", None):
+            lib.llama_sampler_free(self._chain)
+            self._chain = None
+        if getattr(self, "_ctx", None):
+            lib.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            lib.llama_model_free(self._model)
+            self._model = None
 
 
 _BACKEND: dict[str, Any] = {}  # once per process; the log callback must outlive every call

@@ -62,7 +62,8 @@ class Channel:
 def describe(engine: Engine) -> dict[str, Any]:
     return {"name": engine.name, "n_ctx": engine.n_ctx, "device": engine.device, "notes": engine.notes,
             "chat_template": engine.chat_template, "bos_text": engine.bos_text,
-            "eos_text": engine.eos_text, "add_bos": engine.add_bos, "bos_id": engine.bos_id}
+            "eos_text": engine.eos_text, "add_bos": engine.add_bos, "bos_id": engine.bos_id,
+            "speculation": engine.speculation}
 
 
 def error_of(e: BaseException) -> dict[str, str]:
@@ -86,7 +87,7 @@ def stream(engine: Engine, channel: Channel, rid: int, prompt: list[int], sampli
     finally:
         tokens.close()
         channel.stopped.discard(rid)
-    channel.send(wire.json_frame(wire.END, {"id": rid, "count": count}))
+    channel.send(wire.json_frame(wire.END, {"id": rid, "count": count, "speculation": engine.speculation}))
 
 
 def serve(engine: Engine, channel: Channel) -> None:

@@ -32,7 +32,7 @@ SOURCE_KEYS = ("path", "package", "hf_repo", "base_url")
 REMOTE_KEYS = {"model", "api_key_env", "timeout"}  # entries with base_url only
 FACT_KEYS = {"sha256", "size", "params", "quant", "languages"}  # what `chatterm models` shows
 ENTRY_KEYS = {"description", *SOURCE_KEYS, "file", "engines", "architecture", "model_type",
-              "template", "context_length", "stop", "sampling", "system", *REMOTE_KEYS, *FACT_KEYS}
+              "template", "context_length", "stop", "sampling", "system", "draft", *REMOTE_KEYS, *FACT_KEYS}
 
 
 @dataclass
@@ -59,6 +59,7 @@ class ModelSpec:
     params: str | None = None  # "1.5B"
     quant: str | None = None  # "Q4_K_M"
     languages: list[str] = field(default_factory=list)  # what it chats well in: "en", "zh"
+    draft: str | None = None  # an entry (or file) of the same vocabulary that drafts for speculative decoding
 
     @property
     def remote(self) -> bool:
@@ -205,7 +206,7 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
                      model_type=typed("model_type", str), template=template,
                      context_length=ctx, stop=stop, sampling=sampling,
                      description=typed("description", str, ""), system=typed("system", str),
-                     origin=str(path))
+                     origin=str(path), draft=typed("draft", str))
 
 
 def _sampling(where: str, sampling: dict) -> dict:

@@ -293,6 +293,29 @@ def _parse(path: Path, buf: Any, size: int, what: str) -> GGUFFile:
     return GGUFFile(path, version, metadata, tensors, data_offset, types)
 
 
+VOCAB_SLACK = 128  # tokens one vocabulary may have beyond another's (llama.cpp's speculative rule)
+
+
+def vocabulary_mismatch(model: GGUFFile, draft: GGUFFile) -> str | None:
+    """Why `draft` cannot draft tokens for `model` (their token ids mean other things),
+    or None: the same tokenizer, the same tokens where both have them, at most
+    VOCAB_SLACK more in one of them (families pad their larger models' vocabularies)."""
+    a, b = model.metadata, draft.metadata
+    if a.get("tokenizer.ggml.model") != b.get("tokenizer.ggml.model"):
+        return (f"another tokenizer ({b.get('tokenizer.ggml.model')!r}, "
+                f"the model's is {a.get('tokenizer.ggml.model')!r})")
+    ta, tb = a.get("tokenizer.ggml.tokens") or [], b.get("tokenizer.ggml.tokens") or []
+    if abs(len(ta) - len(tb)) > VOCAB_SLACK:
+        return f"another vocabulary ({len(tb):,} tokens, the model's has {len(ta):,})"
+    for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+        if a.get(key) != b.get(key):
+            return f"another {key.split('.')[-1].replace('_', ' ')} ({b.get(key)}, the model's is {a.get(key)})"
+    for i, (x, y) in enumerate(zip(ta, tb)):
+        if x != y:
+            return f"another vocabulary (token {i} is {y!r}, the model's is {x!r})"
+    return None
+
+
 def sniff(path: str | os.PathLike[str]) -> str:
     """'gguf', 'ggml' (a legacy format only ctransformers reads) or raise ModelFileError."""
     what = str(path)

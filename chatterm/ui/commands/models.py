@@ -69,5 +69,8 @@ def _stats(ctx: CommandContext, arg: str) -> None:
     if reply is not None:
         lines.append(f"last      {reply.n_tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
                      f"after {reply.first_token_s or 0:.2f} s, prompt {reply.prompt_tokens:,} tokens")
+    from chatterm.engines.speculation import describe
+
+    lines += [f"speculate {line}" for line in describe(loaded.speculation)]
     for line in lines:
         ctx.note(line)

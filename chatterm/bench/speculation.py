@@ -1,0 +1,162 @@
+"""Speculative decoding (README: 'Speculative decoding'): chatterm's whole reply path with
+and without drafts, in the same rounds as llama-bench's decode figure of the same model.
+
+Two tasks. Prompt lookup: "rewrite this 300-line file with one change", the reply copying
+the prompt. A draft model: a target/draft pair made from the default model with the
+`llama-quantize` of the bench's llama.cpp build (Q8_0 target, Q4_0 draft). Every reply is
+greedy, and each mode's text is compared with the text decoded without speculation."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from chatterm import loader
+from chatterm.bench import engine as eb
+from chatterm.bench import llama_bench
+from chatterm.bench.stats import Figure, Target
+from chatterm.bench.terminal import PseudoTerminal
+from chatterm.paths import cache_dir
+from chatterm.ui.render import StreamRenderer
+
+REWRITE_LINES = 300
+STORY = "Write a long story about a lighthouse keeper who finds a message in a bottle."
+
+
+def source_file(lines: int = REWRITE_LINES) -> str:
+    """A Python module of `lines` lines, the kind of file people ask to have edited."""
+    out, i = [], 0
+    while len(out) < lines:
+        out += [f"def scale_{i}(values, factor={i + 2}):",
+                f'    """Multiply each value by {i + 2} and add the offset {i * 3}."""',
+                f"    return [v * factor + {i * 3} for v in values]", ""]
+        i += 1
+    return "\n".join(out[:lines])
+
+
+def rewrite_question() -> str:
+    return ("Rewrite this file with one change: rename the function scale_7 to stretch_7. "
+            "Reply with the whole file and nothing else.\n\n```python\n" + source_file() + "\n```")
+
+
+def pair(reference: Path | None, default_model: Path) -> tuple[Path, Path]:
+    """The target (Q8_0) and draft (Q4_0) made from the default model, once: with the
+    llama-quantize built beside llama-bench, else llama.cpp's own quantize call."""
+    folder = cache_dir() / "speculation"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for kind in ("Q8_0", "Q4_0"):
+        out = folder / f"{default_model.stem.split('.')[0]}.{kind}.gguf"
+        if not out.is_file():
+            tool = reference.parent / "llama-quantize" if reference else None
+            if tool is not None and tool.is_file():
+                subprocess.run([str(tool), "--allow-requantize", str(default_model), str(out), kind],
+                               check=True, capture_output=True, env=llama_bench.environment())
+            else:
+                _quantize(default_model, out, kind)
+        made.append(out)
+    return made[0], made[1]
+
+
+def _quantize(source: Path, out: Path, kind: str) -> None:
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
+    params.allow_requantize = True
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params)) != 0:
+        raise RuntimeError(f"could not quantize {source} to {kind}")
+
+
+def _load(model: Path, mode: str, draft: Path | None, args: argparse.Namespace) -> loader.Model:
+    loaded = loader.load(loader.RunOptions(model=str(model), threads=args.threads, ctx=8192, speculate=mode,
+                                           draft=str(draft) if draft else None))
+    loaded.wait_ready()
+    return loaded
+
+
+def _reply(loaded: loader.Model, question: str, tokens: int, terminal: PseudoTerminal) -> tuple[float, str, int]:
+    """Decode tokens/s of one greedy reply through chatterm's path into a pty, its text,
+    and its prompt's tokens."""
+    chat = eb.fresh_chat(loaded, loaded.defaults.updated(temperature=0.0, max_tokens=tokens, seed=0))
+    renderer = StreamRenderer(terminal.console())
+    try:
+        for chunk in chat.send(question):
+            if isinstance(chunk, str):
+                renderer.feed(chunk)
+    finally:
+        renderer.finish()
+    assert chat.last is not None
+    return chat.last.tokens_per_s, chat.last.text, chat.last.prompt_tokens
+
+
+def bench_speculation(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
+    from chatterm.models.catalog import Catalog
+
+    default_model = Catalog.load().find(None).model_path()
+    reference = llama_bench.find(args.llama_bench)
+    target, draft = pair(reference, default_model)
+    tokens = 48 if args.quick else 400
+    tasks = {  # (section, model, question): the modes compared, "off" first
+        "ngram": (f"Speculation: prompt lookup, rewrite a {REWRITE_LINES}-line file", target, rewrite_question(),
+                  ["off", "ngram", "auto"]),
+        "story": (f"Speculation: no repetition to find ({target.name})", target, STORY, ["off", "auto"]),
+        "draft": (f"Speculation: draft model {draft.name} for {target.name}", target, STORY, ["off", "draft"]),
+    }
+    loads = {(mode, name == "draft"): None for name, (_, _, _, modes) in tasks.items() for mode in modes}
+    rates: dict[tuple[str, str], list[float]] = {}
+    same: dict[tuple[str, str], list[bool]] = {}
+    depth: dict[str, int] = {}
+    tg: dict[str, list[float]] = {}
+    try:
+        for key in loads:
+            loads[key] = _load(target, key[0], draft if key[1] else None, args)
+        with PseudoTerminal() as terminal:
+            for i in range(args.runs):
+                for name, (_, model, question, modes) in tasks.items():
+                    texts = {}
+                    for mode in (modes if i % 2 == 0 else modes[::-1]):  # alternating: drift hits both sides
+                        loaded = loads[(mode, name == "draft")]
+                        rate, texts[mode], depth[name] = _reply(loaded, question, tokens, terminal)
+                        rates.setdefault((name, mode), []).append(rate)
+                    for mode in modes[1:]:
+                        same.setdefault((name, mode), []).append(texts[mode] == texts["off"])
+                    if reference and name != "draft":
+                        tg.setdefault(name, []).append(llama_bench.decode_rate(
+                            reference, str(model), args.threads, True, tokens, depth[name], q8_cache=True))
+    finally:
+        for loaded in loads.values():
+            if loaded is not None:
+                loaded.close()
+    for name, (section, _, _, modes) in tasks.items():
+        for mode in modes:
+            figures.append(Figure(section, f"pipeline decode, speculate {mode}", "tok/s", rates[(name, mode)]))
+        for mode in modes[1:]:
+            speedup = Figure(section, f"{mode} / off", "x", [a / b for a, b in zip(rates[(name, mode)],
+                                                                                 rates[(name, "off")])])
+            figures.append(speedup)
+            identical = 100 * sum(same[(name, mode)]) / len(same[(name, mode)])
+            figures.append(Figure(section, f"replies identical to off ({mode})", "%", [identical]))
+            targets.append(Target(f"{name}: {mode} greedy text identical to off (%)", identical, 100, True))
+            if name == "ngram" and mode == "ngram":
+                targets.append(Target("ngram task: pipeline with / without speculation (x)", speedup.median, 1.5, True))
+            if name == "story" and mode == "auto":
+                targets.append(Target("auto where drafts do not pay: cost vs off (x)", speedup.median, 0.99, True))
+            if name == "draft":
+                targets.append(Target("draft pair: with / without the draft (x)", speedup.median, 1.0, True,
+                                      note="a Q4_0 draft of a 135M Q8_0 target costs most of a target step"))
+        if name in tg:
+            figures.append(Figure(section, f"llama-bench tg{tokens} @ d{depth[name]} (fa on, q8_0 cache)", "tok/s",
+                                  tg[name], note=str(reference)))
+            best = "ngram" if name == "ngram" else "auto"
+            versus = Figure(section, f"pipeline {best} / llama-bench tg", "x",
+                            [a / b for a, b in zip(rates[(name, best)], tg[name])])
+            figures.append(versus)
+            if name == "ngram":
+                targets.append(Target("ngram task: pipeline / llama-bench tg (x)", versus.median, 1.3, True))
+    if reference is None:
+        print("llama-bench: not found; the speculation section has no llama-bench figure", file=sys.stderr)

@@ -1,0 +1,191 @@
+"""Speculative decoding on llama.cpp: prompt lookup and a draft model give the very greedy
+replies decoding one token at a time gives, across turns (the trimmed caches reused);
+a sampled reply keeps the model's distribution; a draft of another vocabulary is one
+line; auto stops drafting where it does not pay."""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import math
+
+import pytest
+
+from chatterm.engines import speculation
+from chatterm.engines.base import LoadOptions, Sampling
+from chatterm.engines.llamacpp import LlamaCppEngine
+from chatterm.loader import RunOptions
+from chatterm.models import gguf
+from chatterm.sessions import Session
+from tests.helpers import converse, one_line_error, run
+from tests.modelgen import tiny_model
+
+CODE = "\n".join(f"def area_{i}(w, h):\n    return w * h * {i}\n" for i in range(12))
+TURNS = [  # (question, follow-up): a reply that repeats the prompt, and ones that do not
+    ("Rewrite this code, renaming area_3 to surface_3. Reply with the code only.\n\n" + CODE, "What does area_5 do?"),
+    ("Write a short story about a robot who learns to paint.", "Now tell it again, shorter."),
+    ("What is the capital of France? Explain its history.", "Repeat your answer word for word."),
+]
+
+
+@pytest.fixture(scope="module")
+def draft_model(tmp_path_factory, default_model_path):
+    """A Q4_0 draft made from the default model (Q4_1) with llama.cpp's own quantize."""
+    import llama_cpp
+
+    out = tmp_path_factory.mktemp("draft") / "smol-q4_0.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, True
+    assert llama_cpp.llama_model_quantize(str(default_model_path).encode(), str(out).encode(),
+                                          ctypes.byref(params)) == 0
+    return out
+
+
+def _replies(speculate: str, draft=None) -> tuple[list[str], dict]:
+    chat = converse(RunOptions(engine="llama.cpp", threads=2, isolated=False, speculate=speculate,
+                               draft=str(draft) if draft else None))
+    texts = []
+    try:
+        for turns in TURNS:
+            chat.open(Session(name="", messages=chat.messages[:1]))
+            chat.overrides = {"temperature": 0, "max_tokens": 120}
+            for question in turns:
+                for _ in chat.send(question):
+                    pass
+                texts.append(chat.last.text)
+        return texts, chat.model.speculation
+    finally:
+        chat.model.close()
+
+
+@pytest.fixture(scope="module")
+def plain_replies():
+    texts, report = _replies("off")
+    assert report["kinds"] == {}  # off: not one verification
+    return texts
+
+
+@pytest.mark.parametrize("kind", ["ngram", "draft"])
+def test_greedy_replies_are_identical_with_and_without_drafts(kind, plain_replies, draft_model):
+    texts, report = _replies(kind, draft_model if kind == "draft" else None)
+    assert texts == plain_replies  # every turn: the caches trimmed after rejected drafts are reused
+    steps, drafted, accepted = report["kinds"][kind]
+    assert steps > 10 and 0 < accepted < drafted  # drafts were verified, and some were rejected
+
+
+def test_the_default_model_decodes_with_exact_batches(default_model_path, tiny_llama):
+    """Its weights (Q4_1, Q8_0) are multiplied alike one token at a time and in a batch,
+    with flash attention and a Q8_0 cache; a model of F32 matrices is not, and auto says why."""
+    exact = LlamaCppEngine(LoadOptions(path=default_model_path, n_ctx=512, threads=2))
+    other = LlamaCppEngine(LoadOptions(path=tiny_llama, n_ctx=512, threads=2))
+    try:
+        assert exact.exact_batches and exact.flash_attn and exact.speculation["off"] is None
+        assert not other.exact_batches and not other.flash_attn
+        assert "F32 weights" in other.speculation["off"]
+        assert other._speculation_kinds(Sampling(temperature=0)) == ()
+    finally:
+        exact.close()
+        other.close()
+
+
+def _joint(engine: LlamaCppEngine, prompt: list[int], n: int) -> collections.Counter:
+    sampling = Sampling(temperature=1.0, top_k=3, top_p=1.0, repeat_penalty=1.0)
+    seen: collections.Counter = collections.Counter()
+    for seed in range(n):
+        seen[tuple(t.id for t in engine.generate(prompt, sampling.updated(seed=seed), limit=3))] += 1
+    return seen
+
+
+def test_a_sampled_reply_keeps_the_models_distribution(tiny_llama, monkeypatch):
+    """Prompt lookup's drafts are certain tokens: keeping one when the model samples it too
+    is speculative sampling's rule for them. Drafts are forced at every step (the newest
+    token again), and the distribution of three sampled tokens must match plain decoding's
+    (a chi-square test of homogeneity), while drafts were both kept and rejected."""
+    monkeypatch.setattr(speculation.Lookup, "draft", lambda self, k: self.tokens[-1:] * 2)
+    n = 1500
+    counts = {}
+    for mode in ("off", "ngram"):
+        engine = LlamaCppEngine(LoadOptions(path=tiny_llama, n_ctx=256, threads=2, speculate=mode))
+        try:
+            prompt = engine.tokenize("one two three one two three one two")
+            counts[mode] = _joint(engine, prompt, n)
+            report = engine.speculation
+        finally:
+            engine.close()
+    steps, drafted, accepted = report["kinds"]["ngram"]
+    assert steps >= n and 0.05 < accepted / drafted < 0.95
+    cells = [c for c in set(counts["off"]) | set(counts["ngram"])
+             if counts["off"][c] + counts["ngram"][c] >= 10]  # cells large enough for the test
+    assert len(cells) >= 5
+    chi2 = sum((counts["off"][c] - counts["ngram"][c]) ** 2 / (counts["off"][c] + counts["ngram"][c]) for c in cells)
+    dof = len(cells) - 1
+    # the 0.1% critical value (Wilson-Hilferty): a correct sampler fails 1 run in 1,000
+    critical = dof * (1 - 2 / (9 * dof) + 3.09 * math.sqrt(2 / (9 * dof))) ** 3
+    assert chi2 < critical, (chi2, critical, dof)
+    # and the test has power: always keeping the draft would be far outside
+    biased = collections.Counter({k: v for k, v in counts["off"].items() if k[1] == k[0]})
+    assert sum(biased.values()) < 0.8 * n
+
+
+def test_a_draft_of_another_vocabulary_is_one_line(tmp_path, default_model_path, default_gguf):
+    tokens = list(default_gguf.metadata["tokenizer.ggml.tokens"])
+    tokens[1000], tokens[1001] = tokens[1001], tokens[1000]
+    other = tiny_model(tmp_path / "other-vocab.gguf", default_gguf,
+                       metadata={"tokenizer.ggml.tokens": tokens})
+    assert "token 1000" in gguf.vocabulary_mismatch(default_gguf, gguf.read(other))
+    r = run("--draft", str(other), "--speculate", "draft", "hello")
+    line = one_line_error(r)
+    assert "cannot draft for" in line and "another vocabulary (token 1000" in line
+    same = tiny_model(tmp_path / "same-vocab.gguf", default_gguf)
+    assert gguf.vocabulary_mismatch(default_gguf, gguf.read(same)) is None
+
+
+def test_speculate_draft_without_a_draft_is_one_line():
+    assert "needs a draft model" in one_line_error(run("--speculate", "draft", "hello"))
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+
+def test_auto_rests_a_kind_that_does_not_pay_and_probes_again_later():
+    payoff = speculation.Payoff()
+    assert not payoff.active()  # plain tokens are timed first: the figure to beat
+    for _ in range(payoff.MEASURED):
+        payoff.plain(0.010)
+    assert payoff.active()
+    for _ in range(payoff.PROBE):  # 2 tokens per 30 ms step: slower than 10 ms a token
+        payoff.step(0.030, 2)
+        if not payoff.active():
+            break
+    assert not payoff.active()
+    for _ in range(payoff.REST):
+        payoff.plain(0.010)
+    assert payoff.active()  # probing again
+    for _ in range(payoff.PROBE):  # now 8 tokens per 30 ms: it pays, and stays on
+        payoff.step(0.030, 8)
+    assert payoff.active()
+
+
+def test_a_hopeless_probe_stops_at_once():
+    payoff = speculation.Payoff()
+    for _ in range(payoff.MEASURED):
+        payoff.plain(0.010)
+    payoff.step(0.050, 1)  # 50 ms for one token: five times slower
+    assert not payoff.active()
+
+
+def test_lookup_drafts_what_followed_the_newest_ngram():
+    lookup = speculation.Lookup([1, 2, 3, 4, 5, 6, 1, 2])
+    assert lookup.draft(3) == []  # (6, 1, 2) never occurred before
+    lookup.add(3)
+    assert lookup.draft(3) == [4, 5, 6]  # (1, 2, 3) did, followed by 4 5 6
+    assert lookup.draft(10) == [4, 5, 6, 1, 2, 3]
+
+
+def test_stats_lines_say_acceptance_and_tokens_per_step():
+    lines = speculation.describe({"mode": "auto", "kinds": {"ngram": [10, 80, 60]}, "off": None})
+    assert lines[0] == "auto"
+    assert "60/80 drafted tokens accepted (75%)" in lines[1] and "7.00 tokens per verification step" in lines[1]
+    assert speculation.describe({"mode": "auto", "kinds": {}, "off": "a recurrent model"}) == ["off: a recurrent model"]
