@@ -144,11 +144,6 @@ def test_speculate_draft_without_a_draft_is_one_line():
     assert "needs a draft model" in one_line_error(run("--speculate", "draft", "hello"))
 
 
-class _Clock:
-    def __init__(self):
-        self.now = 0.0
-
-
 def test_auto_rests_a_kind_that_does_not_pay_and_probes_again_later():
     payoff = speculation.Payoff()
     assert not payoff.active()  # plain tokens are timed first: the figure to beat
