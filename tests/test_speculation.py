@@ -28,17 +28,20 @@ TURNS = [  # (question, follow-up): a reply that repeats the prompt, and ones th
 ]
 
 
-@pytest.fixture(scope="module")
-def draft_model(tmp_path_factory, default_model_path):
-    """A Q4_0 draft made from the default model (Q4_1) with llama.cpp's own quantize."""
+def _q4_0(source, out):
+    """`source` quantized to Q4_0 with llama.cpp's own quantize: a draft of it."""
     import llama_cpp
 
-    out = tmp_path_factory.mktemp("draft") / "smol-q4_0.gguf"
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype, params.allow_requantize = llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, True
-    assert llama_cpp.llama_model_quantize(str(default_model_path).encode(), str(out).encode(),
-                                          ctypes.byref(params)) == 0
+    assert llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params)) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def draft_model(tmp_path_factory, default_model_path):
+    """A Q4_0 draft made from the default model (Q4_1)."""
+    return _q4_0(default_model_path, tmp_path_factory.mktemp("draft") / "smol-q4_0.gguf")
 
 
 def _replies(speculate: str, draft=None) -> tuple[list[str], dict]:
@@ -114,17 +117,40 @@ def test_a_sampled_reply_keeps_the_models_distribution(tiny_llama, monkeypatch):
             engine.close()
     steps, drafted, accepted = report["kinds"]["ngram"]
     assert steps >= n and 0.05 < accepted / drafted < 0.95
-    cells = [c for c in set(counts["off"]) | set(counts["ngram"])
-             if counts["off"][c] + counts["ngram"][c] >= 10]  # cells large enough for the test
-    assert len(cells) >= 5
-    chi2 = sum((counts["off"][c] - counts["ngram"][c]) ** 2 / (counts["off"][c] + counts["ngram"][c]) for c in cells)
-    dof = len(cells) - 1
-    # the 0.1% critical value (Wilson-Hilferty): a correct sampler fails 1 run in 1,000
-    critical = dof * (1 - 2 / (9 * dof) + 3.09 * math.sqrt(2 / (9 * dof))) ** 3
-    assert chi2 < critical, (chi2, critical, dof)
+    _homogeneous(counts["off"], counts["ngram"])
     # and the test has power: always keeping the draft would be far outside
     biased = collections.Counter({k: v for k, v in counts["off"].items() if k[1] == k[0]})
     assert sum(biased.values()) < 0.8 * n
+
+
+def _homogeneous(a: collections.Counter, b: collections.Counter) -> None:
+    """A chi-square test of homogeneity of two samples at the 0.1% level: a correct
+    sampler fails 1 run in 1,000."""
+    cells = [c for c in set(a) | set(b) if a[c] + b[c] >= 10]  # cells large enough for the test
+    assert len(cells) >= 5
+    chi2 = sum((a[c] - b[c]) ** 2 / (a[c] + b[c]) for c in cells)
+    dof = len(cells) - 1
+    critical = dof * (1 - 2 / (9 * dof) + 3.09 * math.sqrt(2 / (9 * dof))) ** 3  # Wilson-Hilferty
+    assert chi2 < critical, (chi2, critical, dof)
+
+
+def test_a_sampled_reply_with_a_draft_model_keeps_the_models_distribution(tiny_llama, tmp_path):
+    """A Q4_0 draft of the tiny model (so its q is near the model's p, not equal): drafts
+    kept with probability min(1, p/q), the residual sampled at a rejection."""
+    draft = _q4_0(tiny_llama, tmp_path / "tiny-q4_0.gguf")
+    n = 1500
+    counts = {}
+    for mode in ("off", "draft"):
+        engine = LlamaCppEngine(LoadOptions(path=tiny_llama, n_ctx=256, threads=2, speculate=mode,
+                                            draft=str(draft) if mode == "draft" else None))
+        try:
+            counts[mode] = _joint(engine, engine.tokenize("one two three one two"), n)
+            report = engine.speculation
+        finally:
+            engine.close()
+    steps, drafted, accepted = report["kinds"]["draft"]
+    assert steps >= n and 0.05 < accepted / drafted < 0.95
+    _homogeneous(counts["off"], counts["draft"])
 
 
 def test_a_draft_of_another_vocabulary_is_one_line(tmp_path, default_model_path, default_gguf):
@@ -184,3 +210,15 @@ def test_stats_lines_say_acceptance_and_tokens_per_step():
     assert lines[0] == "auto"
     assert "60/80 drafted tokens accepted (75%)" in lines[1] and "7.00 tokens per verification step" in lines[1]
     assert speculation.describe({"mode": "auto", "kinds": {}, "off": "a recurrent model"}) == ["off: a recurrent model"]
+
+
+def test_stats_in_a_real_terminal_shows_the_acceptance_rate(spawn):
+    child = spawn("--temperature", "0", "--speculate", "ngram", "--max-tokens", "80")
+    child.ask("Repeat exactly, three times: the quick brown fox jumps over the lazy dog.", "fox")
+    child.expect("›")
+    child.sendline("/stats")
+    child.expect(r"speculate\s+ngram")
+    child.expect(r"prompt lookup: (\d+)/(\d+) drafted tokens accepted \(\d+%\), ([\d.]+) tokens per verification step")
+    accepted, drafted, per_step = int(child.match.group(1)), int(child.match.group(2)), float(child.match.group(3))
+    assert 0 < accepted <= drafted and per_step > 1
+    child.quit()

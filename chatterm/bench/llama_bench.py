@@ -46,6 +46,11 @@ def decode_rate(binary: Path, model: str, threads: int, flash_attn: bool, n_gen:
                          "-p", "0", "-n", str(n_gen), "-d", str(depth)))[0]
 
 
+def rate(binary: Path, model: str, threads: int, flash_attn: bool, q8_cache: bool, *test: str) -> float:
+    """Tokens/s of one llama-bench test (`-p 512 -n 0 -d 3000`), one run."""
+    return _samples(_run(binary, model, threads, flash_attn, 1, q8_cache, *test))[0]
+
+
 def engine_libraries() -> str | None:
     """llama-cpp-python's own llama.cpp libraries: a shared-library llama-bench loads
     them instead of its build's, and measures the very code chatterm runs."""

@@ -100,7 +100,7 @@ def bench_speculation(args: argparse.Namespace, figures: list[Figure], targets: 
     default_model = Catalog.load().find(None).model_path()
     reference = llama_bench.find(args.llama_bench)
     target, draft = pair(reference, default_model)
-    tokens = 48 if args.quick else 400
+    tokens = 48 if args.quick else 256
     tasks = {  # (section, model, question): the modes compared, "off" first
         "ngram": (f"Speculation: prompt lookup, rewrite a {REWRITE_LINES}-line file", target, rewrite_question(),
                   ["off", "ngram", "auto"]),
@@ -160,3 +160,20 @@ def bench_speculation(args: argparse.Namespace, figures: list[Figure], targets: 
                 targets.append(Target("ngram task: pipeline / llama-bench tg (x)", versus.median, 1.3, True))
     if reference is None:
         print("llama-bench: not found; the speculation section has no llama-bench figure", file=sys.stderr)
+        return
+    _kernel_cost(reference, default_model, args, figures)
+
+
+def _kernel_cost(reference: Path, model: Path, args: argparse.Namespace, figures: list[Figure]) -> None:
+    """What exact batches cost the default model: llama-bench with chatterm's kernels for
+    it (flash attention, Q8_0 cache) against the fastest ones (no flash attention, F16
+    cache), prompt and decode, at an empty context and deep in one."""
+    section = f"Exact batches: their kernels' cost ({model.name}, llama-bench)"
+    for depth in (0, 3000):
+        for test in (["-p", "512", "-n", "0"], ["-p", "0", "-n", "64"]):
+            name = f"{'pp512' if test[1] == '512' else 'tg64'} @ d{depth}"
+            fast = llama_bench.rate(reference, str(model), args.threads, False, False, *test, "-d", str(depth))
+            exact = llama_bench.rate(reference, str(model), args.threads, True, True, *test, "-d", str(depth))
+            figures += [Figure(section, f"{name}, fa off, F16 cache", "tok/s", [fast]),
+                        Figure(section, f"{name}, fa on, Q8_0 cache (chatterm)", "tok/s", [exact]),
+                        Figure(section, f"{name}: exact / fastest", "%", [100 * exact / fast])]

@@ -51,6 +51,7 @@ class LlamaCppEngine(Engine):
         self.flash_attn = flash_attention(gpu, self.exact_batches)
         self._draft: DraftModel | None = None
         self._batch: Any = None  # the verification batch, made once
+        self._distributions: Any = None  # sampled replies with a draft: the model's distributions
 
         self._model = _load_model(lib, str(options.path), gpu, repack_off is None)
         trained = lib.llama_model_n_ctx_train(self._model)
@@ -170,7 +171,7 @@ class LlamaCppEngine(Engine):
             if not self._decode(prompt[len(self._evaluated):], cancelled):
                 return
             if kinds:
-                yield from self._speculative(chain, prompt, kinds)
+                yield from self._speculative(chain, prompt, kinds, sampling, history)
                 return
             while True:
                 token = lib.llama_sampler_sample(chain, self._ctx, -1)
@@ -192,68 +193,108 @@ class LlamaCppEngine(Engine):
         """The kinds of drafting this reply may use, in the order they are tried."""
         if not self._speculating:
             return ()
-        greedy = sampling.temperature <= 0 or sampling.top_k == 1
-        # A draft model's tokens are kept when the model chooses them too, which keeps a
-        # sampled reply's distribution only for certain drafts (prompt lookup's); a draft
-        # model's are checked that way for greedy replies alone.
-        draft = ("draft",) if self._draft is not None and greedy else ()
+        draft = ("draft",) if self._draft is not None else ()
         return draft if self.speculate == "draft" else ("ngram", *draft)
 
-    def _speculative(self, chain: Any, prompt: list[int], kinds: tuple[str, ...]) -> Iterator[int]:
+    def _speculative(self, chain: Any, prompt: list[int], kinds: tuple[str, ...], sampling: Sampling,
+                     history: list[int]) -> Iterator[int]:
         """Decoding with drafts, for `sample`: the drafted tokens go to the model in
         one batch after the newest token, and the model's own choice at each position
-        (sampled by the same chain, so greedy or not the reply is distributed as without
-        drafts) is kept for as long as it equals the draft; the model's choice at the
-        first mismatch is the next token, and the rest of the batch leaves the cache.
+        (sampled by the same chain) is kept for as long as it equals the draft; the
+        model's choice at the first mismatch is the next token, and the rest of the
+        batch leaves the cache.
 
         Prompt lookup's drafts are certain tokens, so "the model sampled the drafted
         token" happens with exactly its probability and, when it does not, the model's
-        choice is a sample of the rest: the target's distribution, kept."""
+        choice is a sample of the rest: greedy or sampled, the reply is distributed as
+        without drafts. A draft model's proposals in a sampled reply are verified by
+        speculative sampling instead (`speculative_sampling`), which needs the model's
+        distributions: `transforms` (the chain without its final choice) gives them, and
+        learns every kept token, as the chain does."""
         lib, ctx, tally, clock = self._lib, self._ctx, self.tally, speculation.clock
         auto = self.speculate == "auto"
         lookup = speculation.Lookup(prompt) if "ngram" in kinds else None
         draft = self._draft if "draft" in kinds else None
+        greedy = sampling.temperature <= 0 or sampling.top_k == 1
+        sampled = None  # (transforms, distributions, rng): a sampled reply with a draft model
         if draft is not None:
-            draft.begin(prompt)
+            if not greedy:
+                from chatterm.engines import speculative_sampling
+
+                rng = random.Random(seed_of(sampling))
+                self._distributions = self._distributions or speculative_sampling.Distributions(lib, self._n_vocab)
+                sampled = (sampler_chain(lib, self._n_vocab, sampling, history, final=False),
+                           self._distributions, rng)
+            draft.begin(prompt, sampling if sampled else None, sampled[2] if sampled else None)
         k_ngram = speculation.NGRAM_DRAFT
         payoff = self._payoff
-        token = lib.llama_sampler_sample(chain, ctx, -1)
-        while True:
-            yield token
-            if lookup is not None:
-                lookup.add(token)
-            started = clock()
-            room = self.n_ctx - len(self._evaluated) - 1  # the drafts must fit the window
-            kind, proposal = None, []
-            if lookup is not None and (not auto or payoff["ngram"].active()):
-                kind, proposal = "ngram", lookup.draft(min(k_ngram, room))
-            if not proposal and draft is not None and (not auto or payoff["draft"].active()) and room > 0:
-                kind, proposal = "draft", draft.propose(self._evaluated, token, min(speculation.MODEL_DRAFT, room))
-            if not proposal:
-                self._decode([token])
-                token = lib.llama_sampler_sample(chain, ctx, -1)
-                for p in payoff.values():
-                    p.plain(clock() - started)
-                continue
-            base = len(self._evaluated)
-            self._decode_batch([token, *proposal])
-            kept: list[int] = []
-            for i in range(len(proposal) + 1):
-                token = lib.llama_sampler_sample(chain, ctx, i)
-                if i == len(proposal) or token != proposal[i]:
-                    break
-                kept.append(token)
-            self._forget_after(base + 1 + len(kept))  # the drafts after the first the model did not choose
-            if kind == "draft":
-                draft.accepted(len(kept))
-            else:
-                k_ngram = max(speculation.NGRAM_DRAFT, min(2 * (len(kept) + 1), speculation.NGRAM_DRAFT_MAX))
-            tally.step(kind, len(proposal), len(kept))
-            payoff[kind].step(clock() - started, len(kept) + 1)
-            for t in kept:
-                yield t
+        learn = (lambda t: lib.llama_sampler_accept(sampled[0], t)) if sampled else (lambda t: None)
+        try:
+            token = lib.llama_sampler_sample(chain, ctx, -1)
+            learn(token)
+            while True:
+                yield token
                 if lookup is not None:
-                    lookup.add(t)
+                    lookup.add(token)
+                started = clock()
+                room = self.n_ctx - len(self._evaluated) - 1  # the drafts must fit the window
+                kind, proposal = None, []
+                if lookup is not None and (not auto or payoff["ngram"].active()):
+                    kind, proposal = "ngram", lookup.draft(min(k_ngram, room))
+                if not proposal and draft is not None and (not auto or payoff["draft"].active()) and room > 0:
+                    kind, proposal = "draft", draft.propose(self._evaluated, token, min(speculation.MODEL_DRAFT, room))
+                if not proposal:
+                    self._decode([token])
+                    token = lib.llama_sampler_sample(chain, ctx, -1)
+                    learn(token)
+                    for p in payoff.values():
+                        p.plain(clock() - started)
+                    continue
+                base = len(self._evaluated)
+                self._decode_batch([token, *proposal])
+                if kind == "draft" and sampled:
+                    n, token = self._verify_sampled(proposal, draft.distributions, chain, sampled)
+                    kept = proposal[:n]
+                else:
+                    kept = []
+                    for i in range(len(proposal) + 1):
+                        token = lib.llama_sampler_sample(chain, ctx, i)
+                        if i == len(proposal) or token != proposal[i]:
+                            break
+                        kept.append(token)
+                    for t in (*kept, token):
+                        learn(t)
+                self._forget_after(base + 1 + len(kept))  # the drafts after the first the model did not choose
+                if kind == "draft":
+                    draft.accepted(len(kept))
+                else:
+                    k_ngram = max(speculation.NGRAM_DRAFT, min(2 * (len(kept) + 1), speculation.NGRAM_DRAFT_MAX))
+                tally.step(kind, len(proposal), len(kept))
+                payoff[kind].step(clock() - started, len(kept) + 1)
+                for t in kept:
+                    yield t
+                    if lookup is not None:
+                        lookup.add(t)
+        finally:
+            if sampled:
+                lib.llama_sampler_free(sampled[0])
+            if draft is not None:
+                draft.end()
+
+    def _verify_sampled(self, proposal: list[int], qs: list, chain: Any, sampled: tuple) -> tuple[int, int]:
+        """Speculative sampling of a draft model's `proposal` (its distributions `qs`):
+        (tokens kept, the next token), each learnt by the chain and the transforms
+        before the model's distribution at the next position is asked for."""
+        from chatterm.engines.speculative_sampling import verify
+
+        lib, ctx = self._lib, self._ctx
+        transforms, distributions, rng = sampled
+
+        def keep(token: int) -> None:
+            lib.llama_sampler_accept(chain, token)
+            lib.llama_sampler_accept(transforms, token)
+
+        return verify(proposal, qs, lambda i: distributions.at(ctx, i, transforms), keep, rng)
 
     def _decode_batch(self, tokens: list[int]) -> None:
         """Evaluate `tokens` in one batch with logits for every one of them (a draft's
@@ -309,36 +350,7 @@ class LlamaCppEngine(Engine):
                 self._cancelled = never
 
     def _sampler_chain(self, sampling: Sampling, history: list[int], grammar: Any = None) -> Any:
-        """top-k before the repeat penalty: the penalty looks up every candidate it is
-        given, and 49k lookups a token cost more than the rest of sampling (llama.h
-        advises the same). Greedy keeps the top 40 for the penalty to reorder."""
-        lib = self._lib
-        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        add = lambda sampler: lib.llama_sampler_chain_add(chain, sampler)  # noqa: E731
-        if grammar is not None:  # first: it must see every candidate, or a call may have none left
-            add(grammar)
-        greedy = sampling.temperature <= 0 or sampling.top_k == 1
-        top_k = max(sampling.top_k, 0)
-        if top_k or greedy:
-            add(lib.llama_sampler_init_top_k(top_k or 40))
-        penalties = None
-        if sampling.repeat_penalty != 1.0:
-            penalties = lib.llama_sampler_init_penalties(self._n_vocab, LAST_N_TOKENS, sampling.repeat_penalty, 0.0, 0.0)
-            add(penalties)
-        if greedy:
-            add(lib.llama_sampler_init_greedy())
-        else:
-            if sampling.top_p < 1.0:
-                add(lib.llama_sampler_init_top_p(sampling.top_p, 1))
-            add(lib.llama_sampler_init_temp(sampling.temperature))
-            seed = sampling.seed if sampling.seed is not None else random.randrange(1 << 31)
-            add(lib.llama_sampler_init_dist(seed))
-        if penalties is not None:
-            # The penalty counts recent prompt tokens too, as llama.cpp's CLI does (the
-            # penalty alone: a call earlier in the prompt must not trigger the grammar).
-            for token in history:
-                lib.llama_sampler_accept(penalties, token)
-        return chain
+        return sampler_chain(self._lib, self._n_vocab, sampling, history, grammar)
 
     def _schema_grammar(self, schema: dict) -> Any:
         """The grammar sampler for a reply that is JSON matching `schema`."""
@@ -383,6 +395,45 @@ class LlamaCppEngine(Engine):
         if self._model:
             self._lib.llama_model_free(self._model)
             self._model = None
+
+
+def sampler_chain(lib: Any, n_vocab: int, sampling: Sampling, history: list[int], grammar: Any = None,
+                  final: bool = True) -> Any:
+    """top-k before the repeat penalty: the penalty looks up every candidate it is
+    given, and 49k lookups a token cost more than the rest of sampling (llama.h
+    advises the same). Greedy keeps the top 40 for the penalty to reorder. Not `final`:
+    the transforms alone, no choice (the distributions of speculative sampling)."""
+    chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    add = lambda sampler: lib.llama_sampler_chain_add(chain, sampler)  # noqa: E731
+    if grammar is not None:  # first: it must see every candidate, or a call may have none left
+        add(grammar)
+    greedy = sampling.temperature <= 0 or sampling.top_k == 1
+    top_k = max(sampling.top_k, 0)
+    if top_k or greedy:
+        add(lib.llama_sampler_init_top_k(top_k or 40))
+    penalties = None
+    if sampling.repeat_penalty != 1.0:
+        penalties = lib.llama_sampler_init_penalties(n_vocab, LAST_N_TOKENS, sampling.repeat_penalty, 0.0, 0.0)
+        add(penalties)
+    if greedy:
+        if final:
+            add(lib.llama_sampler_init_greedy())
+    else:
+        if sampling.top_p < 1.0:
+            add(lib.llama_sampler_init_top_p(sampling.top_p, 1))
+        add(lib.llama_sampler_init_temp(sampling.temperature))
+        if final:
+            add(lib.llama_sampler_init_dist(seed_of(sampling)))
+    if penalties is not None:
+        # The penalty counts recent prompt tokens too, as llama.cpp's CLI does (the
+        # penalty alone: a call earlier in the prompt must not trigger the grammar).
+        for token in history:
+            lib.llama_sampler_accept(penalties, token)
+    return chain
+
+
+def seed_of(sampling: Sampling) -> int:
+    return sampling.seed if sampling.seed is not None else random.randrange(1 << 31)
 
 
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
@@ -468,25 +519,59 @@ class DraftModel:
         self._evaluated: list[int] = []
         self.agree = 0  # leading tokens of `_evaluated` equal to the target's
         self._base = 0
+        self._sampled: tuple | None = None  # a sampled reply: (its transforms, the rng)
+        self._dists: Any = None
+        self.distributions: list = []  # of the last proposal, when sampled
 
-    def begin(self, prompt: list[int]) -> None:
-        """A new reply to `prompt`: keep what the cache shares with it."""
+    def begin(self, prompt: list[int], sampling: Sampling | None = None, rng: random.Random | None = None) -> None:
+        """A new reply to `prompt`: keep what the cache shares with it. `sampling`: a
+        sampled reply, whose drafts are sampled (with `rng`) from the draft's own
+        distribution after the reply's transforms, kept in `distributions`."""
         self.agree = _common_prefix(self._evaluated, prompt, len(prompt))
+        self._sampled = None
+        if sampling is not None:
+            from chatterm.engines.speculative_sampling import Distributions
+
+            lib = self._lib
+            n_vocab = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self._model))
+            self._dists = self._dists or Distributions(lib, n_vocab)
+            self._sampled = (sampler_chain(lib, n_vocab, sampling, [], final=False), rng)
+
+    def end(self) -> None:
+        if self._sampled:
+            self._lib.llama_sampler_free(self._sampled[0])
+            self._sampled = None
 
     def propose(self, target: list[int], token: int, k: int) -> list[int]:
-        """`k` greedy tokens to follow `target` (the target's evaluated tokens) and `token`."""
+        """`k` tokens to follow `target` (the target's evaluated tokens) and `token`:
+        greedy, or sampled (then their distributions are in `distributions`)."""
         lib = self._lib
         self._forget_after(self.agree)
         self._decode(target[self.agree:] + [token])
         self._base = len(target)
+        sampled = self._sampled
+        if sampled:  # the penalty's window: the reply's last tokens, whatever was drafted before
+            lib.llama_sampler_reset(sampled[0])
+            for t in target[-(LAST_N_TOKENS - 1):] + [token]:
+                lib.llama_sampler_accept(sampled[0], t)
         out: list[int] = []
+        self.distributions = []
         for i in range(k):
-            token = lib.llama_sampler_sample(self._chain, self._ctx, -1)
+            if sampled:
+                from chatterm.engines.speculative_sampling import draw
+
+                q = self._dists.at(self._ctx, -1, sampled[0])
+                token = draw(*q, sampled[1])
+                lib.llama_sampler_accept(sampled[0], token)
+                self.distributions.append(q)
+            else:
+                token = lib.llama_sampler_sample(self._chain, self._ctx, -1)
             if token >= self._n_vocab:
                 break
             out.append(token)
             if i < k - 1:
                 self._decode(out[-1:])
+        del self.distributions[len(out):]
         self._k = max(len(out), 1)
         return out
 
@@ -516,6 +601,7 @@ class DraftModel:
 
     def close(self) -> None:
         lib = self._lib
+        self.end()
         if getattr(self, "_chain", None):
             lib.llama_sampler_free(self._chain)
             self._chain = None
