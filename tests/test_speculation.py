@@ -105,22 +105,24 @@ def test_a_sampled_reply_keeps_the_models_distribution(tiny_llama, monkeypatch):
     token again), and the distribution of three sampled tokens must match plain decoding's
     (a chi-square test of homogeneity), while drafts were both kept and rejected."""
     monkeypatch.setattr(speculation.Lookup, "draft", lambda self, k: self.tokens[-1:] * 2)
-    n = 1500
+    _sampled_alike(tiny_llama, "ngram", "one two three one two three one two")
+
+
+def _sampled_alike(model, mode: str, text: str, draft=None, n: int = 1500) -> None:
+    """`model` samples three tokens after `text` alike with speculation `mode` and
+    without (`n` seeds each), and drafts were both kept and rejected."""
     counts = {}
-    for mode in ("off", "ngram"):
-        engine = LlamaCppEngine(LoadOptions(path=tiny_llama, n_ctx=256, threads=2, speculate=mode))
+    for speculate in ("off", mode):
+        engine = LlamaCppEngine(LoadOptions(path=model, n_ctx=256, threads=2, speculate=speculate,
+                                            draft=str(draft) if draft and speculate != "off" else None))
         try:
-            prompt = engine.tokenize("one two three one two three one two")
-            counts[mode] = _joint(engine, prompt, n)
+            counts[speculate] = _joint(engine, engine.tokenize(text), n)
             report = engine.speculation
         finally:
             engine.close()
-    steps, drafted, accepted = report["kinds"]["ngram"]
+    steps, drafted, accepted = report["kinds"][mode]
     assert steps >= n and 0.05 < accepted / drafted < 0.95
-    _homogeneous(counts["off"], counts["ngram"])
-    # and the test has power: always keeping the draft would be far outside
-    biased = collections.Counter({k: v for k, v in counts["off"].items() if k[1] == k[0]})
-    assert sum(biased.values()) < 0.8 * n
+    _homogeneous(counts["off"], counts[mode])
 
 
 def _homogeneous(a: collections.Counter, b: collections.Counter) -> None:
@@ -137,20 +139,7 @@ def _homogeneous(a: collections.Counter, b: collections.Counter) -> None:
 def test_a_sampled_reply_with_a_draft_model_keeps_the_models_distribution(tiny_llama, tmp_path):
     """A Q4_0 draft of the tiny model (so its q is near the model's p, not equal): drafts
     kept with probability min(1, p/q), the residual sampled at a rejection."""
-    draft = _q4_0(tiny_llama, tmp_path / "tiny-q4_0.gguf")
-    n = 1500
-    counts = {}
-    for mode in ("off", "draft"):
-        engine = LlamaCppEngine(LoadOptions(path=tiny_llama, n_ctx=256, threads=2, speculate=mode,
-                                            draft=str(draft) if mode == "draft" else None))
-        try:
-            counts[mode] = _joint(engine, engine.tokenize("one two three one two"), n)
-            report = engine.speculation
-        finally:
-            engine.close()
-    steps, drafted, accepted = report["kinds"]["draft"]
-    assert steps >= n and 0.05 < accepted / drafted < 0.95
-    _homogeneous(counts["off"], counts["draft"])
+    _sampled_alike(tiny_llama, "draft", "one two three one two", draft=_q4_0(tiny_llama, tmp_path / "tiny-q4_0.gguf"))
 
 
 def test_a_draft_of_another_vocabulary_is_one_line(tmp_path, default_model_path, default_gguf):

@@ -110,7 +110,12 @@ class LlamaCppEngine(Engine):
             self.notes.append(f"speculation: greedy replies may differ from decoding without it at near-ties "
                               f"({self._inexact})")
         if options.draft and options.speculate in ("auto", "draft"):
-            self._draft = DraftModel(lib, options, n_ctx, flash_attention(options.draft_gpu_layers), repack, self._n_vocab)
+            try:
+                self._draft = DraftModel(lib, options, n_ctx, flash_attention(options.draft_gpu_layers), repack,
+                                         self._n_vocab)
+            except EngineError:
+                self.close()
+                raise
         self._speculating = True
 
     @property
@@ -225,7 +230,7 @@ class LlamaCppEngine(Engine):
                 self._distributions = self._distributions or speculative_sampling.Distributions(lib, self._n_vocab)
                 sampled = (sampler_chain(lib, self._n_vocab, sampling, history, final=False),
                            self._distributions, rng)
-            draft.begin(prompt, sampling if sampled else None, sampled[2] if sampled else None)
+            draft.begin(prompt, sampling, sampled[2] if sampled else None)
         k_ngram = speculation.NGRAM_DRAFT
         payoff = self._payoff
         learn = (lambda t: lib.llama_sampler_accept(sampled[0], t)) if sampled else (lambda t: None)
@@ -514,58 +519,57 @@ class DraftModel:
             raise EngineError(f"llama.cpp could not create a {n_ctx}-token context for the draft model")
         self._memory = lib.llama_get_memory(self._ctx)
         self._n_batch = lib.llama_n_batch(self._ctx)
-        self._chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
-        lib.llama_sampler_chain_add(self._chain, lib.llama_sampler_init_greedy())
         self._evaluated: list[int] = []
         self.agree = 0  # leading tokens of `_evaluated` equal to the target's
         self._base = 0
-        self._sampled: tuple | None = None  # a sampled reply: (its transforms, the rng)
+        self._reply: tuple | None = None  # the reply's (sampler chain, rng: None when greedy)
         self._dists: Any = None
         self.distributions: list = []  # of the last proposal, when sampled
 
-    def begin(self, prompt: list[int], sampling: Sampling | None = None, rng: random.Random | None = None) -> None:
-        """A new reply to `prompt`: keep what the cache shares with it. `sampling`: a
-        sampled reply, whose drafts are sampled (with `rng`) from the draft's own
-        distribution after the reply's transforms, kept in `distributions`."""
-        self.agree = _common_prefix(self._evaluated, prompt, len(prompt))
-        self._sampled = None
-        if sampling is not None:
-            from chatterm.engines.speculative_sampling import Distributions
+    def begin(self, prompt: list[int], sampling: Sampling, rng: random.Random | None = None) -> None:
+        """A new reply to `prompt` with `sampling`: keep what the cache shares with it.
+        The draft chooses with the reply's own transforms (its repeat penalty too), so
+        it guesses what the model will choose; `rng`: a sampled reply, whose drafts are
+        sampled from the draft's distribution (kept in `distributions` for verifying)."""
+        from chatterm.engines.speculative_sampling import Distributions
 
-            lib = self._lib
-            n_vocab = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self._model))
+        lib = self._lib
+        self.agree = _common_prefix(self._evaluated, prompt, len(prompt))
+        n_vocab = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self._model))
+        if rng is not None:
             self._dists = self._dists or Distributions(lib, n_vocab)
-            self._sampled = (sampler_chain(lib, n_vocab, sampling, [], final=False), rng)
+        self.end()
+        self._reply = (sampler_chain(lib, n_vocab, sampling, [], final=rng is None), rng)
 
     def end(self) -> None:
-        if self._sampled:
-            self._lib.llama_sampler_free(self._sampled[0])
-            self._sampled = None
+        if self._reply:
+            self._lib.llama_sampler_free(self._reply[0])
+            self._reply = None
 
     def propose(self, target: list[int], token: int, k: int) -> list[int]:
         """`k` tokens to follow `target` (the target's evaluated tokens) and `token`:
-        greedy, or sampled (then their distributions are in `distributions`)."""
+        the draft's greedy choices, or its samples (their distributions then in
+        `distributions`)."""
+        from chatterm.engines.speculative_sampling import draw
+
         lib = self._lib
         self._forget_after(self.agree)
         self._decode(target[self.agree:] + [token])
         self._base = len(target)
-        sampled = self._sampled
-        if sampled:  # the penalty's window: the reply's last tokens, whatever was drafted before
-            lib.llama_sampler_reset(sampled[0])
-            for t in target[-(LAST_N_TOKENS - 1):] + [token]:
-                lib.llama_sampler_accept(sampled[0], t)
+        chain, rng = self._reply
+        lib.llama_sampler_reset(chain)  # the penalty's window: the reply's last tokens, not earlier drafts
+        for t in target[-(LAST_N_TOKENS - 1):] + [token]:
+            lib.llama_sampler_accept(chain, t)
         out: list[int] = []
         self.distributions = []
         for i in range(k):
-            if sampled:
-                from chatterm.engines.speculative_sampling import draw
-
-                q = self._dists.at(self._ctx, -1, sampled[0])
-                token = draw(*q, sampled[1])
-                lib.llama_sampler_accept(sampled[0], token)
+            if rng is not None:
+                q = self._dists.at(self._ctx, -1, chain)
+                token = draw(*q, rng)
+                lib.llama_sampler_accept(chain, token)
                 self.distributions.append(q)
             else:
-                token = lib.llama_sampler_sample(self._chain, self._ctx, -1)
+                token = lib.llama_sampler_sample(chain, self._ctx, -1)
             if token >= self._n_vocab:
                 break
             out.append(token)
@@ -601,10 +605,8 @@ class DraftModel:
 
     def close(self) -> None:
         lib = self._lib
-        self.end()
-        if getattr(self, "_chain", None):
-            lib.llama_sampler_free(self._chain)
-            self._chain = None
+        if getattr(self, "_reply", None):
+            self.end()
         if getattr(self, "_ctx", None):
             lib.llama_free(self._ctx)
             self._ctx = None
