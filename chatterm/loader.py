@@ -171,10 +171,12 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
 def _draft_path(options: RunOptions, spec: ModelSpec, catalog: Catalog, path: Path, engine: str) -> Path | None:
     """The draft model's file (--draft, else the entry's `draft`), checked against the
     model now: a draft of another vocabulary is one line, before any worker starts."""
-    name = options.draft or (spec.draft if options.speculate in ("auto", "draft") else None)
-    if options.speculate == "draft" and not name:
-        raise ConfigError("--speculate draft needs a draft model: --draft NAME|PATH (or a `draft` in the entry)")
-    if not name or options.speculate in ("off", "ngram"):
+    if options.speculate in ("off", "ngram"):
+        return None
+    name = options.draft or spec.draft
+    if not name:
+        if options.speculate == "draft":
+            raise ConfigError("--speculate draft needs a draft model: --draft NAME|PATH (or a `draft` in the entry)")
         return None
     if engine != "llama.cpp":
         raise ConfigError(f"--draft needs the llama.cpp engine, not {engine}")
@@ -188,7 +190,6 @@ def _draft_path(options: RunOptions, spec: ModelSpec, catalog: Catalog, path: Pa
         if options.draft or options.speculate == "draft":
             raise
         return None  # the entry's draft, not downloaded: prompt lookup alone
-
     mismatch = gguf.vocabulary_mismatch(gguf.read(path), gguf.read(draft_path))
     if mismatch:
         raise ConfigError(f"the draft model {draft.name!r} cannot draft for {spec.name!r}: {mismatch}")

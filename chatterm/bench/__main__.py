@@ -12,7 +12,7 @@ from chatterm import engines
 from chatterm.models import hardware
 from chatterm.bench import engine as eb
 from chatterm.bench import llama_bench, process, renderer, report
-from chatterm.bench.stats import Figure, Target
+from chatterm.bench.stats import Figure, Target, ratio
 from chatterm.bench.terminal import PseudoTerminal
 from chatterm.engines.base import default_threads
 
@@ -45,10 +45,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.sessions = [int(x) for x in args.sessions.split(",")]
     args.only = set(args.only.split(","))
     return args
-
-
-def ratio(values_a: list[float], values_b: list[float], scale: float = 1.0) -> list[float]:
-    return [a / b * scale for a, b in zip(values_a, values_b)]
 
 
 def bench_renderer(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
@@ -286,15 +282,16 @@ def one_shot_setup() -> dict:
     messages.append({"role": "user", "content": process.ONE_SHOT_QUESTION})
     tokenizer = BPETokenizer.from_gguf(parsed)
     text = resolve(spec.template, parsed.chat_template, bos="", eos="").render(messages, add_generation_prompt=True)
-    flash_attn = False
+    flash_attn = exact = False
     if engines.installed("llama.cpp"):
         from chatterm.engines.llamacpp import bindings, flash_attention
         from chatterm.engines.speculation import inexact_reason
         from chatterm.models.hardware import llamacpp_gpu_layers
         gpu = llamacpp_gpu_layers("auto", bindings().llama_supports_gpu_offload())[0]
-        flash_attn = flash_attention(gpu, inexact_reason(parsed.tensors, gpu != 0) is None)
+        exact = inexact_reason(parsed.tensors, gpu != 0) is None
+        flash_attn = flash_attention(gpu, exact)
     return {"path": str(spec.model_path()), "compat_path": str(compat.compat_path(parsed)),
-            "flash_attn": flash_attn, "repack": repack_off_reason() is None,
+            "flash_attn": flash_attn, "q8_cache": exact, "repack": repack_off_reason() is None,
             "n_ctx": context_size(spec.context_length, parsed.context_length),
             "messages": messages, "ids": tokenizer.encode(text), "lib": cpu_library()}
 

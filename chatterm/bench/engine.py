@@ -137,15 +137,20 @@ def pipeline_decode(loaded: Model, n: int, terminal: PseudoTerminal, tools: str 
         from chatterm.tools.toolbox import Toolbox, select
 
         chat.set_system((chat.system or "") + "\n\n" + prompting.describe(Toolbox(select(described)).schemas()))
+    rendered(chat, DECODE_QUESTION, terminal)
+    assert chat.last is not None
+    return chat.last.tokens_per_s, chat.last.n_tokens
+
+
+def rendered(chat: Conversation, question: str, terminal: PseudoTerminal) -> None:
+    """Send `question` and render the reply's text into `terminal`, as the REPL does."""
     renderer = StreamRenderer(terminal.console())
     try:
-        for chunk in chat.send(DECODE_QUESTION):
+        for chunk in chat.send(question):
             if isinstance(chunk, str):
                 renderer.feed(chunk)
     finally:
         renderer.finish()
-    assert chat.last is not None
-    return chat.last.tokens_per_s, chat.last.n_tokens
 
 
 def conversation(loaded: Model, turns: int, reply_tokens: int,

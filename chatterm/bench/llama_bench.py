@@ -42,8 +42,7 @@ def decode_rate(binary: Path, model: str, threads: int, flash_attn: bool, n_gen:
                 q8_cache: bool = False) -> float:
     """Tokens/s generating `n_gen` tokens after `depth` tokens of context (tgN @ dD), one run.
     `q8_cache`: the KV cache in Q8_0, as chatterm has it for exact batches (`_new_context`)."""
-    return _samples(_run(binary, model, threads, flash_attn, 1, q8_cache,
-                         "-p", "0", "-n", str(n_gen), "-d", str(depth)))[0]
+    return rate(binary, model, threads, flash_attn, q8_cache, "-p", "0", "-n", str(n_gen), "-d", str(depth))
 
 
 def rate(binary: Path, model: str, threads: int, flash_attn: bool, q8_cache: bool, *test: str) -> float:

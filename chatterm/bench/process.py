@@ -71,8 +71,9 @@ if not a["repack"]:  # a CPU with AMX (chatterm.models.hardware.repack_off_reaso
         params.use_extra_bufts = False
         return params
     lib.llama_model_default_params = no_repack
+cache = {"type_k": 8, "type_v": 8} if a["q8_cache"] else {}  # GGML_TYPE_Q8_0, as chatterm runs this model
 llm = Llama(model_path=a["path"], n_ctx=a["n_ctx"], n_threads=a["threads"],
-            n_threads_batch=a["threads"], flash_attn=a["flash_attn"], verbose=False)
+            n_threads_batch=a["threads"], flash_attn=a["flash_attn"], verbose=False, **cache)
 for chunk in llm.create_chat_completion(a["messages"], stream=True, temperature=0.0,
                                         max_tokens=a["max_tokens"], repeat_penalty=1.0):
     text = chunk["choices"][0]["delta"].get("content")

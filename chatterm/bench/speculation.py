@@ -16,10 +16,9 @@ from pathlib import Path
 from chatterm import loader
 from chatterm.bench import engine as eb
 from chatterm.bench import llama_bench
-from chatterm.bench.stats import Figure, Target
+from chatterm.bench.stats import Figure, Target, ratio
 from chatterm.bench.terminal import PseudoTerminal
 from chatterm.paths import cache_dir
-from chatterm.ui.render import StreamRenderer
 
 REWRITE_LINES = 300
 STORY = "Write a long story about a lighthouse keeper who finds a message in a bottle."
@@ -83,13 +82,7 @@ def _reply(loaded: loader.Model, question: str, tokens: int, terminal: PseudoTer
     """Decode tokens/s of one greedy reply through chatterm's path into a pty, its text,
     and its prompt's tokens."""
     chat = eb.fresh_chat(loaded, loaded.defaults.updated(temperature=0.0, max_tokens=tokens, seed=0))
-    renderer = StreamRenderer(terminal.console())
-    try:
-        for chunk in chat.send(question):
-            if isinstance(chunk, str):
-                renderer.feed(chunk)
-    finally:
-        renderer.finish()
+    eb.rendered(chat, question, terminal)
     assert chat.last is not None
     return chat.last.tokens_per_s, chat.last.text, chat.last.prompt_tokens
 
@@ -136,8 +129,7 @@ def bench_speculation(args: argparse.Namespace, figures: list[Figure], targets: 
         for mode in modes:
             figures.append(Figure(section, f"pipeline decode, speculate {mode}", "tok/s", rates[(name, mode)]))
         for mode in modes[1:]:
-            speedup = Figure(section, f"{mode} / off", "x", [a / b for a, b in zip(rates[(name, mode)],
-                                                                                 rates[(name, "off")])])
+            speedup = Figure(section, f"{mode} / off", "x", ratio(rates[(name, mode)], rates[(name, "off")]))
             figures.append(speedup)
             identical = 100 * sum(same[(name, mode)]) / len(same[(name, mode)])
             figures.append(Figure(section, f"replies identical to off ({mode})", "%", [identical]))
@@ -154,7 +146,7 @@ def bench_speculation(args: argparse.Namespace, figures: list[Figure], targets: 
                                   tg[name], note=str(reference)))
             best = "ngram" if name == "ngram" else "auto"
             versus = Figure(section, f"pipeline {best} / llama-bench tg", "x",
-                            [a / b for a, b in zip(rates[(name, best)], tg[name])])
+                            ratio(rates[(name, best)], tg[name]))
             figures.append(versus)
             if name == "ngram":
                 targets.append(Target("ngram task: pipeline / llama-bench tg (x)", versus.median, 1.3, True))

@@ -48,3 +48,8 @@ class Target:
     def as_dict(self) -> dict:
         return {"name": self.name, "value": self.value, "limit": self.limit,
                 "rule": ">=" if self.at_least else "<=", "met": self.met, "note": self.note}
+
+
+def ratio(values_a: list[float], values_b: list[float], scale: float = 1.0) -> list[float]:
+    """Each run's a / b (times `scale`): a ratio's spread, not a ratio of medians."""
+    return [a / b * scale for a, b in zip(values_a, values_b)]

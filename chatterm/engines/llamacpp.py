@@ -15,7 +15,7 @@ import os
 import random
 from typing import Any, Callable, Iterator, Sequence
 
-from chatterm.models import hardware
+from chatterm.models import gguf, hardware
 from chatterm.engines import speculation
 from chatterm.engines.call_grammar import MarkerWatch
 from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never
@@ -47,7 +47,6 @@ class LlamaCppEngine(Engine):
         repack_off = SAFE_SETTINGS if options.safe else hardware.repack_off_reason()
         self.notes += [repack_off] if repack_off else []
         self._inexact = speculation.inexact_reason(_tensors(options), gpu != 0)
-        self.exact_batches = self._inexact is None  # a batch's logits are a single token's, to the bit
         self.flash_attn = flash_attention(gpu, self.exact_batches)
         self._draft: DraftModel | None = None
         self._batch: Any = None  # the verification batch, made once
@@ -121,6 +120,11 @@ class LlamaCppEngine(Engine):
     @property
     def speculation(self) -> dict[str, Any]:
         return self.tally.report()
+
+    @property
+    def exact_batches(self) -> bool:
+        """A batch's logits are a single token's, to the bit (`speculation.inexact_reason`)."""
+        return self._inexact is None
 
     def _special_text(self, token: int | None) -> str:
         return "" if token is None else self.piece(token, special=True).decode("utf-8", "replace")
@@ -319,11 +323,8 @@ class LlamaCppEngine(Engine):
         self._evaluated += tokens
 
     def _forget_after(self, keep: int) -> None:
-        if keep < len(self._evaluated):
-            if self._lib.llama_memory_seq_rm(self._memory, -1, keep, -1):
-                del self._evaluated[keep:]
-            else:  # some caches (recurrent, sliding-window) cannot drop a tail: start over
-                self.reset()
+        if not _drop_tail(self._lib, self._memory, self._evaluated, keep):
+            self.reset()  # some caches (recurrent, sliding-window) cannot drop a tail: start over
 
     def _decode(self, tokens: list[int], cancelled: Callable[[], bool] = never) -> bool:
         """Evaluate `tokens`; False if `cancelled` stopped a prompt evaluation. The abort
@@ -441,6 +442,16 @@ def seed_of(sampling: Sampling) -> int:
     return sampling.seed if sampling.seed is not None else random.randrange(1 << 31)
 
 
+def _drop_tail(lib: Any, memory: Any, evaluated: list[int], keep: int) -> bool:
+    """Drop what a cache holds after its first `keep` tokens (`evaluated`: its tokens);
+    False when that cache cannot drop a tail (the caller starts it over)."""
+    if keep < len(evaluated):
+        if not lib.llama_memory_seq_rm(memory, -1, keep, -1):
+            return False
+        del evaluated[keep:]
+    return True
+
+
 def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
     n = 0
     for x, y in zip(a, b[:limit]):
@@ -466,8 +477,6 @@ GGML_TYPE_Q8_0 = 8
 
 def _tensors(options: LoadOptions) -> list:
     """The model file's tensors (their types decide `inexact_reason`)."""
-    from chatterm.models import gguf
-
     return list((options.parsed or gguf.read(options.path)).tensors)
 
 
@@ -506,12 +515,14 @@ class DraftModel:
 
     def __init__(self, lib: Any, options: LoadOptions, n_ctx: int, flash_attn: bool, repack: bool, n_vocab: int):
         self._lib = lib
+        self._ctx: Any = None
+        self._reply: tuple | None = None  # the reply's (sampler chain, rng: None when greedy)
         self._model = _load_model(lib, str(options.draft), options.draft_gpu_layers, repack)
-        vocab = lib.llama_model_get_vocab(self._model)
-        if abs(lib.llama_vocab_n_tokens(vocab) - n_vocab) > 128:  # the loader compared the tokens themselves
+        self._own_vocab = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self._model))
+        if abs(self._own_vocab - n_vocab) > gguf.VOCAB_SLACK:  # the loader compared the tokens themselves
             self.close()
             raise EngineError(f"the draft model {options.draft} has another vocabulary than the model "
-                              f"({lib.llama_vocab_n_tokens(vocab)} tokens, not {n_vocab})")
+                              f"({self._own_vocab} tokens, not {n_vocab})")
         self._n_vocab = n_vocab  # a draft token past the model's vocabulary ends a proposal
         self._ctx = _new_context(lib, self._model, n_ctx, options.threads, flash_attn)
         if not self._ctx:
@@ -522,7 +533,6 @@ class DraftModel:
         self._evaluated: list[int] = []
         self.agree = 0  # leading tokens of `_evaluated` equal to the target's
         self._base = 0
-        self._reply: tuple | None = None  # the reply's (sampler chain, rng: None when greedy)
         self._dists: Any = None
         self.distributions: list = []  # of the last proposal, when sampled
 
@@ -535,11 +545,10 @@ class DraftModel:
 
         lib = self._lib
         self.agree = _common_prefix(self._evaluated, prompt, len(prompt))
-        n_vocab = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(self._model))
         if rng is not None:
-            self._dists = self._dists or Distributions(lib, n_vocab)
+            self._dists = self._dists or Distributions(lib, self._own_vocab)
         self.end()
-        self._reply = (sampler_chain(lib, n_vocab, sampling, [], final=rng is None), rng)
+        self._reply = (sampler_chain(lib, self._own_vocab, sampling, [], final=rng is None), rng)
 
     def end(self) -> None:
         if self._reply:
@@ -584,13 +593,9 @@ class DraftModel:
         self.agree = self._base + 1 + min(n, self._k - 1)
 
     def _forget_after(self, keep: int) -> None:
-        if keep < len(self._evaluated):
-            if self._lib.llama_memory_seq_rm(self._memory, -1, keep, -1):
-                del self._evaluated[keep:]
-            else:
-                self._lib.llama_memory_clear(self._memory, True)
-                self._evaluated = []
-                self.agree = 0
+        if not _drop_tail(self._lib, self._memory, self._evaluated, keep):
+            self._lib.llama_memory_clear(self._memory, True)
+            self._evaluated, self.agree = [], 0
 
     def _decode(self, tokens: list[int]) -> None:
         lib = self._lib
@@ -605,9 +610,8 @@ class DraftModel:
 
     def close(self) -> None:
         lib = self._lib
-        if getattr(self, "_reply", None):
-            self.end()
-        if getattr(self, "_ctx", None):
+        self.end()
+        if self._ctx:
             lib.llama_free(self._ctx)
             self._ctx = None
         if self._model:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-KINDS = ("auto", "ngram", "draft", "off")
+clock = time.perf_counter  # times verification steps against plain ones (`Payoff`)
+
 NGRAM = 3  # tokens matched by prompt lookup
 NGRAM_DRAFT = 4  # tokens first proposed by prompt lookup; doubled while they are kept (copies run long)
 NGRAM_DRAFT_MAX = 24
@@ -134,9 +135,8 @@ def describe(report: dict[str, Any] | None) -> list[str]:
     lines = [report.get("mode", "auto") + ("" if report.get("kinds") else ": no drafts verified yet")]
     for kind, (steps, drafted, accepted) in report.get("kinds", {}).items():
         if steps:
-            lines.append(f"  {'prompt lookup' if kind == 'ngram' else 'draft model'}: {accepted}/{drafted} drafted tokens accepted ({100 * accepted / max(drafted, 1):.0f}%), "
+            what = "prompt lookup" if kind == "ngram" else "draft model"
+            lines.append(f"  {what}: {accepted}/{drafted} drafted tokens accepted "
+                         f"({100 * accepted / max(drafted, 1):.0f}%), "
                          f"{(accepted + steps) / steps:.2f} tokens per verification step")
     return lines
-
-
-clock = time.perf_counter

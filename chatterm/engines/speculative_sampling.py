@@ -84,11 +84,8 @@ def _residual(p_ids: Any, p: Any, q_ids: Any, q: Any) -> tuple[Any, Any]:
     """max(0, p - q) over p's tokens, renormalized (p itself when nothing is left)."""
     import numpy as np
 
-    q_on_p = np.zeros_like(p)
-    order = np.argsort(q_ids)
-    where = np.searchsorted(q_ids[order], p_ids)
-    found = (where < len(q_ids)) & (q_ids[order][np.minimum(where, len(q_ids) - 1)] == p_ids)
-    q_on_p[found] = q[order][where[found]]
-    rest = np.maximum(p - q_on_p, 0.0)
+    q_by_id = np.zeros(int(max(p_ids.max(), q_ids.max())) + 1)
+    q_by_id[q_ids] = q
+    rest = np.maximum(p - q_by_id[p_ids], 0.0)
     total = rest.sum()
     return (p_ids, rest / total) if total > 0 else (p_ids, p)
