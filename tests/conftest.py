@@ -4,6 +4,9 @@ the user's models.toml."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +19,33 @@ from chatterm.loader import Model, RunOptions, conversation
 from tests import helpers
 from tests.fakes import fake_loaded
 from tests.modelgen import tiny_model
+
+
+def _real_models() -> dict[str, Path | None]:
+    """The real models bench/fetch_models.py fetched, looked up once, before any test
+    moves the cache folder (`private_dirs`)."""
+    spec = importlib.util.spec_from_file_location("fetch_models", ROOT / "bench" / "fetch_models.py")
+    assert spec is not None and spec.loader is not None
+    fetcher = sys.modules["fetch_models"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
+    spec.loader.exec_module(fetcher)
+    return {name: fetcher.fetched(model) for name, model in fetcher.MODELS.items()}
+
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL_MODELS = _real_models()
+
+
+@pytest.fixture(scope="session")
+def qwen_coder() -> Path:
+    """Qwen2.5-Coder-1.5B-Instruct Q4_K_M (tests marked `realmodel`). CI fetches it
+    first (.ci/run), so there its absence fails; elsewhere those tests skip."""
+    path = REAL_MODELS["qwen2.5-coder-1.5b"]
+    if path is None:
+        message = "the real model is not fetched: python3 bench/fetch_models.py"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -156,8 +156,8 @@ def test_pre_approved_and_always_calls_run_without_asking(fake_conversation, tmp
 
 def test_the_per_turn_limit_stops_the_calls_with_a_notice(fake_conversation, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    call = '<tool_call>{"name": "run", "arguments": {"command": "echo x"}}</tool_call>'
-    conversation = conversation_with_tools(fake_conversation, call * 3, call * 3, "gave up")
+    calls = [f'<tool_call>{{"name": "run", "arguments": {{"command": "echo {n}"}}}}</tool_call>' for n in range(6)]
+    conversation = conversation_with_tools(fake_conversation, "".join(calls[:3]), "".join(calls[3:]), "gave up")
     conversation.toolbox.limit = 4
     events = drive(conversation.send("q"), lambda c: c.approve())
     ran = [e for e in events if isinstance(e, ToolResult) and e.summary.startswith("exit")]

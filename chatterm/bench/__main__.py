@@ -35,6 +35,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repack-models", default="", metavar="PATH,...",
                    help="more GGUF files for the weight-repacking section (default: the default model only)")
     p.add_argument("--llama-bench", metavar="PATH", help="llama-bench binary (default: bench/build-llama-bench.sh's)")
+    p.add_argument("--code-model", metavar="PATH", help="the model of the code section (default: Qwen2.5-Coder "
+                   "1.5B as bench/fetch_models.py caches it)")
+    p.add_argument("--limit", type=int, help="code section: at most this many HumanEval problems")
+    p.add_argument("--every", type=int, default=1, help="code section: every K-th HumanEval problem")
+    p.add_argument("--modes", default="plain,loop", help="code section: plain, loop or both")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test, not figures")
     args = p.parse_args(argv)
@@ -338,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     if "tools" in args.only:
         progress("tools")
         bench_tools(args, figures, targets)
+    if "code" in args.only:
+        from chatterm.bench.code import bench_code
+
+        progress("code (HumanEval through the one-shot path)")
+        bench_code(args, figures, targets)
     report.print_table(sys.stdout, header, figures, targets)
     if args.json:
         report.write_json(args.json, header, figures, targets)

@@ -20,6 +20,8 @@ from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.turn import Notice, Turn
 from chatterm.engines.base import never
 from chatterm.errors import ChattermError
+from chatterm.tools.calls import ToolCall
+from chatterm.tools.intent import Repeats, asks_to_run, call_shape, written_as_text
 from chatterm.settings import SETTINGS, Sampling
 
 if TYPE_CHECKING:
@@ -303,9 +305,12 @@ class Conversation:
             # Calls in the <tool_call> syntax are kept to their schemas where the engine
             # can (llama.cpp's lazy grammar); other engines ignore it.
             schemas = toolbox.schemas() if self.backend.tool_family is HERMES else None
+            # A question that asks to run something gets a call first, not a description of one.
+            asked = self.messages[-1]["role"] == "user" and asks_to_run(self.messages[-1]["content"])
             sampling = sampling.updated(special_pieces=True, call_schemas=schemas,
-                                        call_required=toolbox.choice == "required")
+                                        call_required=toolbox.choice == "required" or asked)
         made = 0  # calls this turn
+        repeats, hinted = Repeats(), False
         while True:
             try:
                 reply = self.backend.reply(prompt, sampling, turn.cancelled)
@@ -320,10 +325,12 @@ class Conversation:
             if toolbox is not None:
                 from chatterm.tools.markup import CallParser
 
-                reply.parse_calls(CallParser(self.backend.tool_family))
+                reply.parse_calls(CallParser(self.backend.tool_family, toolbox.tools))
             self.last = turn.reply = reply
             try:
                 yield from reply
+                if toolbox is not None and not hinted and not reply.calls and reply.finish in (Finish.EOG, Finish.STOP):
+                    hinted = _hint_written_call(reply, toolbox)
             finally:
                 # However it ended, what was generated is recorded (a cut reply is marked).
                 if reply.finish is None:  # the consumer stopped iterating
@@ -333,21 +340,25 @@ class Conversation:
                 self._changed()
             if toolbox is None or not reply.calls or reply.finish not in (Finish.EOG, Finish.STOP):
                 return
-            made = yield from self._calls(turn, toolbox, reply.calls, made)
+            made = yield from self._calls(turn, toolbox, reply.calls, made, repeats)
             if turn.cancelled():
                 return
             record = self._append  # the answer after the results is a message of its own
             sampling = sampling.updated(call_required=False)  # "required" asks for one call, not calls for ever
             prompt = self._prompt(self.messages, None, turn)
 
-    def _calls(self, turn: Turn, toolbox: Any, calls: list[Any], made: int) -> Iterator[Any]:
+    def _calls(self, turn: Turn, toolbox: Any, calls: list[Any], made: int, repeats: Repeats) -> Iterator[Any]:
         """Each call decided (beforehand, or by the consumer when it is yielded), run
         or not, and its result recorded and yielded; returns the calls made so far."""
-        from chatterm.tools.toolbox import declined_for_limit
+        from chatterm.tools.toolbox import declined_for_limit, declined_as_repeat
 
         told = False
         for call in calls:
-            if made >= toolbox.limit:
+            earlier = repeats.earlier(call)
+            if earlier is not None:
+                result = declined_as_repeat(call, earlier)
+                made += 1  # a model that only repeats itself still reaches the limit
+            elif made >= toolbox.limit:
                 result = declined_for_limit(call, toolbox.limit)
                 if not told:
                     told = True
@@ -360,6 +371,7 @@ class Conversation:
                 yield call  # undecided: the consumer approves or declines it before asking for more
                 result = toolbox.run(call, turn.cancelled)
                 made += 1
+            repeats.remember(call, result.text)
             self.messages.append(result.as_message())
             self._changed()
             yield result
@@ -484,6 +496,17 @@ class Conversation:
 
 
 _NOUNS = {"user": "question", "assistant": "reply"}
+
+
+def _hint_written_call(reply: Reply, toolbox: Any) -> bool:
+    """A reply that wrote a call as text gets a call that did not parse, whose error
+    shows the model a real one (it answers again); True when it did."""
+    name = written_as_text(reply.text, toolbox.tools)
+    if name is None or name not in toolbox.tools:
+        return False
+    example = {key: "..." for key in toolbox.tools[name].parameters.get("required", [])}
+    reply.calls.append(ToolCall(name, None, error=call_shape(name, example)))
+    return True
 
 
 def _stored(finish: Finish | None) -> str | None:

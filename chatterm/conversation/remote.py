@@ -109,7 +109,7 @@ class RemoteReply(Reply):
         call["arguments"].append(piece.arguments)
 
     def _parsed_calls(self) -> None:
-        from chatterm.tools.markup import call_of
+        from chatterm.tools.calls import call_of
 
         for _, call in sorted(self._server_calls.items()):
             arguments = "".join(call["arguments"])

@@ -36,6 +36,82 @@ class MarkerWatch:
         return None
 
 
+class JsonCallWatch:
+    """Whether the tokens' bytes so far have just completed the head of a call written
+    as JSON (`tools.json_calls`): at a line start, an optional ```json fence, then
+    `{"name": "TOOL"` naming an offered tool. Only the name's closing quote can complete
+    one, so a piece without a quote costs a concatenation; the window is one line and
+    a little (WINDOW bytes), so the cost stays the same at token 10 and 10,000."""
+
+    WINDOW = 256
+
+    def __init__(self, names: list[str]):
+        alternatives = b"|".join(re.escape(n.encode()) for n in sorted(names, key=len, reverse=True))
+        self._head = re.compile(rb'\n(```(?:json|xml|JSON)?[ \t]*\n)?[ \t\r\n]*\{[ \t\r\n]*"name"[ \t\r\n]*:'
+                                rb'[ \t\r\n]*"(' + alternatives + rb')"')
+        self._window = b"\n"  # the reply starts at a line start
+
+    def feed(self, piece: bytes) -> tuple[str, bool, bytes] | None:
+        """None, or (the head just completed) the tool's name, whether it was fenced,
+        and what followed the name's closing quote in `piece`."""
+        window = (self._window + piece)[-self.WINDOW:]
+        self._window = window
+        if b'"' not in piece:
+            return None
+        fresh = len(window) - len(piece)
+        for match in self._head.finditer(window):
+            if match.end() > fresh:
+                self._window = b""
+                return match.group(2).decode(), match.group(1) is not None, window[match.end():]
+        return None
+
+
+def call_names(tools: list[dict[str, Any]] | None) -> list[str]:
+    """The names of `tools` (OpenAI-style {"type": "function", "function": {name, ...}})."""
+    return [str(t.get("function", t)["name"]) for t in tools or ()]
+
+
+# What follows a call's name, white space apart, before its arguments' object.
+_AFTER_NAME = (",", '"arguments"', ":")
+
+
+def json_call_gbnf(tool: dict[str, Any], fenced: bool, written: bytes) -> str | None:
+    """GBNF for the rest of a call to `tool` written as JSON, from the name's closing
+    quote on, where the model has `written` more already (None: that is not the way
+    to `"arguments":`). A fenced call ends with its fence; then the turn ends."""
+    remaining = _remaining(written.decode("utf-8", "replace"))
+    if remaining is None:
+        return None
+    converter = _converter()
+    function = tool.get("function", tool)
+    schema = function.get("parameters") or {"type": "object", "properties": {}}
+    arguments = converter.visit(converter.resolve_refs(schema, "tool"), "call-args")
+    rules = _json_strings(converter.format_grammar())
+    head = " ".join(f"{json.dumps(piece)} space" for piece in remaining)
+    close = ' "```"' if fenced else ""
+    return f'root ::= {head} {arguments} "}}" call-ws{close}\ncall-ws ::= [ \\t\\n]{{0,3}}\n' + rules
+
+
+def _remaining(written: str) -> list[str] | None:
+    """The literals of _AFTER_NAME still to come after `written` (white space between
+    them is free); None when `written` is not on the way."""
+    i = 0
+    for n, literal in enumerate(_AFTER_NAME):
+        while i < len(written) and written[i] in " \t\r\n":
+            i += 1
+        if i == len(written):
+            return list(_AFTER_NAME[n:])
+        if written.startswith(literal, i):
+            i += len(literal)
+            continue
+        if literal.startswith(written[i:]):
+            return [literal[len(written) - i:], *_AFTER_NAME[n + 1:]]
+        return None
+    while i < len(written) and written[i] in " \t\r\n":
+        i += 1
+    return [] if i == len(written) else None
+
+
 def _converter() -> Any:
     """llama-cpp-python's JSON Schema to GBNF converter, from its pure-Python module (not
     the package's numpy-heavy __init__)."""

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from chatterm.models import gguf, hardware
 from chatterm.engines import speculation
-from chatterm.engines.call_grammar import MarkerWatch
+from chatterm.engines.call_grammar import JsonCallWatch, MarkerWatch, call_names
 from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never
 from chatterm.engines.libraries import import_bare
 from chatterm.errors import EngineError
@@ -63,7 +63,7 @@ class LlamaCppEngine(Engine):
         self._vocab = lib.llama_model_get_vocab(self._model)
         self._pieces: dict[int, bytes] = {}
         self._special_pieces: dict[int, bytes] = {}  # control tokens as their text
-        self._grammars: dict[tuple[str, bool | None], bytes] = {}  # GBNF by tools or schema (a chat asks the same)
+        self._grammars: dict[tuple[str, Any], bytes] = {}  # GBNF by tools or schema (a chat asks the same)
         self._piece_buf = ctypes.create_string_buffer(64)
         self._memory = lib.llama_get_memory(self._ctx)
         self._n_batch = lib.llama_n_batch(self._ctx)
@@ -174,8 +174,9 @@ class LlamaCppEngine(Engine):
         else:
             grammar = self._call_grammar(sampling.call_schemas, False) if required else None
             watch = MarkerWatch() if sampling.call_schemas and not required else None
+        json_watch = JsonCallWatch(call_names(sampling.call_schemas)) if watch is not None else None
         chain = self._sampler_chain(sampling, history, grammar)
-        kinds = self._speculation_kinds(sampling) if grammar is None and watch is None else ()
+        kinds = self._speculation_kinds(sampling) if grammar is None and watch is None and json_watch is None else ()
         try:
             if not self._decode(prompt[len(self._evaluated):], cancelled):
                 return
@@ -186,14 +187,17 @@ class LlamaCppEngine(Engine):
                 token = lib.llama_sampler_sample(chain, self._ctx, -1)
                 yield token
                 if watch is not None:
-                    rest = watch.feed(self.piece(token, special=True))
-                    if rest is not None:  # the model began a call: from here it keeps to a schema
-                        watch = None
-                        if not rest.strip():
+                    piece = self.piece(token, special=True)
+                    rest = watch.feed(piece)
+                    head = json_watch.feed(piece) if json_watch is not None and rest is None else None
+                    if rest is not None or head is not None:  # the model began a call: it keeps to a schema
+                        watch = json_watch = None
+                        call = (self._call_grammar(sampling.call_schemas, True) if rest is not None and not rest.strip()
+                                else self._json_call_grammar(sampling.call_schemas, *head) if head else None)
+                        if call is not None:
                             lib.llama_sampler_free(chain)
                             history = (history + self._evaluated[len(prompt):] + [token])[-LAST_N_TOKENS:]
-                            chain = self._sampler_chain(sampling, history,
-                                                        self._call_grammar(sampling.call_schemas, True))
+                            chain = self._sampler_chain(sampling, history, call)
                 self._decode([token])
         finally:
             lib.llama_sampler_free(chain)
@@ -372,7 +376,22 @@ class LlamaCppEngine(Engine):
         return self._grammar((json.dumps(schemas, sort_keys=True), after_marker),
                              lambda: hermes_gbnf(schemas, after_marker), "the tools' call")
 
-    def _grammar(self, key: tuple[str, bool | None], build: Callable[[], str], what: str) -> Any:
+    def _json_call_grammar(self, schemas: list, name: str, fenced: bool, written: bytes) -> Any:
+        """The grammar sampler for the rest of a call to `name` written as JSON, whose
+        head the model wrote (`call_grammar.JsonCallWatch`); None when what it wrote
+        after the name leads elsewhere."""
+        from chatterm.engines.call_grammar import json_call_gbnf
+
+        tool = next(t for t in schemas if t.get("function", t).get("name") == name)
+        key = (json.dumps(tool, sort_keys=True), (fenced, written))
+        if key not in self._grammars:
+            gbnf = json_call_gbnf(tool, fenced, written)
+            if gbnf is None:
+                return None
+            self._grammars[key] = gbnf.encode()
+        return self._grammar(key, str, "the tools' call")
+
+    def _grammar(self, key: tuple[str, Any], build: Callable[[], str], what: str) -> Any:
         """A grammar sampler for the GBNF `build` makes, made once per `key` (a chat
         asks for the same schema or tools turn after turn)."""
         gbnf = self._grammars.get(key)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
-from chatterm.tools.calls import ToolCall
+from chatterm.tools.calls import ToolCall, call_of, guess_name
+from chatterm.tools.json_calls import FENCE, Candidate, opens_call
 
 
 @dataclass(frozen=True)
@@ -47,30 +48,41 @@ def family_of(template: str) -> Family | None:
 
 
 class CallParser:
-    """Feed it the answer's text pieces; it returns what to show and the calls."""
+    """Feed it the answer's text pieces; it returns what to show and the calls.
 
-    def __init__(self, family: Family):
+    `tools`: the names of the tools offered. With them, a call written as JSON (a
+    fenced block or an object at a line start, `json_calls`) is a call too, in any
+    family: small models write their calls so more often than in their markup."""
+
+    def __init__(self, family: Family, tools: Iterable[str] = ()):
         self.family = family
-        self._leads = "".join(sorted({m[0] for m in family.opens}))
+        self.tools = frozenset(tools)
+        self._leads = "".join(sorted({m[0] for m in family.opens} | (set("`{") if self.tools else set())))
         self._held = ""  # the end of the text so far, which may begin a marker
         self._close: str | None = None  # inside a call: what ends it
         self._inside = False
         self._body: list[str] = []
-        self._started = False  # any text other than white space has been shown
         self._bare = family.bare_json  # still at the start, where a bare JSON call may begin
+        self._candidate: Candidate | None = None  # text that may be a call written as JSON
+        self._line_start = True  # the text shown so far ends a line (or is none)
+        self._in_fence = False  # the text shown so far has a code fence open
 
     def feed(self, text: str) -> list[Any]:
-        if not self._inside and not self._held and not self._bare:
+        if not self._inside and not self._held and not self._bare and self._candidate is None:
             for lead in self._leads:
                 if lead in text:
                     break
             else:
+                if text:
+                    self._line_start = text[-1] == "\n"
                 return [text]
         return self._scan(text)
 
     def finish(self) -> list[Any]:
         """The reply ended: a call still open is parsed as it stands."""
         out: list[Any] = []
+        while self._candidate is not None:
+            out += self._judge(final=True)
         if self._inside:
             out += parse_body("".join(self._body), self._close)
             self._inside, self._body = False, []
@@ -84,6 +96,9 @@ class CallParser:
         if self._inside:
             self._body.append(text)
             return self._close_if_ended(out)
+        if self._candidate is not None:
+            self._candidate.add(text)
+            return self._judge()
         text = self._held + text
         self._held = ""
         if self._bare:
@@ -99,21 +114,76 @@ class CallParser:
                 self._inside, self._close, self._body = True, None, [stripped]
                 return out
             self._bare = False
-        while text:
-            at, marker = _first_marker(text, self.family.opens)
-            if marker is None:
-                keep = _partial_marker(text, self.family.opens)
-                shown = text[:len(text) - keep]
-                self._held = text[len(text) - keep:]
-                if shown:
-                    out.append(shown)
-                return out
-            if at:
-                out.append(text[:at])
-            self._inside, self._close = True, self.family.opens[marker]
-            self._body = [text[at + len(marker):]]
-            return self._close_if_ended(out)  # what follows a closed call is scanned there
-        return out
+        at, marker = _first_marker(text, self.family.opens)
+        opening, keep = self._opening(text, at) if self.tools else (None, 0)
+        if opening is not None:
+            self._show(text[:opening], out)
+            self._candidate = Candidate(text[opening:])
+            return out + self._judge()
+        if marker is None:
+            keep = max(keep, _partial_marker(text, self.family.opens))
+            self._show(text[:len(text) - keep], out)
+            self._held = text[len(text) - keep:]
+            return out
+        self._show(text[:at], out)
+        self._inside, self._close = True, self.family.opens[marker]
+        self._body = [text[at + len(marker):]]
+        return self._close_if_ended(out)  # what follows a closed call is scanned there
+
+    def _opening(self, text: str, limit: int) -> tuple[int | None, int]:
+        """(Where, before `limit`, a call written as JSON may open: a line start
+        outside a code fence with "```" or "{"; how many characters at the end to hold
+        back: a fence that may be closing one, cut between two pieces.)"""
+        fenced = self._in_fence
+        at = 0 if self._line_start else text.find("\n") + 1
+        while 0 < at or (at == 0 and self._line_start):
+            if at >= limit or at >= len(text):
+                return None, 0
+            if text.startswith("```", at):
+                if not fenced:
+                    return at, 0
+                fenced = False
+            elif fenced and FENCE.startswith(text[at:]):
+                return None, len(text) - at
+            elif not fenced and opens_call(text, at):
+                return at, 0
+            at = text.find("\n", at) + 1
+            if at == 0:
+                break
+        return None, 0
+
+    def _judge(self, final: bool = False) -> list[Any]:
+        """The candidate's verdict: undecided (held on), a call, or text; what follows
+        the part decided is scanned again."""
+        candidate = self._candidate
+        assert candidate is not None
+        verdict = candidate.verdict(self.tools, final)
+        if verdict.call is None and not verdict.text:
+            return []
+        self._candidate = None
+        out: list[Any] = []
+        if verdict.call is not None:
+            out.append(verdict.call)
+            self._line_start = True
+        else:
+            self._show(candidate.text[:verdict.end], out)
+        rest = candidate.text[verdict.end:]
+        return out + (self._scan(rest) if rest else [])
+
+    def _show(self, text: str, out: list[Any]) -> None:
+        """`text` shown: the line and fence it leaves open are remembered."""
+        if not text:
+            return
+        out.append(text)
+        if "`" in text:
+            at = 0 if self._line_start else text.find("\n") + 1
+            while 0 < at or (at == 0 and self._line_start):
+                if text.startswith("```", at):
+                    self._in_fence = not self._in_fence
+                at = text.find("\n", at) + 1
+                if at == 0:
+                    break
+        self._line_start = text[-1] == "\n"
 
     def _close_if_ended(self, out: list[Any]) -> list[Any]:
         """Inside a call whose closing marker may have arrived: the call, then the
@@ -128,6 +198,7 @@ class CallParser:
             return out
         out += parse_body(body[:end], close)
         self._inside, self._body = False, []
+        self._line_start = True
         rest = body[end + len(close):]
         if rest:
             out += self._scan(rest)
@@ -187,29 +258,9 @@ def _json_calls(text: str) -> list[ToolCall]:
     try:
         value = json.loads(text)
     except ValueError as e:
-        return [ToolCall(_guess_name(text), None, raw=text, error=f"the call is not valid JSON ({e})")]
+        return [ToolCall(guess_name(text), None, raw=text, error=f"the call is not valid JSON ({e})")]
     items = value if isinstance(value, list) else [value]
     return [call_of(item, text) for item in items] or [ToolCall("?", None, raw=text, error="an empty call")]
-
-
-def call_of(item: Any, raw: str) -> ToolCall:
-    """A call from its JSON object ({name, arguments or parameters})."""
-    if not isinstance(item, dict):
-        return ToolCall("?", None, raw=raw, error="a call must be a JSON object")
-    if isinstance(item.get("function"), dict):  # {"type": "function", "function": {...}}
-        item = item["function"]
-    name = item.get("name")
-    arguments = item.get("arguments", item.get("parameters", {}))
-    if isinstance(arguments, str):  # arguments as a JSON string (OpenAI's shape)
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except ValueError as e:
-            return ToolCall(str(name or "?"), None, raw=raw, error=f"its arguments are not valid JSON ({e})")
-    if not isinstance(name, str) or not name:
-        return ToolCall("?", None, raw=raw, error='a call needs a "name"')
-    if not isinstance(arguments, dict):
-        return ToolCall(name, None, raw=raw, error="its arguments must be a JSON object")
-    return ToolCall(name, arguments, raw=raw)
 
 
 _FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)(?:</function>|$)", re.S)
@@ -272,8 +323,3 @@ def _split_top_level(text: str, sep: str) -> list[str]:
             start = i + 1
     parts.append(text[start:])
     return [p.strip() for p in parts if p.strip()]
-
-
-def _guess_name(text: str) -> str:
-    match = re.search(r'"name"\s*:\s*"([^"]{1,64})"', text)
-    return match.group(1) if match else "?"

@@ -42,7 +42,10 @@ class Outcome:
             head = f"[killed: still running after {self.seconds:.0f} s]"
         else:
             head = f"[exit code {self.exit_code}]"
-        return f"{head}\n{self.output}" if self.output else head
+        if self.output:
+            return f"{head}\n{self.output}"
+        quiet = "(it printed nothing: to see what the code does, call it and print the results)"
+        return f"{head}\n{quiet}" if self.exit_code == 0 and not self.cancelled else head
 
 
 def run_process(argv: Sequence[str], *, cwd: str | None = None, timeout_s: float = 60.0,

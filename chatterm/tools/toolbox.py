@@ -118,3 +118,10 @@ def declined_for_limit(call: ToolCall, limit: int) -> ToolResult:
                    f"not run: limit of {limit} calls", ok=False)
 
 
+def declined_as_repeat(call: ToolCall, earlier: str) -> ToolResult:
+    """A call made before in this turn is not run again: the model gets what it gave
+    then, and is asked to answer (small models otherwise repeat a call every round)."""
+    call.decline("a repeat of an earlier call")
+    return ToolResult(call, f"Not run again: you made this exact call before in this turn, and it gave:\n{earlier}\n"
+                            "Use that result: answer the user now, or change the code if it failed.",
+                      "not run: a repeat", ok=False)

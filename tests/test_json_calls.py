@@ -1,0 +1,213 @@
+"""Calls written as JSON (a fenced block, or an object at a line start), as small
+models write them: read when they name an offered tool with only `arguments` beside
+it, text otherwise, whatever the split; the call grammar arms at their head."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chatterm.engines.call_grammar import JsonCallWatch, json_call_gbnf
+from chatterm.tools.builtin import BUILTIN
+from chatterm.tools.calls import ToolCall, ToolResult
+from chatterm.tools.intent import Repeats, asks_to_run, written_as_text
+from chatterm.tools.markup import HERMES, LLAMA3, MISTRAL, CallParser
+from tests.test_tools import conversation_with_tools, drive, stream
+
+TOOLS = ("python", "get_weather")
+WEATHER = '{"name": "get_weather", "arguments": {"city": "北京"}}'
+
+
+def every_split(text: str, family=HERMES, tools=TOOLS) -> tuple[str, list[ToolCall]]:
+    """The parse of `text` fed whole, asserted the same for every cut into two pieces
+    and for every piece size: no boundary changes what is read."""
+    whole = stream(CallParser(family, tools), text, len(text) or 1)
+    for size in range(1, len(text) + 1):
+        shown, calls = stream(CallParser(family, tools), text, size)
+        assert (shown, [(c.name, c.arguments) for c in calls]) == (whole[0], [(c.name, c.arguments) for c in whole[1]])
+    for cut in range(1, len(text)):
+        parser = CallParser(family, tools)
+        events = parser.feed(text[:cut]) + parser.feed(text[cut:]) + parser.finish()
+        shown = "".join(e for e in events if isinstance(e, str))
+        assert shown == whole[0], cut
+    return whole
+
+
+@pytest.mark.parametrize("text, shown, expected", [
+    (f"Sure.\n```json\n{WEATHER}\n```", "Sure.\n", [("get_weather", {"city": "北京"})]),
+    (f"```json\n{WEATHER}\n```\nDone.", "\nDone.", [("get_weather", {"city": "北京"})]),
+    (f"```\n{WEATHER}\n```", "", [("get_weather", {"city": "北京"})]),
+    ('```json\n{\n  "name": "python",\n  "arguments": {\n    "code": "print(\'}\')"\n  }\n}\n```', "",
+     [("python", {"code": "print('}')"})]),
+    ('```json\n{"name": "python", "parameters": {"code": "1"}}\n```', "", [("python", {"code": "1"})]),
+    (f"{WEATHER}", "", [("get_weather", {"city": "北京"})]),
+    (f"Let me check.\n{WEATHER}\n", "Let me check.\n\n", [("get_weather", {"city": "北京"})]),
+    # the closing fence never came (the reply ended): the object is whole, so it is a call
+    (f"```json\n{WEATHER}", "", [("get_weather", {"city": "北京"})]),
+    # the template's own syntax still works beside it
+    (f"<tool_call>\n{WEATHER}\n</tool_call>", "", [("get_weather", {"city": "北京"})]),
+])
+def test_a_call_written_as_json_is_read_split_anywhere(text, shown, expected):
+    got_shown, calls = every_split(text)
+    assert got_shown == shown
+    assert [(c.name, c.arguments) for c in calls] == expected and all(not c.error for c in calls)
+
+
+@pytest.mark.parametrize("text", [
+    # an example in an explanation: more keys than a call has
+    'A call looks like this:\n```json\n{"name": "get_weather", "arguments": {"city": "x"}, "id": 1}\n```\nok',
+    # a tool not offered
+    'Example:\n```json\n{"name": "send_mail", "arguments": {"to": "x"}}\n```',
+    # JSON that is data, not a call
+    '```json\n{"name": "chatterm", "version": "1.0"}\n```',
+    '```json\n{"name": "python"}\n```',
+    # more inside the fence than the object
+    '```json\n{"name": "python", "arguments": {"code": "1"}}\nmore text\n```',
+    # another language's fence, whatever it holds
+    '```python\nx = {"name": "python", "arguments": {"code": "1"}}\n```',
+    '```python\nprint(1)\n```\nthen\n```js\n{"name": "python", "arguments": {}}\n```',
+    # inside an open fence, a line that looks like a call is code
+    '```\nsetup\n{"name": "python", "arguments": {"code": "1"}}\n```',
+    # not at a line start
+    'inline {"name": "python", "arguments": {"code": "1"}} is prose',
+    # an object that is no call at all
+    '{x: 1} and {"a": 2}\n{"arguments": {}, "name": "python"}',
+    # a cut call stays text (nothing runs)
+    '```json\n{"name": "python", "arguments": {"code": "pri',
+    '``` ` `` `\n``',
+])
+def test_json_that_is_no_call_stays_text_exactly(text):
+    shown, calls = every_split(text)
+    assert calls == [] and shown == text
+
+
+def test_without_offered_tools_json_is_never_read():
+    shown, calls = every_split(f"```json\n{WEATHER}\n```", tools=())
+    assert calls == [] and shown.startswith("```json")
+
+
+@pytest.mark.parametrize("family", [LLAMA3, MISTRAL])
+def test_other_families_read_fenced_calls_too(family):
+    shown, calls = every_split(f"Checking.\n```json\n{WEATHER}\n```", family=family)
+    assert shown == "Checking.\n" and [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "北京"})]
+
+
+def test_invalid_json_naming_an_offered_tool_is_a_call_gone_wrong():
+    _, calls = every_split('```json\n{"name": "python", "arguments": {"code": "x" "y"}}\n```')
+    assert len(calls) == 1 and calls[0].arguments is None and "not valid JSON" in calls[0].error
+
+
+def test_a_long_call_costs_the_same_per_piece():
+    """The object's end is found by one pass: feeding a 200 KB argument one
+    character at a time stays linear (this would take minutes if each piece rescanned)."""
+    code = "x = 1\n" * 35_000
+    text = "```json\n" + json.dumps({"name": "python", "arguments": {"code": code}}) + "\n```"
+    shown, calls = stream(CallParser(HERMES, TOOLS), text, 1)
+    assert shown == "" and calls[0].arguments == {"code": code}
+
+
+# ------------------------------------------------------------------ the grammar's trigger
+@pytest.mark.parametrize("text, expected", [
+    ('```json\n{"name": "python"', ("python", True, b"")),
+    ('Now:\n```json\n{\n  "name" : "python",', ("python", True, b",")),
+    ('{"name": "get_weather", "arg', ("get_weather", False, b", \"arg")),
+    ('text\n{"name": "python"', ("python", False, b"")),
+])
+def test_the_watch_arms_at_a_json_calls_head_split_anywhere(text, expected):
+    data = text.encode()
+    for size in range(1, len(data) + 1):
+        watch = JsonCallWatch(list(TOOLS))
+        fired = [r for i in range(0, len(data), size) if (r := watch.feed(data[i:i + size])) is not None]
+        name, fenced, rest = fired[0]
+        assert len(fired) == 1 and (name, fenced) == expected[:2] and expected[2].startswith(rest)
+        if size == len(data):
+            assert rest == expected[2]
+
+
+@pytest.mark.parametrize("text", [
+    'inline {"name": "python"',  # not at a line start
+    '```json\n{"name": "send_mail"',  # not offered
+    '```json\n{"type": "python"',
+    '```python\n{"name": "pythonic"',
+])
+def test_the_watch_stays_off_for_what_is_no_call(text):
+    watch = JsonCallWatch(list(TOOLS))
+    assert all(watch.feed(bytes([b])) is None for b in text.encode() + b'" and more\n')
+
+
+def test_the_watch_looks_at_a_constant_window():
+    watch = JsonCallWatch(list(TOOLS))
+    for _ in range(10000):
+        assert watch.feed(b'a "long" reply ') is None
+    assert len(watch._window) <= watch.WINDOW
+
+
+@pytest.mark.parametrize("written, head", [
+    (b"", '"," space "\\"arguments\\"" space ":" space'),
+    (b', "argu', '"ments\\"" space ":" space'),
+    (b', "arguments": ', ""),
+])
+def test_the_grammar_continues_from_what_the_model_wrote(written, head):
+    gbnf = json_call_gbnf(BUILTIN["python"].schema(), True, written)
+    assert gbnf.startswith(f"root ::= {head}".rstrip() + " ") and '"```"' in gbnf.splitlines()[0]
+
+
+@pytest.mark.parametrize("written", [b'}', b', "parameters"', b', "arguments": {'])
+def test_no_grammar_when_the_model_went_another_way(written):
+    assert json_call_gbnf(BUILTIN["python"].schema(), True, written) is None
+
+
+# ------------------------------------------------------------------ the loop around calls
+@pytest.mark.parametrize("question, asked", [
+    ("Write is_even and run it on 3 examples", True),
+    ("Test your function on the docstring's examples", True),
+    ("写一个函数并运行一下", True),
+    ("请测试这个函数", True),
+    ("What does a test runner do?", False),
+    ("How do I run out of memory in Python?", False),
+    ("解释一下这段代码", False),
+])
+def test_a_question_that_asks_to_run_something(question, asked):
+    assert asks_to_run(question) is asked
+
+
+@pytest.mark.parametrize("text, name", [
+    ("import tools\ntools.python(code='print(1)')", "python"),
+    ('I would call python(code="1+1") here.', "python"),
+    ('```json\n{"name": "python", "arguments": {}, "output": "2"}\n```', "python"),
+    ("After running the code, I found it works.", None),
+    ("Use python3 to run it.", None),
+])
+def test_a_call_written_as_text_is_recognized(text, name):
+    assert written_as_text(text, ["python", "run"]) == name
+
+
+def test_a_call_written_as_text_gets_the_model_told_once(fake_conversation):
+    conversation = conversation_with_tools(fake_conversation, "I ran tools.python(code='print(2)') and got 2.",
+                                           "I still cannot.", "never asked")
+    events = drive(conversation.send("what is 1+1?"), lambda c: pytest.fail("no real call was made"))
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert len(results) == 1 and results[0].summary == "did not parse"
+    assert "<tool_call>" in results[0].text and '"name": "python"' in results[0].text
+    assert conversation.messages[-1]["content"] == "I still cannot."  # told once, not in a loop
+
+
+def test_an_identical_call_is_not_run_twice(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = '<tool_call>{"name": "run", "arguments": {"command": "echo x >> log"}}</tool_call>'
+    conversation = conversation_with_tools(fake_conversation, call, call, "done")
+    events = drive(conversation.send("q"), lambda c: c.approve())
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert [r.summary for r in results] == ["exit 0 · 0 lines", "not run: a repeat"]
+    assert (tmp_path / "log").read_text() == "x\n" and "[exit code 0]" in results[1].text
+    assert conversation.messages[-1]["content"] == "done"
+
+
+def test_repeats_compare_arguments_not_text():
+    repeats = Repeats()
+    repeats.remember(ToolCall("run", {"a": 1, "b": 2}), "it gave 3")
+    repeats.remember(ToolCall("run", None, error="x"), "did not parse")
+    assert repeats.earlier(ToolCall("run", {"b": 2, "a": 1})) == "it gave 3"
+    assert repeats.earlier(ToolCall("run", {"a": 2})) is None
+    assert repeats.earlier(ToolCall("run", None, error="x")) is None
