@@ -72,6 +72,13 @@ def run_process(argv: Sequence[str], *, cwd: str | None = None, timeout_s: float
                 continue
             chunk = os.read(fd, 1 << 16)
             if not chunk:
+                # Its output closed a moment before it exits: wait for that exit (ending
+                # the group now would kill it in between, and report -15).
+                if proc.poll() is None:
+                    try:
+                        proc.wait(timeout=POLL_S)
+                    except subprocess.TimeoutExpired:
+                        continue  # it lives on without output: the checks above go on
                 break
             total += len(chunk)
             newlines += chunk.count(b"\n")
