@@ -10,6 +10,7 @@ import pytest
 
 from chatterm.engines.call_grammar import JsonCallWatch, json_call_gbnf
 from chatterm.tools.builtin import BUILTIN
+from chatterm.conversation.turn import Notice
 from chatterm.tools.calls import ToolCall, ToolResult
 from chatterm.tools.intent import Repeats, asks_to_run, written_as_text
 from chatterm.tools.markup import HERMES, LLAMA3, MISTRAL, CallParser
@@ -211,3 +212,40 @@ def test_repeats_compare_arguments_not_text():
     assert repeats.earlier(ToolCall("run", {"b": 2, "a": 1})) == "it gave 3"
     assert repeats.earlier(ToolCall("run", {"a": 2})) is None
     assert repeats.earlier(ToolCall("run", None, error="x")) is None
+
+
+def test_a_reply_that_ran_nothing_when_asked_to_run_is_told_once(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = '<tool_call>{"name": "python", "arguments": {"code": "print(6 * 7)"}}</tool_call>'
+    conversation = conversation_with_tools(fake_conversation, "After running it, I found it prints 42.", call,
+                                           "It printed 42.", yes=("python",))
+    events = drive(conversation.send("Write it and run it on 6 and 7."), lambda c: pytest.fail("pre-approved"))
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert [r.summary for r in results] == ["did not parse", "exit 0 · 1 line"]
+    assert "Nothing ran" in results[0].text and "<tool_call>" in results[0].text
+    assert results[1].text == "[exit code 0]\n42\n" and conversation.messages[-1]["content"] == "It printed 42."
+    # told once: a question that asks nothing to run, or a second reply without a call, is left alone
+    plain = conversation_with_tools(fake_conversation, "Recursion is a function calling itself.")
+    assert not [e for e in drive(plain.send("What is recursion?"), lambda c: None) if isinstance(e, ToolResult)]
+
+
+def test_a_model_that_only_repeats_its_call_is_stopped(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call = '<tool_call>{"name": "run", "arguments": {"command": "echo x >> log"}}</tool_call>'
+    conversation = conversation_with_tools(fake_conversation, call, call, call, call, "never asked", yes=("run",))
+    events = drive(conversation.send("q"), lambda c: pytest.fail("pre-approved"))
+    results = [e.summary for e in events if isinstance(e, ToolResult)]
+    assert results == ["exit 0 · 0 lines", "not run: a repeat", "not run: a repeat"]
+    assert any(isinstance(e, Notice) and "same call 3 times" in e.text for e in events)
+    assert (tmp_path / "log").read_text() == "x\n" and conversation.messages[-1]["role"] == "tool"
+
+
+def test_a_python_program_that_prints_nothing_or_misses_a_name_says_why():
+    from chatterm.tools.builtin import FRESH_NOTE
+
+    quiet = BUILTIN["python"].run({"code": "def area(r):\n    return 3 * r * r\n"}, lambda: False)
+    assert quiet.ok and "defines area but never prints" in quiet.text
+    missing = BUILTIN["python"].run({"code": "print(area(2))"}, lambda: False)
+    assert not missing.ok and "NameError" in missing.text and missing.text.endswith(FRESH_NOTE)
+    fine = BUILTIN["python"].run({"code": "def f():\n    return 1\nprint(f())"}, lambda: False)
+    assert fine.text == "[exit code 0]\n1\n"

@@ -21,7 +21,7 @@ from chatterm.conversation.turn import Notice, Turn
 from chatterm.engines.base import never
 from chatterm.errors import ChattermError
 from chatterm.tools.calls import ToolCall
-from chatterm.tools.intent import Repeats, asks_to_run, call_shape, written_as_text
+from chatterm.tools.intent import Repeats, asks_to_run, call_shape, last_code_block, written_as_text
 from chatterm.settings import SETTINGS, Sampling
 
 if TYPE_CHECKING:
@@ -305,13 +305,15 @@ class Conversation:
             # Calls in the <tool_call> syntax are kept to their schemas where the engine
             # can (llama.cpp's lazy grammar); other engines ignore it.
             schemas = toolbox.schemas() if self.backend.tool_family is HERMES else None
-            # A question that asks to run something gets a call first, not a description of one.
-            asked = self.messages[-1]["role"] == "user" and asks_to_run(self.messages[-1]["content"])
             sampling = sampling.updated(special_pieces=True, call_schemas=schemas,
-                                        call_required=toolbox.choice == "required" or asked)
+                                        call_required=toolbox.choice == "required")
+        # A question that asks to run something is owed a run, not a description of one.
+        asked = toolbox is not None and self.messages[-1]["role"] == "user" \
+            and asks_to_run(self.messages[-1]["content"])
         made = 0  # calls this turn
-        repeats, hinted = Repeats(), False
+        repeats, hinted = Repeats(), False  # hinted: the model was told once what a call looks like
         while True:
+            hint_now = False
             try:
                 reply = self.backend.reply(prompt, sampling, turn.cancelled)
             except ChattermError:
@@ -330,7 +332,7 @@ class Conversation:
             try:
                 yield from reply
                 if toolbox is not None and not hinted and not reply.calls and reply.finish in (Finish.EOG, Finish.STOP):
-                    hinted = _hint_written_call(reply, toolbox)
+                    hinted = hint_now = _hint_missing_call(reply, toolbox, asked and not made)
             finally:
                 # However it ended, what was generated is recorded (a cut reply is marked).
                 if reply.finish is None:  # the consumer stopped iterating
@@ -343,8 +345,12 @@ class Conversation:
             made = yield from self._calls(turn, toolbox, reply.calls, made, repeats)
             if turn.cancelled():
                 return
+            if repeats.stuck:
+                yield Notice(f"the model made the same call {repeats.count + 1} times: its calls stop here")
+                return
             record = self._append  # the answer after the results is a message of its own
-            sampling = sampling.updated(call_required=False)  # "required" asks for one call, not calls for ever
+            # "required" asks for one call, not calls for ever; after a hint, the next reply is the call
+            sampling = sampling.updated(call_required=hint_now)
             prompt = self._prompt(self.messages, None, turn)
 
     def _calls(self, turn: Turn, toolbox: Any, calls: list[Any], made: int, repeats: Repeats) -> Iterator[Any]:
@@ -498,17 +504,21 @@ class Conversation:
 _NOUNS = {"user": "question", "assistant": "reply"}
 
 
-def _hint_written_call(reply: Reply, toolbox: Any) -> bool:
-    """A reply that wrote a call as text gets a call that did not parse, whose error
-    shows the model a real one (it answers again); True when it did."""
-    name = written_as_text(reply.text, toolbox.tools)
+def _hint_missing_call(reply: Reply, toolbox: Any, owed: bool) -> bool:
+    """A reply that wrote a call as text, or (`owed`: the question asked to run
+    something and nothing ran yet) made none, gets a call that did not parse whose
+    error shows the model a real one; it answers again, held to a call. True when it
+    did."""
+    written = written_as_text(reply.text, toolbox.tools)
+    name = written or (next((n for n in ("python", "run") if n in toolbox.tools), next(iter(toolbox.tools), None))
+                       if owed else None)
     if name is None or name not in toolbox.tools:
         return False
     example = {key: "..." for key in toolbox.tools[name].parameters.get("required", [])}
-    reply.calls.append(ToolCall(name, None, error=call_shape(name, example)))
+    if "code" in example:  # its own code, so the call it copies is the whole program
+        example["code"] = (last_code_block(reply.text) or "...") + "\n# and the lines that print its results"
+    reply.calls.append(ToolCall(name, None, error=call_shape(name, example, written=written is not None)))
     return True
-
-
 def _stored(finish: Finish | None) -> str | None:
     return finish.value if finish is not None else None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -65,7 +66,20 @@ def _python(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
         outcome = run_process([sys.executable, name], timeout_s=float(timeout), cancelled=cancelled)
     finally:
         os.unlink(name)
-    return Done(outcome.for_model(), outcome.summary, ok=outcome.exit_code == 0)
+    text = outcome.for_model()
+    if outcome.exit_code and "NameError: name '" in outcome.output:
+        # Small models take the tool for a notebook and leave out what an earlier reply defined.
+        text += FRESH_NOTE
+    defined = re.findall(r"^def (\w+)", arguments["code"], re.M)
+    if outcome.exit_code == 0 and not outcome.output and defined:
+        # ... and run a definition alone, then take the silence for success.
+        text = (f"[exit code 0]\n(it printed nothing: the program defines {', '.join(defined[:3])} but never "
+                "prints a result; add print(...) lines that call it on examples and run it again)")
+    return Done(text, outcome.summary, ok=outcome.exit_code == 0)
+
+
+FRESH_NOTE = ("\n(each run is a fresh interpreter: nothing from earlier runs or replies is defined, "
+              "so send the whole program, its definitions and imports included)")
 
 
 def _read_file(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:

@@ -1,11 +1,11 @@
 """What a turn with tools on needs beyond parsing, for small models that describe a
 run instead of making one (docs/tool-calls.md, "Small models in the loop"):
 
-- `asks_to_run`: the question asks to run, test or check something, so the turn's
-  first reply is held to a call (the call grammar from its first token);
+- `asks_to_run`: the question asks to run, test or check something, so a reply that
+  ran nothing is told so once, and its next reply is held to a call by the grammar;
 - `written_as_text`: a reply that wrote a call as text (`tools.python(code=...)`, a
   JSON object naming a tool with other keys), so the model is told once what a call
-  looks like and answers again;
+  looks like and answers again, held to a call;
 - `Repeats`: a call identical to one already made this turn is not run again; the
   model is told its result is above."""
 
@@ -39,23 +39,44 @@ def written_as_text(text: str, tools: Iterable[str]) -> str | None:
     return (match.group(1) or match.group(2)) if match else None
 
 
-def call_shape(name: str, example: dict[str, Any]) -> str:
-    """What the model is told when it wrote a call as text: the shape of a real one."""
+_CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S)
+
+
+def last_code_block(text: str) -> str | None:
+    """The last fenced code block of a reply (Python or unmarked), without its fence."""
+    blocks = _CODE_BLOCK.findall(text)
+    return blocks[-1].rstrip("\n") if blocks else None
+
+
+def call_shape(name: str, example: dict[str, Any], written: bool = True) -> str:
+    """What the model is told when it wrote a call as text (`written`), or made none
+    when asked to run something: the shape of a real call."""
     call = json.dumps({"name": name, "arguments": example}, ensure_ascii=False)
-    return (f"That was text, not a tool call, so nothing ran. To run it, reply with only the call:\n"
-            f"<tool_call>\n{call}\n</tool_call>\nand its result comes back to you.")
+    said = ("That was text, not a tool call, so nothing ran" if written
+            else "Nothing ran: you made no tool call, so you have not seen any output")
+    return (f"{said}. Reply with only the call, with your code and the lines that print its results:\n"
+            f"<tool_call>\n{call}\n</tool_call>\nand its output comes back to you")
 
 
 class Repeats:
     """The calls made this turn, to know a call made twice."""
 
+    STOP_AFTER = 2  # repeats in a turn after which the calls stop: the model is stuck
+
     def __init__(self) -> None:
         self._seen: dict[str, str] = {}  # call -> what it gave the model
+        self.count = 0  # calls repeated this turn
 
     def earlier(self, call: ToolCall) -> str | None:
         """What `call` gave the model when it was made earlier this turn (None: it
         was not, or it does not parse)."""
-        return self._seen.get(self._key(call)) if call.arguments is not None else None
+        earlier = self._seen.get(self._key(call)) if call.arguments is not None else None
+        self.count += earlier is not None
+        return earlier
+
+    @property
+    def stuck(self) -> bool:
+        return self.count >= self.STOP_AFTER
 
     def remember(self, call: ToolCall, result: str) -> None:
         if call.arguments is not None:
