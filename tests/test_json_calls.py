@@ -249,3 +249,14 @@ def test_a_python_program_that_prints_nothing_or_misses_a_name_says_why():
     assert not missing.ok and "NameError" in missing.text and missing.text.endswith(FRESH_NOTE)
     fine = BUILTIN["python"].run({"code": "def f():\n    return 1\nprint(f())"}, lambda: False)
     assert fine.text == "[exit code 0]\n1\n"
+
+
+def test_a_result_the_model_writes_itself_is_cut_and_it_is_told(fake_conversation, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    conversation = conversation_with_tools(fake_conversation, "```python\nprint(2)\n```\n<tool_response>\n2\n",
+                                           "ok", yes=("python",))
+    events = drive(conversation.send("what does it print?"), lambda c: pytest.fail("nothing to ask"))
+    first = conversation.messages[2]
+    assert first["content"] == "```python\nprint(2)\n```\n" and first["finish"] == "stop"
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert "you cannot write them yourself" in result.text and '"code": "print(2)' in result.text

@@ -107,12 +107,14 @@ def test_the_fix_loop_runs_the_buggy_code_and_the_model_sees_its_output(qwen_cod
     events = list(chat.send(question))
     chat.model.close()
     ran = [e for e in events if isinstance(e, ToolResult) and e.summary.startswith("exit")]
-    # chatterm's part of the loop: the model's own run of the buggy code was read, run,
-    # and its wrong output (3, not 2.5) went back to the model, which answered after it.
-    # Whether the 1.5B model then fixes it is the model's part: the bench measures that.
-    assert any("def median" in r.call.arguments["code"] and "\n3\n" in r.text for r in ran), [r.text for r in ran]
-    assert chat.messages[-1]["role"] == "assistant" and chat.messages[-1]["content"].strip()
-    assert chat.messages[-1]["finish"] == Finish.EOG.value
+    # chatterm's part of the loop: the model's call to run the code was read, run, and its
+    # output went back; it never writes a result itself (stopped at <tool_response>, told
+    # only a call gives results); it answers with the function. Whether the 1.5B model
+    # fixes the bug is the model's part: the bench measures that (it often does not).
+    assert ran and any("median(" in r.call.arguments["code"] for r in ran), [r.text for r in ran]
+    replies = [m for m in chat.messages if m["role"] == "assistant"]
+    assert "<tool_response>" not in "".join(m["content"] for m in replies)  # no result it wrote itself
+    assert chat.messages[-1]["role"] == "assistant" and "def median" in chat.messages[-1]["content"]
 
 
 def test_a_fenced_json_call_keeps_to_the_schema_once_its_head_is_written(qwen_coder):

@@ -96,7 +96,6 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
     results = {m.get("tool_call_id") for m in conversation.messages if m["role"] == "tool"}
     calls = [c for m in replies for c in m.get("tool_calls", [])]
     ran = sum(1 for m in conversation.messages if m["role"] == "tool" and m.get("summary", "").startswith("exit"))
-    answer = out.getvalue()
     outcome = Outcome(problem["task_id"], mode, False, seconds, tokens, ran,
                       detail=json.dumps(conversation.messages, ensure_ascii=False, indent=1))
     from chatterm.tools.intent import written_as_text
@@ -107,7 +106,7 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
     if any(c.get("id") not in results for c in calls):
         outcome.failure, outcome.chatterm_fault = "a call whose result never came back", True
         return outcome
-    sources = [answer] + [m["content"] for m in reversed(replies)]
+    sources = [m["content"] for m in reversed(replies)]  # the last reply with the code first
     sources += [c["function"]["arguments"].get("code", "") for c in reversed(calls)
                 if isinstance(c["function"].get("arguments"), dict)]
     code = _code(sources, problem)
@@ -118,12 +117,12 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
     return outcome
 
 
-_BLOCK = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
+_BLOCK = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)  # closed: a cut block is no answer
 
 
 def _code(sources: list[str], problem: dict[str, Any]) -> str | None:
     """The last code block that defines the problem's function, in the first of
-    `sources` (the answer, then earlier replies, then code the model ran) that has one;
+    `sources` (the replies from the last back, then code the model ran) that has one;
     the prompt's imports go first (an answer often leaves them out)."""
     entry = problem["entry_point"]
     define = re.compile(rf"^\s*def\s+{re.escape(entry)}\s*\(", re.M)

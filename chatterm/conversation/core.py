@@ -21,7 +21,8 @@ from chatterm.conversation.turn import Notice, Turn
 from chatterm.engines.base import never
 from chatterm.errors import ChattermError
 from chatterm.tools.calls import ToolCall
-from chatterm.tools.intent import Repeats, asks_to_run, call_shape, last_code_block, written_as_text
+from chatterm.tools.intent import (FAKE_RESULT, FAKED, NOT_RUN, WRITTEN, Repeats, asks_to_run, call_shape,
+                                   last_code_block, written_as_text)
 from chatterm.settings import SETTINGS, Sampling
 
 if TYPE_CHECKING:
@@ -332,7 +333,9 @@ class Conversation:
             try:
                 yield from reply
                 if toolbox is not None and not hinted and not reply.calls and reply.finish in (Finish.EOG, Finish.STOP):
-                    hinted = hint_now = _hint_missing_call(reply, toolbox, asked and not made)
+                    # Owed a run: it began to write a result itself, or was asked for one and made none.
+                    owed = FAKED if reply.stopped_by == FAKE_RESULT else NOT_RUN if asked and not made else None
+                    hinted = hint_now = _hint_missing_call(reply, toolbox, owed)
             finally:
                 # However it ended, what was generated is recorded (a cut reply is marked).
                 if reply.finish is None:  # the consumer stopped iterating
@@ -504,11 +507,10 @@ class Conversation:
 _NOUNS = {"user": "question", "assistant": "reply"}
 
 
-def _hint_missing_call(reply: Reply, toolbox: Any, owed: bool) -> bool:
-    """A reply that wrote a call as text, or (`owed`: the question asked to run
-    something and nothing ran yet) made none, gets a call that did not parse whose
-    error shows the model a real one; it answers again, held to a call. True when it
-    did."""
+def _hint_missing_call(reply: Reply, toolbox: Any, owed: str | None) -> bool:
+    """A reply that wrote a call as text, or owed a run (`owed`: what to tell it) and
+    made none, gets a call that did not parse whose error shows the model a real one
+    (with its own last code block); it answers again, held to a call. True when it did."""
     written = written_as_text(reply.text, toolbox.tools)
     name = written or (next((n for n in ("python", "run") if n in toolbox.tools), next(iter(toolbox.tools), None))
                        if owed else None)
@@ -517,8 +519,10 @@ def _hint_missing_call(reply: Reply, toolbox: Any, owed: bool) -> bool:
     example = {key: "..." for key in toolbox.tools[name].parameters.get("required", [])}
     if "code" in example:  # its own code, so the call it copies is the whole program
         example["code"] = (last_code_block(reply.text) or "...") + "\n# and the lines that print its results"
-    reply.calls.append(ToolCall(name, None, error=call_shape(name, example, written=written is not None)))
+    reply.calls.append(ToolCall(name, None, error=call_shape(name, example, WRITTEN if written else owed or NOT_RUN)))
     return True
+
+
 def _stored(finish: Finish | None) -> str | None:
     return finish.value if finish is not None else None
 

@@ -59,6 +59,7 @@ class Generation(Reply):
                 if stops:
                     cut = _find_stop(pending, stops)
                     if cut is not None:
+                        self.stopped_by = next(s for s in stops if pending.find(s) == cut)
                         pending = pending[:cut]
                         self.finish = STOP
                         break

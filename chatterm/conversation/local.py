@@ -13,6 +13,7 @@ from chatterm.conversation.generation import Generation
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.templates import ChatTemplate
 from chatterm.engines.base import Engine, Sampling
+from chatterm.tools.intent import FAKE_RESULT
 
 
 @dataclass
@@ -95,7 +96,9 @@ class LocalBackend:
         return ids
 
     def reply(self, prompt: tuple[str, list[int]], sampling: Sampling, cancelled: Callable[[], bool]) -> Reply:
-        return Generation(self.engine, prompt[1], sampling, self.stops(), cancelled,
+        # With tools on, a model that starts writing a tool's result itself is stopped there.
+        stops = self.stops() + [FAKE_RESULT] if sampling.special_pieces else self.stops()
+        return Generation(self.engine, prompt[1], sampling, stops, cancelled,
                           thinking=thinking.opened(prompt[0]))
 
     def settle(self, prompt: tuple[str, list[int]], reply: Reply) -> int:

@@ -43,6 +43,7 @@ class Reply:
         """`thinking`: the prompt opened a thinking block (see `thinking.opened`)."""
         self.prompt_tokens = prompt_tokens
         self.finish: Finish | None = None
+        self.stopped_by: str | None = None  # the stop string that ended it (Finish.STOP)
         self.first_token_s: float | None = None  # from start to the first token
         self.elapsed_s = 0.0
         self.calls: list[Any] = []  # `tools.calls.ToolCall`s the reply made

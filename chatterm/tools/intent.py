@@ -24,6 +24,9 @@ _RUN = re.compile(
     r"|运行|执行|测试|跑一下|试一下|试试|调试|验证", re.I)
 
 
+FAKE_RESULT = "<tool_response>"  # how results reach Hermes-style models: never the model's to write
+
+
 def asks_to_run(question: str) -> bool:
     """Whether the user asks for something to be run or tested."""
     return bool(_RUN.search(question))
@@ -48,12 +51,15 @@ def last_code_block(text: str) -> str | None:
     return blocks[-1].rstrip("\n") if blocks else None
 
 
-def call_shape(name: str, example: dict[str, Any], written: bool = True) -> str:
-    """What the model is told when it wrote a call as text (`written`), or made none
-    when asked to run something: the shape of a real call."""
+WRITTEN = "That was text, not a tool call, so nothing ran"
+FAKED = "Only a tool call gives results: you cannot write them yourself, and nothing ran"
+NOT_RUN = "Nothing ran: you made no tool call, so you have not seen any output"
+
+
+def call_shape(name: str, example: dict[str, Any], said: str) -> str:
+    """What the model is told when it wrote a call as text, wrote a result itself, or
+    made no call when asked to run something (`said`): the shape of a real call."""
     call = json.dumps({"name": name, "arguments": example}, ensure_ascii=False)
-    said = ("That was text, not a tool call, so nothing ran" if written
-            else "Nothing ran: you made no tool call, so you have not seen any output")
     return (f"{said}. Reply with only the call, with your code and the lines that print its results:\n"
             f"<tool_call>\n{call}\n</tool_call>\nand its output comes back to you")
 
