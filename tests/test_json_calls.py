@@ -260,3 +260,14 @@ def test_a_result_the_model_writes_itself_is_cut_and_it_is_told(fake_conversatio
     assert first["content"] == "```python\nprint(2)\n```\n" and first["finish"] == "stop"
     result = next(e for e in events if isinstance(e, ToolResult))
     assert "you cannot write them yourself" in result.text and '"code": "print(2)' in result.text
+
+
+def test_the_examples_a_docstring_shows_become_prints():
+    from chatterm.tools.intent import example_prints
+
+    code = ('def f(xs):\n    """Sum.\n    >>> f([1, 2])\n    3\n    >>> ys = [4]\n    >>> f(ys) == 4\n    True\n'
+            '    >>> import math\n    """\n    return sum(xs)\n')
+    assert example_prints(code) == ["print(f([1, 2]))", "print(f(ys) == 4)"]
+    assert example_prints("def g():\n    return 1\n") == []
+    quiet = BUILTIN["python"].run({"code": code}, lambda: False)
+    assert "outside any function:\nprint(f([1, 2]))\nprint(f(ys) == 4)" in quiet.text

@@ -22,7 +22,7 @@ from chatterm.engines.base import never
 from chatterm.errors import ChattermError
 from chatterm.tools.calls import ToolCall
 from chatterm.tools.intent import (FAKE_RESULT, FAKED, NOT_RUN, WRITTEN, Repeats, asks_to_run, call_shape,
-                                   last_code_block, written_as_text)
+                                   example_prints, last_code_block, written_as_text)
 from chatterm.settings import SETTINGS, Sampling
 
 if TYPE_CHECKING:
@@ -517,8 +517,9 @@ def _hint_missing_call(reply: Reply, toolbox: Any, owed: str | None) -> bool:
     if name is None or name not in toolbox.tools:
         return False
     example = {key: "..." for key in toolbox.tools[name].parameters.get("required", [])}
-    if "code" in example:  # its own code, so the call it copies is the whole program
-        example["code"] = (last_code_block(reply.text) or "...") + "\n# and the lines that print its results"
+    if "code" in example:  # its own code, so the call it copies is the whole program, and its examples
+        code = last_code_block(reply.text) or "..."
+        example["code"] = "\n".join([code, *(example_prints(code) or ["# and the lines that print its results"])])
     reply.calls.append(ToolCall(name, None, error=call_shape(name, example, WRITTEN if written else owed or NOT_RUN)))
     return True
 

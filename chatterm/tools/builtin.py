@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from chatterm import safe_files
+from chatterm.tools.intent import example_prints
 from chatterm.tools.runner import run_process
 
 READ_CAP = 256 << 10  # bytes of a file read_file gives the model
@@ -73,8 +74,9 @@ def _python(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
     defined = re.findall(r"^def (\w+)", arguments["code"], re.M)
     if outcome.exit_code == 0 and not outcome.output and defined:
         # ... and run a definition alone, then take the silence for success.
+        prints = "\n".join(example_prints(arguments["code"])) or "print(...) lines that call it on examples"
         text = (f"[exit code 0]\n(it printed nothing: the program defines {', '.join(defined[:3])} but never "
-                "prints a result; add print(...) lines that call it on examples and run it again)")
+                f"prints a result; run it again with, at its end, outside any function:\n{prints})")
     return Done(text, outcome.summary, ok=outcome.exit_code == 0)
 
 

@@ -56,6 +56,21 @@ FAKED = "Only a tool call gives results: you cannot write them yourself, and not
 NOT_RUN = "Nothing ran: you made no tool call, so you have not seen any output"
 
 
+_EXAMPLE = re.compile(r"^[ \t]*>>> (.+)$", re.M)
+
+
+def example_prints(code: str, most: int = 5) -> list[str]:
+    """`print(...)` lines for the examples a program's docstrings show (`>>> f(2)`),
+    so a run shows what the examples give; statements are left out."""
+    out = []
+    for example in _EXAMPLE.findall(code):
+        example = example.strip()
+        if re.match(r"(import|from|def|class|for|while|if|with|print)\b", example) or re.search(r"[^=!<>]=[^=]", example):
+            continue
+        out.append(f"print({example})")
+    return out[:most]
+
+
 def call_shape(name: str, example: dict[str, Any], said: str) -> str:
     """What the model is told when it wrote a call as text, wrote a result itself, or
     made no call when asked to run something (`said`): the shape of a real call."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from chatterm.tools.calls import ToolCall, call_of, guess_name
 from chatterm.tools.json_calls import FENCE, Candidate, opens_call
@@ -135,11 +135,10 @@ class CallParser:
         outside a code fence with "```" or "{"; how many characters at the end to hold
         back: a fence that may be closing one, cut between two pieces.)"""
         fenced = self._in_fence
-        at = 0 if self._line_start else text.find("\n") + 1
-        while 0 < at or (at == 0 and self._line_start):
+        for at in _line_starts(text, self._line_start):
             if at >= limit or at >= len(text):
                 return None, 0
-            if text.startswith("```", at):
+            if text.startswith(FENCE, at):
                 if not fenced:
                     return at, 0
                 fenced = False
@@ -147,9 +146,6 @@ class CallParser:
                 return None, len(text) - at
             elif not fenced and opens_call(text, at):
                 return at, 0
-            at = text.find("\n", at) + 1
-            if at == 0:
-                break
         return None, 0
 
     def _judge(self, final: bool = False) -> list[Any]:
@@ -176,13 +172,9 @@ class CallParser:
             return
         out.append(text)
         if "`" in text:
-            at = 0 if self._line_start else text.find("\n") + 1
-            while 0 < at or (at == 0 and self._line_start):
-                if text.startswith("```", at):
+            for at in _line_starts(text, self._line_start):
+                if text.startswith(FENCE, at):
                     self._in_fence = not self._in_fence
-                at = text.find("\n", at) + 1
-                if at == 0:
-                    break
         self._line_start = text[-1] == "\n"
 
     def _close_if_ended(self, out: list[Any]) -> list[Any]:
@@ -203,6 +195,16 @@ class CallParser:
         if rest:
             out += self._scan(rest)
         return out
+
+
+def _line_starts(text: str, at_start: bool) -> Iterator[int]:
+    """The indexes in `text` where a line starts (0 too when `at_start`: the text
+    before it ended a line); the last may be len(text)."""
+    at = 0 if at_start else text.find("\n") + 1
+    while at or at_start:
+        yield at
+        at_start = False
+        at = text.find("\n", at) + 1
 
 
 def _first_marker(text: str, opens: dict[str, str | None]) -> tuple[int, str | None]:
