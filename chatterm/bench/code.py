@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from chatterm import paths
+from chatterm.tools.intent import code_blocks, written_as_text
+
 PLAIN = ("Complete this Python function. Answer with the whole function, its imports included, "
          "in one ```python code block.\n\n```python\n{prompt}```")
 LOOP = PLAIN + ("\n\nBefore you answer, run your function on the examples in its docstring with the python "
@@ -98,8 +101,6 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
     ran = sum(1 for m in conversation.messages if m["role"] == "tool" and m.get("summary", "").startswith("exit"))
     outcome = Outcome(problem["task_id"], mode, False, seconds, tokens, ran,
                       detail=json.dumps(conversation.messages, ensure_ascii=False, indent=1))
-    from chatterm.tools.intent import written_as_text
-
     if mode == "loop" and written_as_text(replies[-1]["content"] if replies else "", ["python"]):
         outcome.failure, outcome.chatterm_fault = "a call written as text, not recognized", True
         return outcome
@@ -117,9 +118,6 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
     return outcome
 
 
-_BLOCK = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)  # closed: a cut block is no answer
-
-
 def _code(sources: list[str], problem: dict[str, Any]) -> str | None:
     """The last code block that defines the problem's function, in the first of
     `sources` (the replies from the last back, then code the model ran) that has one;
@@ -129,7 +127,7 @@ def _code(sources: list[str], problem: dict[str, Any]) -> str | None:
     imports = "".join(line + "\n" for line in problem["prompt"].splitlines()
                       if line.startswith(("import ", "from ")))
     for source in sources:
-        blocks = [b for b in _BLOCK.findall(source) if define.search(b)]
+        blocks = [b for b in code_blocks(source) if define.search(b)]
         if not blocks and define.search(source) and "```" not in source:
             blocks = [source]  # code the model ran: a program, not Markdown
         if blocks:
@@ -157,10 +155,8 @@ def _check(code: str, problem: dict[str, Any]) -> tuple[bool, str]:
 def default_model() -> str:
     """Qwen2.5-Coder 1.5B where bench/fetch_models.py keeps it."""
     explicit = os.environ.get("CHATTERM_REAL_MODELS")
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(explicit) if explicit else (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache") \
-        / "chatterm" / "real-models"
-    path = base / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    folder = Path(explicit) if explicit else paths.cache_dir() / "real-models"
+    path = folder / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
     if not path.is_file():
         raise SystemExit(f"chatterm.bench: no {path}: run python3 bench/fetch_models.py first (or --code-model)")
     return str(path)

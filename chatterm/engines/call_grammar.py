@@ -83,13 +83,10 @@ def json_call_gbnf(tool: dict[str, Any], fenced: bool, written: bytes) -> str | 
     if remaining is None:
         return None
     converter = _converter()
-    function = tool.get("function", tool)
-    schema = function.get("parameters") or {"type": "object", "properties": {}}
-    arguments = converter.visit(converter.resolve_refs(schema, "tool"), "call-args")
-    rules = _json_strings(converter.format_grammar())
+    arguments = _arguments_rule(converter, tool, "call-args")
     head = " ".join(f"{json.dumps(piece)} space" for piece in remaining)
     close = ' "```"' if fenced else ""
-    return f'root ::= {head} {arguments} "}}" call-ws{close}\ncall-ws ::= [ \\t\\n]{{0,3}}\n' + rules
+    return f'root ::= {head} {arguments} "}}" call-ws{close}\n{CALL_WS}' + _json_strings(converter.format_grammar())
 
 
 def _remaining(written: str) -> list[str] | None:
@@ -130,11 +127,9 @@ def hermes_gbnf(tools: list[dict[str, Any]], after_marker: bool = False) -> str:
     converter = _converter()
     alternatives = []
     for tool in tools:
-        function = tool.get("function", tool)
-        name = str(function["name"])
+        name = str(tool.get("function", tool)["name"])
         rule = "tool-" + re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-").lower()
-        schema = function.get("parameters") or {"type": "object", "properties": {}}
-        arguments = converter.visit(converter.resolve_refs(schema, "tool"), f"{rule}-args")
+        arguments = _arguments_rule(converter, tool, f"{rule}-args")
         literal = json.dumps(json.dumps(name))  # the name as a JSON string, as a GBNF literal
         converter._add_rule(rule, f'"{{" space "\\"name\\"" space ":" space {literal} space "," space '
                                   f'"\\"arguments\\"" space ":" space {arguments} "}}" space')
@@ -142,8 +137,16 @@ def hermes_gbnf(tools: list[dict[str, Any]], after_marker: bool = False) -> str:
     rules = _json_strings(converter.format_grammar())
     # One call a reply: once it is closed, the grammar allows only the end of the turn.
     start = "" if after_marker else '"<tool_call>" '
-    return (f'root ::= {start}call-ws ({" | ".join(alternatives)}) call-ws "</tool_call>"\n'
-            f'call-ws ::= [ \\t\\n]{{0,3}}\n' + rules)
+    return f'root ::= {start}call-ws ({" | ".join(alternatives)}) call-ws "</tool_call>"\n{CALL_WS}' + rules
+
+
+CALL_WS = "call-ws ::= [ \\t\\n]{0,3}\n"  # the white space a call may have around it
+
+
+def _arguments_rule(converter: Any, tool: dict[str, Any], rule: str) -> str:
+    """The rule (named `rule`) for `tool`'s arguments object, added to `converter`."""
+    schema = tool.get("function", tool).get("parameters") or {"type": "object", "properties": {}}
+    return converter.visit(converter.resolve_refs(schema, "tool"), rule)
 
 
 def schema_gbnf(schema: dict[str, Any]) -> str:

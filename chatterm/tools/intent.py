@@ -7,7 +7,7 @@ run instead of making one (docs/tool-calls.md, "Small models in the loop"):
   JSON object naming a tool with other keys), so the model is told once what a call
   looks like and answers again, held to a call;
 - `Repeats`: a call identical to one already made this turn is not run again; the
-  model is told its result is above."""
+  model gets the earlier result, and after two repeats the turn's calls stop."""
 
 from __future__ import annotations
 
@@ -42,12 +42,16 @@ def written_as_text(text: str, tools: Iterable[str]) -> str | None:
     return (match.group(1) or match.group(2)) if match else None
 
 
-_CODE_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.S)
+_CODE_BLOCK = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)  # closed: a cut block is none
+
+
+def code_blocks(text: str) -> list[str]:
+    """The closed fenced code blocks of a reply (Python or unmarked), without fences."""
+    return _CODE_BLOCK.findall(text)
 
 
 def last_code_block(text: str) -> str | None:
-    """The last fenced code block of a reply (Python or unmarked), without its fence."""
-    blocks = _CODE_BLOCK.findall(text)
+    blocks = code_blocks(text)
     return blocks[-1].rstrip("\n") if blocks else None
 
 
