@@ -40,6 +40,23 @@ def why_unreadable(path: Path) -> str | None:
     return None if stat.S_ISREG(st.st_mode) else kind(st.st_mode)
 
 
+def open_regular(path: Path, what: str = "file") -> tuple[int, int]:
+    """(a file descriptor, the size) of the regular file `path`, opened without
+    blocking (RefusedFile for anything else; FileNotFoundError when it is missing).
+    The caller closes it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise RefusedFile(f"{what} {path}: {_os_reason(e)}") from None
+    st = os.fstat(fd)  # of what was opened, not of what the name pointed at before
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise RefusedFile(f"{what} {path} is {kind(st.st_mode)}: not read")
+    return fd, st.st_size
+
+
 def read_bytes(path: Path, limit: int, what: str = "file") -> bytes:
     """The bytes of the regular file `path`, at most `limit` of them (RefusedFile past
     that, or for anything but a regular file; FileNotFoundError when it is missing)."""

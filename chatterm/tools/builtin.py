@@ -85,22 +85,53 @@ FRESH_NOTE = ("\n(each run is a fresh interpreter: nothing from earlier runs or 
 
 
 def _read_file(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
+    """Lines start_line to end_line (all) of a text file, at most READ_CAP bytes: only
+    what is returned is kept, and the reading stops there (a file of gigabytes costs
+    what it gives)."""
     path = Path(arguments["path"]).expanduser()
+    first = max(1, int(arguments.get("start_line") or 1))
+    last = int(arguments.get("end_line") or 0) or None
     try:
-        data = safe_files.read_bytes(path, 1 << 30, what="file")
+        fd, size = safe_files.open_regular(path)
     except (OSError, safe_files.RefusedFile) as e:
         return Done(f"error: {getattr(e, 'strerror', None) or e}", "not read", ok=False)
-    if b"\0" in data[:8192]:
-        return Done(f"error: {path} is a binary file", "binary: not read", ok=False)
-    lines = data.decode("utf-8", "replace").splitlines(keepends=True)
-    first = max(1, int(arguments.get("start_line") or 1))
-    last = min(len(lines), int(arguments.get("end_line") or len(lines)))
-    text = "".join(lines[first - 1:last])
-    cut = ""
-    if len(text.encode()) > READ_CAP:
-        text = text.encode()[:READ_CAP].decode("utf-8", "ignore")
-        cut = f"\n[... cut at {READ_CAP >> 10} KiB: ask for start_line/end_line ...]"
-    return Done(text + cut, f"{last - first + 1 if lines else 0} of {len(lines)} lines")
+    kept, line, whole, cut, partial = bytearray(), 1, False, False, False
+    try:
+        head = os.pread(fd, 8192, 0)
+        if b"\0" in head:
+            return Done(f"error: {path} is a binary file", "binary: not read", ok=False)
+        while not cancelled():
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                whole = True
+                break
+            for piece in chunk.splitlines(keepends=True):
+                if line >= first and (last is None or line <= last):
+                    kept += piece
+                    if len(kept) > READ_CAP:
+                        cut = True
+                        break
+                partial = not piece.endswith((b"\n", b"\r"))
+                line += not partial
+                if last is not None and line > last:
+                    break
+            if cut or (last is not None and line > last):
+                break
+    except OSError as e:
+        return Done(f"error: {path}: {e.strerror or e}", "not read", ok=False)
+    finally:
+        os.close(fd)
+    if cancelled():
+        return Done("[stopped by the user]", "stopped (Ctrl-C)", ok=False)
+    text = bytes(kept[:READ_CAP]).decode("utf-8", "ignore" if cut else "replace")
+    shown = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+    end = first + shown - 1
+    if cut:
+        text += f"\n[... cut at {READ_CAP >> 10} KiB (line {end}): ask for start_line/end_line ...]"
+    total = line - 1 + partial
+    summary = (f"{shown} of {total} lines" if whole else
+               f"lines {first}-{end} of a {size:,}-byte file" if shown else f"no lines from {first} on")
+    return Done(text, summary)
 
 
 def _list_files(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
@@ -116,34 +147,65 @@ def _list_files(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Don
 
 def _write_file(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
     path = Path(arguments["path"]).expanduser()
+    target = written_path(path)  # through links: the file the preview named
     content = arguments["content"]
+    if target.is_dir():
+        return Done(f"error: cannot write {path}: it is a folder", "not written", ok=False)
+    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass") as f:
             f.write(content)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except OSError as e:
-        return Done(f"error: cannot write {path}: {e.strerror or e}", "not written", ok=False)
+        if target.exists():
+            os.chmod(tmp, target.stat().st_mode & 0o777)
+        os.replace(tmp, target)
+        tmp = None
+    except (OSError, UnicodeError) as e:
+        return Done(f"error: cannot write {path}: {getattr(e, 'strerror', None) or e}", "not written", ok=False)
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
     lines = content.count("\n") + (1 if content and not content.endswith("\n") else 0)
-    return Done(f"wrote {path} ({lines} lines)", f"wrote {lines} lines")
+    where = f" (through a link: {target})" if target != Path(os.path.abspath(path)) else ""
+    return Done(f"wrote {path}{where} ({lines} lines)", f"wrote {lines} lines")
+
+
+def written_path(path: Path) -> Path:
+    """The file a write to `path` changes: every link on the way followed (a link is
+    written through, never replaced by a file)."""
+    return Path(os.path.realpath(path))
 
 
 def write_preview(arguments: dict[str, Any]) -> str:
-    """The change write_file would make, as a unified diff (a new file: its size)."""
+    """The change write_file would make, as a unified diff (a new file: its size),
+    headed by the real path it writes when a link leads there, and a warning when
+    that is outside the working folder."""
     path = Path(str(arguments.get("path", ""))).expanduser()
+    target = written_path(path)
     new = str(arguments.get("content", ""))
+    head = ""
+    linked = target != Path(os.path.abspath(path))
+    if linked:
+        head += f"writes {target} (the path leads there through a link)\n"
+    here = Path(os.path.realpath(os.getcwd()))
+    if target != here and here not in target.parents:
+        head += f"outside the working folder {here}\n"
+    name = target if linked else path
+    if target.is_dir():
+        return head + f"{name} is a folder: nothing will be written"
     try:
-        old = safe_files.read_bytes(path, 16 << 20, what="file").decode("utf-8", "replace")
+        old = safe_files.read_bytes(target, 16 << 20, what="file").decode("utf-8", "replace")
     except FileNotFoundError:
-        return f"new file {path}, {len(new.splitlines())} lines"
+        return head + f"new file {name}, {len(new.splitlines())} lines"
     except (OSError, safe_files.RefusedFile) as e:
-        return f"{path}: {getattr(e, 'strerror', None) or e}"
+        return head + f"{name}: {getattr(e, 'strerror', None) or e}"
     diff = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                f"{path} (now)", f"{path} (after)")
-    return "".join(diff) or f"{path}: no change"
+                                f"{name} (now)", f"{name} (after)")
+    return head + ("".join(diff) or f"{name}: no change")
 
 
 TIMEOUT = {"type": "integer", "description": f"seconds before it is killed (default {DEFAULT_TIMEOUT_S})",

@@ -51,6 +51,9 @@ class Toolbox:
         """`names` off (None: all of them)."""
         gone = set(self.tools) if names is None else set(names)
         self.tools = {n: t for n, t in self.tools.items() if n not in gone}
+        # "always" was said of a tool as it was offered: one offered again (an MCP
+        # server restarted) is asked for again.
+        self.always -= gone
 
     def decide_beforehand(self, call: ToolCall) -> None:
         """Decide what needs no question: a call that does not parse or names no
@@ -88,6 +91,8 @@ class Toolbox:
             done = tool.run(call.arguments, cancelled)
         except OSError as e:
             done = Done(f"error: {e.strerror or e}", "failed", ok=False)
+        except ValueError as e:  # arguments no program can take: a NUL byte, a lone surrogate
+            done = Done(f"error: {' '.join(str(e).split())[:200]}", "failed", ok=False)
         return ToolResult(call, done.text, done.summary, done.ok)
 
 

@@ -1,10 +1,13 @@
 """Tool calls as the chat shows them, and the user's answer to each.
 
-A call is shown exactly as the model asked (arguments folded past FOLD lines,
-viewable whole; write_file's change as a diff) before the question
-`run? [y]es [n]o [a]lways this tool [e]dit [v]iew`. Everything shown goes through the
-console, which makes escape sequences in arguments inert. In the transcript each
-call is one collapsed line (`▸ run: pytest -q · exit 1 · 23 lines (/tool 3)`)."""
+A call is shown exactly as it will run before the question
+`run? [y]es [n]o [a]lways this tool [e]dit [v]iew`: its main argument (a command, a
+program) folded past FOLD lines and viewable whole, every other argument on a line of
+its own, write_file's change as a diff with the real path it writes. All of it by one
+rule (`sanitize.visible`): a character that does not print (a carriage return, a
+zero-width space, a bidi control) is shown as its escape, and the user is told how
+many there are. In the transcript each call is one collapsed line
+(`▸ run: pytest -q · exit 1 · 23 lines (/tool 3)`)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import json
 from typing import Any, Callable
 
 from chatterm.tools.calls import ToolCall
+from chatterm.ui.sanitize import hidden_count, visible
 
 FOLD = 12  # lines of a call's arguments shown before "[v]iew" shows the rest
 WIDE = 240  # characters of one line shown before it is cut (the whole is viewable)
@@ -28,7 +32,7 @@ def headline(name: str, arguments: Any, key: str = "") -> str:
             value = next(iter(arguments.values()))
         if value is None:
             value = json.dumps(arguments, ensure_ascii=False)
-    text = " ".join(str(value if value is not None else arguments).split())
+    text = " ".join(visible(str(value if value is not None else arguments)).split())
     return text if len(text) <= HEADLINE else text[:HEADLINE - 1] + "…"
 
 
@@ -37,17 +41,25 @@ def collapsed(name: str, arguments: Any, summary: str, number: int, key: str = "
 
 
 def _direct(call: ToolCall, key: str) -> bool:
-    """Whether the call is shown (and edited) as its headline argument alone: the only
-    one given (a command, a program)."""
+    """Whether the call is shown (and edited) as its headline argument (a command, a
+    program), the other arguments listed apart."""
     arguments = call.arguments
-    return (isinstance(arguments, dict) and bool(key) and set(arguments) <= {key, "timeout"}
-            and isinstance(arguments.get(key), str))
+    return isinstance(arguments, dict) and bool(key) and isinstance(arguments.get(key), str)
 
 
 def body(call: ToolCall, key: str = "") -> str:
-    """The call's arguments as they are shown: the headline argument alone when it is
-    the only one (a command, a program), else the JSON."""
+    """The call's main text as it is shown: the headline argument (a command, a
+    program), else all its arguments as JSON."""
     return call.arguments[key] if _direct(call, key) else call.arguments_text()  # type: ignore[index]
+
+
+def others(call: ToolCall, key: str = "") -> list[str]:
+    """Every argument `body` leaves out, one line each (`timeout = 3600`): whatever the
+    tool receives is shown."""
+    if not _direct(call, key):
+        return []
+    return [f"{name} = {json.dumps(value, ensure_ascii=False)}"
+            for name, value in call.arguments.items() if name != key]  # type: ignore[union-attr]
 
 
 def folded(text: str, lines: int = FOLD) -> tuple[str, int]:
@@ -62,21 +74,29 @@ def ask(call: ToolCall, tool: Any, show: Callable[[str], None], note: Callable[[
     """Show `call` and get the user's decision: "y", "n", "a" (always this tool); an
     edit changes the call's arguments and asks again. `answer(question)` is one key
     (None at the end of input or Ctrl-C: no); `edit(text)` the text edited (None:
-    kept as it was)."""
+    kept as it was). `show` gets text already made visible."""
     key = getattr(tool, "headline", "")
     while True:
         text = body(call, key)
-        shown, left = folded(text)
+        extra = others(call, key)
+        preview = tool.preview(call.arguments) if getattr(tool, "preview", None) and call.arguments else ""
+        shown_text, shown_preview = visible(text), visible(preview)
         note(f"▸ the model asks to call {call.name}:")
-        show(shown)
+        lines, left = folded(shown_text)
+        show(lines)
         if left:
             note(f"  … {left} more lines ([v]iew shows them all)")
-        preview = tool.preview(call.arguments) if getattr(tool, "preview", None) and call.arguments else ""
-        if preview:
-            diff, more = folded(preview, 3 * FOLD)
+        for line in extra:
+            show(f"  {visible(line)}")
+        if shown_preview:
+            diff, more = folded(shown_preview, 3 * FOLD)
             show(diff)
             if more:
                 note(f"  … {more} more lines of the change ([v]iew shows them all)")
+        hidden = sum(hidden_count(t) for t in (text, preview, *extra))
+        if hidden:
+            note(f"  ({hidden} character{'s' if hidden != 1 else ''} that do not print are shown as escapes: "
+                 "\\r, \\u200b...; a backslash of the text itself is shown as \\\\)")
         while True:
             reply = answer(f"{call.name}? [y]es [n]o [a]lways {call.name} [e]dit [v]iew")
             if reply is None:
@@ -85,9 +105,11 @@ def ask(call: ToolCall, tool: Any, show: Callable[[str], None], note: Callable[[
             if reply in ("y", "n", "a"):
                 return reply
             if reply == "v":
-                show(text)
-                if preview:
-                    show(preview)
+                show(shown_text)
+                for line in extra:
+                    show(f"  {visible(line)}")
+                if shown_preview:
+                    show(shown_preview)
                 continue
             if reply == "e":
                 break

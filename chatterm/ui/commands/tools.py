@@ -73,11 +73,19 @@ def _show_call(ctx: CommandContext, arg: str) -> None:
         raise ChattermError(f"no tool call {number}: this conversation has {len(results)}")
     result = messages[results[number - 1]]
     call = tool_views.find_call(messages, results[number - 1])
-    ctx.note(f"▸ call {number}: {result.get('name', '?')} · {result.get('summary', '')}")
+    from chatterm.ui.sanitize import visible
+
+    ctx.note(f"▸ call {number}: {visible(str(result.get('name', '?')))} · {result.get('summary', '')}")
     if call is not None:
-        ctx.console.print(Text(call.arguments_text()), soft_wrap=True)
+        from chatterm.tools.builtin import BUILTIN
+
+        toolbox = ctx.conversation.toolbox
+        tool = (toolbox.tools.get(call.name) if toolbox else None) or BUILTIN.get(call.name)
+        key = getattr(tool, "headline", "")
+        for text in (tool_views.body(call, key), *tool_views.others(call, key)):
+            ctx.console.print(Text(visible(text)), soft_wrap=True)
     ctx.note("result:")
-    ctx.console.print(Text(result["content"]), soft_wrap=True)
+    ctx.console.print(Text(visible(str(result["content"]))), soft_wrap=True)
 
 
 @command("mcp", "[restart NAME]")
@@ -97,9 +105,12 @@ def _mcp(ctx: CommandContext, arg: str) -> None:
     if words[:1] == ["restart"]:
         if len(words) != 2:
             raise ChattermError("usage: /mcp restart NAME")
-        ctx.note(f"restarting {words[1]}…")
-        hub.restart(words[1])
-        hub.wait_settled()
+        from chatterm.ui.interrupt import ctrl_c_cancels
+
+        ctx.note(f"restarting {words[1]}… (Ctrl-C stops waiting)")
+        with ctrl_c_cancels() as stop:
+            hub.restart(words[1], stop)
+            hub.wait_settled(cancelled=stop)
     elif words:
         raise ChattermError("usage: /mcp [restart NAME]")
     for line in mcp_servers.describe(hub):
