@@ -1,6 +1,10 @@
 """An MCP server for the tests, on the official SDK: `python tests/mcp_server.py
-[garbage] [http PORT]` serves stdio (after junk lines on stdout with `garbage`), or
-streamable HTTP on 127.0.0.1:PORT. Its tools behave well and badly on demand."""
+[garbage] [http PORT] [tools=A,B] [daemon=PIDFILE] [stderr=MB]` serves stdio (after
+junk lines on stdout with `garbage`), or streamable HTTP on 127.0.0.1:PORT. Its tools
+behave well and badly on demand; `tools=` adds tools of those names (each answers
+"NAME of SERVER-LABEL", the label being the last argument), `daemon=` leaves a
+double-forked, session-leading grandchild (its pid written to PIDFILE), `stderr=`
+writes that many MiB to stderr first."""
 
 from __future__ import annotations
 
@@ -66,8 +70,36 @@ def fail() -> str:
     raise ValueError("the tool failed on purpose")
 
 
+def _extra_tools(names: str, label: str) -> None:
+    for name in names.split(","):
+        server.add_tool(lambda name=name: f"{name} of {label}", name=name, description=f"the tool {name}")
+
+
+def _daemon(pidfile: str) -> None:
+    """A grandchild in a session of its own: out of the server's process group."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(pidfile + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(pidfile + ".tmp", pidfile)
+            time.sleep(600)
+        os._exit(0)
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key == "tools":
+            _extra_tools(value, args[-1])
+        elif key == "daemon":
+            _daemon(value)
+        elif key == "stderr":
+            chunk = ("e" * 1023 + "\n").encode()
+            for _ in range(int(value) << 10):
+                sys.stderr.buffer.write(chunk)
+            sys.stderr.flush()
     if "garbage" in args:
         print("this is not JSON-RPC", flush=True)
         print("{\"neither\": is this", flush=True)

@@ -4,6 +4,7 @@ streamable HTTP, its tools called as chatterm's, every fault one line."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -183,8 +184,10 @@ def test_a_bad_configuration_is_one_line(tmp_path, text, message):
 
 
 def test_tool_names_are_what_servers_accept():
-    assert tool_name("my.server", "get time!") == "my_server__get_time_"
-    assert len(tool_name("s" * 40, "t" * 60)) == 64
+    assert tool_name("fs", "read_file") == "fs__read_file"  # a plain pair keeps its plain name
+    name = tool_name("my.server", "get time!")
+    assert re.fullmatch(r"my_server__get_time__[0-9a-f]{8}", name)  # sanitized: marked by a digest
+    assert len(tool_name("s" * 40, "t" * 60)) <= 64 and re.fullmatch(r"[A-Za-z0-9_-]+", tool_name("s" * 40, "t" * 60))
 
 
 def test_a_chat_calls_an_mcp_tool_through_approval_and_leaves_nothing_running(spawn, tmp_path):

@@ -7,8 +7,8 @@ that OpenAI-compatible servers accept), with the same approval, limit, sessions 
 transcript as the built-in tools. Whatever a server does (fail to start, exit
 mid-call, hang, write garbage, answer 50 MB, send escape sequences) is one line and
 the chat goes on: calls time out, Ctrl-C stops them, results are capped and reach the
-terminal only through the console. `close` stops them all; the SDK ends each stdio
-server's process tree.
+terminal only through the console. `close` stops them all: each stdio server runs
+under the reaper (`tools/reaper.py`), so its whole process tree ends with it.
 
 The `mcp` SDK is imported only here, only when a server is configured."""
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import concurrent.futures
+import functools
 import re
 import threading
 import time
@@ -26,10 +27,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from chatterm import paths
+from chatterm.engines.call_grammar import SchemaTooLarge, check_bounds
 from chatterm.tools.builtin import Done, Tool
 from chatterm.tools.mcp_config import ServerConfig
 
 START_TIMEOUT_S = 30.0  # to start and list its tools
+STOP_S = 3.0  # the most stopping servers may take
 RESULT_CAP = 64 << 10  # characters of a result the model reads (the start and the end)
 POLL_S = 0.05
 INSTALL = "MCP servers need the mcp package: pip install 'chatterm[mcp]'"
@@ -50,10 +53,33 @@ class ServerState:
     run: int = 0  # which start this state tells of (a restart's task must not be told by the old one's end)
 
 
-def tool_name(server: str, tool: str) -> str:
-    """`server__tool` in the characters OpenAI-compatible servers accept, 64 at most."""
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{server}__{tool}")
-    return name[:64]
+_PLAIN_SERVER = re.compile(r"[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*")  # no "__": where it ends is never in doubt
+_PLAIN_TOOL = re.compile(r"[A-Za-z0-9_-]+")
+NAME_CAP = 64  # characters of a tool name OpenAI-compatible servers accept
+
+
+def tool_name(server: str, tool: str, taken: dict[str, tuple[str, str]] | None = None) -> str:
+    """The toolbox's name for `tool` of `server`, one name for one (server, tool) and
+    never another's (`taken`: the names given so far, name -> (server, tool)):
+    `server__tool` when that is spelled in the characters OpenAI-compatible servers
+    accept, fits NAME_CAP and the server's name holds no "__" (so "a"+"b__c" and
+    "a__b"+"c" cannot meet); otherwise the sanitized, cut name with a digest of the two
+    names ("a.b" and "a b" stay apart)."""
+    import hashlib
+
+    taken = {} if taken is None else taken
+    whole = (server, tool)
+    plain = f"{server}__{tool}"
+    if _PLAIN_SERVER.fullmatch(server) and _PLAIN_TOOL.fullmatch(tool) and len(plain) <= NAME_CAP \
+            and taken.get(plain, whole) == whole:
+        return plain
+    digest = hashlib.sha256(f"{server}\0{tool}".encode("utf-8", "surrogatepass")).hexdigest()
+    base = re.sub(r"[^A-Za-z0-9_-]", "_", plain)[:NAME_CAP - 10]
+    for n in range(8, len(digest) + 1):
+        name = f"{base}_{digest[:n]}"[-NAME_CAP:] if len(base) + n + 1 > NAME_CAP else f"{base}_{digest[:n]}"
+        if taken.get(name, whole) == whole:
+            return name
+    raise ValueError(f"no name left for tool {tool!r} of MCP server {server!r}")
 
 
 class McpHub:
@@ -68,6 +94,7 @@ class McpHub:
         self._stops: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, concurrent.futures.Future] = {}
         self._sessions: dict[str, Any] = {}
+        self._names: dict[str, tuple[str, str]] = {}  # every tool name given: (server, tool), for the chat's life
         self._thread = threading.Thread(target=self._loop.run_forever, name="chatterm-mcp", daemon=True)
 
     def start(self) -> None:
@@ -95,9 +122,9 @@ class McpHub:
     def settled(self) -> bool:
         return all(s.status != "starting" for s in self.states.values())
 
-    def wait_settled(self, timeout: float = START_TIMEOUT_S) -> None:
+    def wait_settled(self, timeout: float = START_TIMEOUT_S, cancelled: Callable[[], bool] = lambda: False) -> None:
         deadline = time.monotonic() + timeout
-        while not self.settled() and time.monotonic() < deadline:
+        while not self.settled() and time.monotonic() < deadline and not cancelled():
             time.sleep(POLL_S)
 
     # ------------------------------------------------------------ a server's life
@@ -118,7 +145,7 @@ class McpHub:
                 with anyio.fail_after(START_TIMEOUT_S):
                     await session.initialize()
                     listed = await session.list_tools()
-                tools = [self._tool(config, session, t) for t in listed.tools]
+                tools = self._tools(config, session, listed.tools)
                 if ours():
                     self._sessions[name] = session
                     state.tools, state.status, state.why = tools, "running", ""
@@ -155,24 +182,47 @@ class McpHub:
             from mcp import StdioServerParameters
             from mcp.client.stdio import stdio_client
 
+            from chatterm.tools.runner import reaped
+
             if shutil.which(config.command) is None:
                 raise FileNotFoundError(f"command not found: {config.command}")
-            log = stack.enter_context(_log_file())
+            log = stack.enter_context(_log().stderr_for(config.name))
+            # Under the reaper: a daemon the server forks off ends with it, not after the chat.
+            argv = reaped([config.command, *config.args])
             streams = await stack.enter_async_context(stdio_client(
-                StdioServerParameters(command=config.command, args=config.args, env=config.env or None,
+                StdioServerParameters(command=argv[0], args=argv[1:], env=config.env or None,
                                       encoding_error_handler="replace"), errlog=log))
         return await stack.enter_async_context(ClientSession(streams[0], streams[1]))
 
-    def _tool(self, config: ServerConfig, session: Any, tool: Any) -> Tool:
+    def _tools(self, config: ServerConfig, session: Any, listed: list[Any]) -> list[Tool]:
+        """A server's tools as chatterm's, each under a name no other server's tool has
+        (a tool listed twice is taken once)."""
+        tools, seen = [], set()
+        for tool in listed:
+            original = str(tool.name)
+            if original in seen:
+                continue
+            seen.add(original)
+            name = tool_name(config.name, original, self._names)
+            self._names[name] = (config.name, original)
+            try:
+                tools.append(self._tool(config, session, tool, name))
+            except SchemaTooLarge as e:
+                self._tell(f"MCP server {config.name}: tool {name} left out: its input schema cannot be "
+                           f"bounded ({e})")
+        return tools
+
+    def _tool(self, config: ServerConfig, session: Any, tool: Any, name: str) -> Tool:
         schema = getattr(tool, "input_schema", None) or getattr(tool, "inputSchema", None) or {}
         if not isinstance(schema, dict) or schema.get("type") != "object":
             schema = {"type": "object", "properties": {}}
+        check_bounds(schema)  # a grammar is made of it when the model calls
         description = " ".join(str(tool.description or "").split())[:1024] or f"{tool.name} (MCP server {config.name})"
         strings = [k for k, v in (schema.get("properties") or {}).items() if isinstance(v, dict) and v.get("type") == "string"]
 
         def run(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
             return self._call(config, session, tool.name, arguments, cancelled)
-        return Tool(tool_name(config.name, tool.name), description, schema, run,
+        return Tool(name, description, schema, run,
                     headline=strings[0] if strings else "")
 
     def _call(self, config: ServerConfig, session: Any, name: str, arguments: dict[str, Any],
@@ -233,7 +283,7 @@ class McpHub:
         return True
 
     # ------------------------------------------------------------ control
-    def restart(self, name: str) -> None:
+    def restart(self, name: str, cancelled: Callable[[], bool] = lambda: False) -> None:
         if name not in self.states:
             from chatterm.errors import ChattermError
 
@@ -248,23 +298,57 @@ class McpHub:
         if stop is not None:
             self._loop.call_soon_threadsafe(stop.set)
         if task is not None:
-            try:
-                task.result(timeout=10)
-            except BaseException:
-                pass
+            task.cancel()  # one still starting (never answered initialize) waits for nothing
+            deadline = time.monotonic() + STOP_S
+            while not task.done() and time.monotonic() < deadline and not cancelled():
+                time.sleep(POLL_S)
         self._launch(name)
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Every server stopped (their processes ended), the loop's thread finished."""
+    def close(self, note: Callable[[str], None] = lambda line: None) -> None:
+        """Every server stopped, its process tree ended, the loop's thread finished:
+        within STOP_S whatever the servers do (`note` is told which are waited for,
+        when that takes a moment)."""
         if not self._thread.is_alive():
             return
         for stop in list(self._stops.values()):
             self._loop.call_soon_threadsafe(stop.set)
-        concurrent.futures.wait(list(self._tasks.values()), timeout=timeout)
-        for task in self._tasks.values():
+        for name, task in self._tasks.items():
+            if self.states[name].status == "starting":
+                task.cancel()  # it may never answer initialize
+        tasks = list(self._tasks.values())
+        _, pending = concurrent.futures.wait(tasks, timeout=0.3)
+        if pending:
+            waited = [n for n, t in self._tasks.items() if t in pending]
+            note(f"stopping MCP server{'s' if len(waited) > 1 else ''} {', '.join(waited)}…")
+            # A stdio server that ignores the end of its input would have seconds of grace:
+            # its reaper is told to end its tree now.
+            _, pending = concurrent.futures.wait(pending, timeout=0.5)
+            if pending:
+                _end_reapers()
+            concurrent.futures.wait(pending, timeout=STOP_S)
+        for task in tasks:
             task.cancel()
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=1)
+
+
+def _end_reapers() -> None:
+    """SIGTERM to this process's children that are reapers (`tools/reaper.py`): each
+    ends the tree below it and exits."""
+    import os
+    import signal
+
+    from chatterm.tools.reaper import descendants
+    from chatterm.tools.runner import REAPER
+
+    for pid in descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                words = f.read(4096).split(b"\0")
+            if REAPER.encode() in words:
+                os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
 
 
 def _log_path() -> Path | None:
@@ -277,32 +361,31 @@ def _log_path() -> Path | None:
     return path
 
 
+def _log() -> Any:
+    return _log_at(_log_path())
+
+
+@functools.lru_cache(maxsize=4)
+def _log_at(path: Path | None) -> Any:
+    """One writer a log file (its lock keeps the chat's own writes whole)."""
+    from chatterm.tools.mcp_log import CappedLog
+
+    return CappedLog(path)
+
+
 def _quiet_sdk_logs() -> None:
     """The SDK logs what servers do wrong (garbage on stdout, say) with tracebacks: into
     the MCP log, never onto the chat's terminal."""
     import logging
 
+    from chatterm.tools.mcp_log import LogHandler
+
     logger = logging.getLogger("mcp")
     logger.propagate = False
     if not logger.handlers:
-        path = _log_path()
-        try:
-            logger.addHandler(logging.FileHandler(path, encoding="utf-8") if path else logging.NullHandler())
-        except OSError:
-            logger.addHandler(logging.NullHandler())
-
-
-def _log_file() -> Any:
-    """Where stdio servers' stderr goes: the MCP log, never the chat's terminal."""
-    import os
-
-    path = _log_path()
-    try:
-        if path is not None:
-            return open(path, "a", encoding="utf-8", errors="replace")
-    except OSError:
-        pass
-    return open(os.devnull, "w")
+        handler = LogHandler(_log())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
 
 
 def _done(result: Any) -> Done:

@@ -1,15 +1,20 @@
-"""Running a tool's program: its own process group (Ctrl-C in the chat kills it
-whole, children included, and never reaches it by itself), a time limit, and output
-capped (the head and the tail kept, the middle said)."""
+"""Running a tool's program: under a reaper (`reaper.py`) in its own process group,
+so everything it starts, daemons that left the group included, ends with the call and
+is named; Ctrl-C in the chat never reaches it by itself; a time limit; the program's
+own exit status, waited for (not its output's end); output capped (the head and the
+tail kept, the middle said)."""
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 OUTPUT_CAP = 32 << 10  # bytes of output the model reads back (half from the start, half from the end)
@@ -25,15 +30,26 @@ class Outcome:
     seconds: float
     timed_out: bool = False
     cancelled: bool = False
+    ended: list[str] = field(default_factory=list)  # "PID COMMAND" of processes it left, ended
+    more_ended: int = 0  # ended beyond those listed
 
     @property
     def summary(self) -> str:
         lines = f"{self.lines} line{'s' if self.lines != 1 else ''}"
+        left = len(self.ended) + self.more_ended
+        ended = f" · ended {left} process{'es' if left != 1 else ''} it left running" if left else ""
         if self.cancelled:
-            return f"stopped (Ctrl-C) · {lines}"
+            return f"stopped (Ctrl-C) · {lines}{ended}"
         if self.timed_out:
-            return f"killed after {self.seconds:.0f} s · {lines}"
-        return f"exit {self.exit_code} · {lines}"
+            return f"killed after {self.seconds:.0f} s · {lines}{ended}"
+        return f"exit {self.exit_code} · {lines}{ended}"
+
+    def ended_note(self) -> str:
+        if not self.ended:
+            return ""
+        more = f" and {self.more_ended} more" if self.more_ended else ""
+        return (f"\n[ended when the call ended: {len(self.ended) + self.more_ended} process(es) it left running: "
+                f"{'; '.join(self.ended)}{more}]")
 
     def for_model(self) -> str:
         if self.cancelled:
@@ -43,16 +59,31 @@ class Outcome:
         else:
             head = f"[exit code {self.exit_code}]"
         if self.output:
-            return f"{head}\n{self.output}"
+            return f"{head}\n{self.output}{self.ended_note()}"
         quiet = "(it printed nothing: to see what the code does, call it and print the results)"
-        return f"{head}\n{quiet}" if self.exit_code == 0 and not self.cancelled else head
+        return (f"{head}\n{quiet}" if self.exit_code == 0 and not self.cancelled else head) + self.ended_note()
+
+
+REAPER = str(Path(__file__).with_name("reaper.py"))
+
+
+def reaped(argv: Sequence[str], report_fd: int | None = None) -> list[str]:
+    """`argv` run under the reaper (its report to `report_fd`, if any)."""
+    return [sys.executable, "-I", "-S", REAPER, "-" if report_fd is None else str(report_fd), "--", *argv]
 
 
 def run_process(argv: Sequence[str], *, cwd: str | None = None, timeout_s: float = 60.0,
                 cancelled: Callable[[], bool] = lambda: False, cap: int = OUTPUT_CAP) -> Outcome:
     start = time.monotonic()
-    proc = subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    report_r, report_w = os.pipe()
+    try:
+        proc = subprocess.Popen(reaped(argv, report_w), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(report_w,))
+    except BaseException:
+        os.close(report_r)
+        raise
+    finally:
+        os.close(report_w)
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     head, tail, total, newlines = bytearray(), bytearray(), 0, 0
@@ -92,6 +123,7 @@ def run_process(argv: Sequence[str], *, cwd: str | None = None, timeout_s: float
     finally:
         _end_group(proc)
         proc.stdout.close()
+        report = _report(report_r)
     seconds = time.monotonic() - start
     left_out = total - len(head) - len(tail)
     text = head.decode("utf-8", "replace")
@@ -99,8 +131,26 @@ def run_process(argv: Sequence[str], *, cwd: str | None = None, timeout_s: float
         text += f"\n[... {left_out:,} bytes left out ...]\n"
     text += tail.decode("utf-8", "replace")
     lines = newlines + (1 if text and not text.endswith("\n") else 0)
-    code = None if (timed_out or stopped) else proc.returncode
-    return Outcome(code, text, lines, seconds, timed_out=timed_out, cancelled=stopped)
+    code = None if (timed_out or stopped) else report.get("exit", proc.returncode)
+    return Outcome(code, text, lines, seconds, timed_out=timed_out, cancelled=stopped,
+                   ended=[str(e) for e in report.get("ended", [])], more_ended=int(report.get("more", 0)))
+
+
+def _report(fd: int) -> dict:
+    """The reaper's report (empty when it wrote none: killed before it could)."""
+    try:
+        data = b""
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    except OSError:
+        data = b""
+    finally:
+        os.close(fd)
+    try:
+        report = json.loads(data) if data else {}
+    except ValueError:
+        report = {}
+    return report if isinstance(report, dict) else {}
 
 
 def _end_group(proc: subprocess.Popen) -> None:

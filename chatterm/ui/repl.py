@@ -147,7 +147,7 @@ class Repl:
         try:
             self.toolbar.close()
             if self.mcp is not None:
-                self.mcp.close()  # the servers' processes end with the chat
+                self.mcp.close(self.note)  # the servers' processes end with the chat
             self.loaded.close()
         finally:
             self.keeper.close()
@@ -341,7 +341,8 @@ class Repl:
         if self.conversation.schema is not None and turn.reply is not None and failure is None:
             from chatterm.structured.validate import answer_problem
 
-            problem = answer_problem(turn.reply.text, self.conversation.schema)
+            with ctrl_c_cancels() as stop:  # a pattern may take long: Ctrl-C and the signals end the check
+                problem = answer_problem(turn.reply.text, self.conversation.schema, stop)
             if problem:
                 self.error(problem)
 
