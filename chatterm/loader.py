@@ -221,6 +221,13 @@ def _load_remote(spec: ModelSpec, options: RunOptions) -> Model:
     from chatterm.conversation.remote import RemoteBackend
     from chatterm.engines.remote.engine import RemoteEngine
 
+    # A server drafts (or not) by its own settings: asking for it here would be ignored.
+    if options.draft:
+        raise ConfigError(f"--draft needs a local model on the llama.cpp engine; {spec.name!r} is on a server")
+    if options.speculate in ("draft", "ngram"):
+        raise ConfigError(f"--speculate {options.speculate} needs a local model on the llama.cpp engine; "
+                          f"{spec.name!r} is on a server (its own settings decide)")
+
     engine = RemoteEngine(spec.location, spec.remote_model, options.api_key_env or spec.api_key_env,
                           timeout=spec.timeout, n_ctx=options.ctx or spec.context_length)
     choice = templates.check(options.template or spec.template)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+from chatterm.errors import ChattermError
+
 ROLE = "summary"
 KEEP_RECENT = 4  # messages kept verbatim after a summary (the last two exchanges)
 SUMMARY_TOKENS = 400  # most tokens a summary may take
@@ -49,8 +51,12 @@ def split_point(messages: list[dict]) -> int | None:
     point = len(messages) - KEEP_RECENT
     while point > start and messages[point]["role"] != "user":
         point -= 1
-    older = [m for m in messages[start:point] if m["role"] in ("user", "assistant", "tool")]
-    return point if len(older) >= 2 else None
+    return point if len(_turns(messages[start:point])) >= 2 else None
+
+
+def _turns(messages: list[dict]) -> list[dict]:
+    """The questions, replies and tool results among `messages` (not the system prompt or summaries)."""
+    return [m for m in messages if m["role"] in ("user", "assistant", "tool")]
 
 
 def transcript(messages: list[dict], point: int) -> tuple[str, str]:
@@ -98,8 +104,13 @@ def summarize(backend: Any, sampling: Any, messages: list[dict], point: int, kee
     # as they are for the next compaction (a single turn too large for it is cut).
     start = (latest(messages[:point]) or -1) + 1
     while room > 0 and point > start + 2 and backend.count(turns) > room:
-        point = _earlier_question(messages, start, point)
+        earlier = _earlier_question(messages, start, point)
+        if earlier >= point or len(_turns(messages[start:earlier])) < 2 or cancelled():
+            break  # no earlier question that leaves turns to summarize: the turns are cut instead
+        point = earlier
         before, turns = transcript(messages, point)
+    if cancelled():
+        raise ChattermError("stopped: nothing was summarized")
     text = before + (fitted(turns, room, backend.count) if room > 0 else "")
     _, prompt = backend.measure(request(text, keep), None, False)
     plain = dataclasses.replace(sampling, temperature=0.0, max_tokens=budget, seed=0, json_schema=None,
@@ -109,6 +120,8 @@ def summarize(backend: Any, sampling: Any, messages: list[dict], point: int, kee
         if cancelled():
             break
     backend.settle(prompt, reply)
+    if cancelled():  # half a summary would stand for all the turns it never read
+        raise ChattermError("stopped: nothing was summarized")
     return reply.text.strip(), point
 
 

@@ -345,16 +345,45 @@ class Conversation:
                 self._changed()
             if toolbox is None or not reply.calls or reply.finish not in (Finish.EOG, Finish.STOP):
                 return
+            over = made >= toolbox.limit  # it was told to answer, and called again
+            made_at = len(self.messages)  # where this round's results begin
             made = yield from self._calls(turn, toolbox, reply.calls, made, repeats)
             if turn.cancelled():
+                return
+            if over:  # asking again would go on for ever: the limit ends the turn
+                yield Notice(f"the model went on calling tools after the limit of {toolbox.limit}: the turn ends here")
                 return
             if repeats.stuck:
                 yield Notice(f"the model made the same call {repeats.count + 1} times: its calls stop here")
                 return
+            self._fit_results(made_at)
             record = self._append  # the answer after the results is a message of its own
             # "required" asks for one call, not calls for ever; after a hint, the next reply is the call
             sampling = sampling.updated(call_required=hint_now)
             prompt = self._prompt(self.messages, None, turn)
+
+    def _fit_results(self, start: int) -> None:
+        """The tool results from `messages[start]` on, cut (head and tail kept, what was
+        left out said) where together they would not leave the window room for the
+        rest of the conversation and a reply: the model always gets to answer."""
+        results = [m for m in self.messages[start:] if m["role"] == "tool"]
+        if not results:
+            return
+        backend, n_ctx = self.backend, self.backend.n_ctx
+        reserve = context_window.reply_reserve(n_ctx, self.sampling.max_tokens)
+        sizes = [backend.count(m["content"]) for m in results]
+        if self._used is not None and self._used + sum(sizes) + 16 * len(sizes) + reserve <= n_ctx:
+            return  # the common case: they fit, as the window was after the reply
+        emptied = [*self.messages[:start], *({**m, "content": ""} for m in self.messages[start:])]
+        try:
+            (rest, _), _ = self._fit(emptied, None)
+        except ChattermError:
+            rest = n_ctx
+        room = max(RESULT_FLOOR, (n_ctx - reserve - rest) // len(results))
+        for message, size in zip(results, sizes):
+            if size > room:
+                message["content"] = head_and_tail(message["content"], room, backend.count)
+        self.measure_again()
 
     def _calls(self, turn: Turn, toolbox: Any, calls: list[Any], made: int, repeats: Repeats) -> Iterator[Any]:
         """Each call decided (beforehand, or by the consumer when it is yielded), run
@@ -522,6 +551,25 @@ def _hint_missing_call(reply: Reply, toolbox: Any, owed: str | None) -> bool:
         example["code"] = "\n".join([code, *(example_prints(code) or ["# and the lines that print its results"])])
     reply.calls.append(ToolCall(name, None, error=call_shape(name, example, WRITTEN if written else owed or NOT_RUN)))
     return True
+
+
+RESULT_FLOOR = 48  # tokens a result keeps however full the window is
+
+
+def head_and_tail(text: str, room: int, count: Callable[[str], int]) -> str:
+    """`text` within `room` tokens: its start and its end, and between them how many
+    characters were left out (for the model, which may ask for a part)."""
+    def cut(keep: int) -> str:
+        return f"{text[:keep // 2]}\n[... {len(text) - keep:,} characters left out to fit the context window ...]\n" \
+               f"{text[len(text) - keep // 2:] if keep // 2 else ''}"
+    low, high = 0, len(text)  # cut(low) fits (or low is 0); cut(high) is the whole
+    while high - low > 16:
+        middle = (low + high) // 2
+        if count(cut(middle)) <= room:
+            low = middle
+        else:
+            high = middle
+    return cut(low)
 
 
 def _stored(finish: Finish | None) -> str | None:

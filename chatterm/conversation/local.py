@@ -10,6 +10,7 @@ from typing import Any, Callable
 from chatterm.conversation import templates, thinking
 from chatterm.conversation.backend import wire, with_tools
 from chatterm.conversation.generation import Generation
+from chatterm.conversation.plain_text import PlainText
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.templates import ChatTemplate
 from chatterm.engines.base import Engine, Sampling
@@ -38,6 +39,7 @@ class LocalBackend:
         templates.warm(self._template_choice)
         self.stop = list(stop or [])  # the model's stop strings; the template's are added
         self.cache = PromptCache()
+        self._plain: PlainText | None = None  # control-token texts kept plain (`plain_text`)
 
     @property
     def n_ctx(self) -> int:
@@ -70,9 +72,17 @@ class LocalBackend:
 
         return self.template.tool_family or HERMES
 
+    @property
+    def plain(self) -> PlainText:
+        if self._plain is None:
+            self._plain = PlainText.of(self.engine.markup, self.template.source)
+        return self._plain
+
     def measure(self, messages: list[dict], tail: str | None, think: bool | None = None,
                 tools: list[dict] | None = None) -> tuple[int, tuple[str, list[int]]]:
-        template = self.template
+        template, plain = self.template, self.plain
+        if plain:  # only the template's own markup becomes control tokens
+            messages, tools, tail = plain.value(messages), plain.value(tools), plain.text(tail or "")
         if tools or with_tools(messages):
             from chatterm.tools import prompting
 
@@ -88,9 +98,10 @@ class LocalBackend:
 
     def _tokenize(self, text: str) -> list[int]:
         cache, engine = self.cache, self.engine
+        tokenize = lambda piece, special: engine.tokenize(piece, special=special)  # noqa: E731
         if cache.ids and text.startswith(cache.text):
-            return cache.ids + engine.tokenize(text[len(cache.text):])
-        ids = engine.tokenize(text)
+            return cache.ids + self.plain.tokenize(text[len(cache.text):], tokenize)
+        ids = self.plain.tokenize(text, tokenize)
         if engine.add_bos and engine.bos_id is not None and (not ids or ids[0] != engine.bos_id):
             ids.insert(0, engine.bos_id)
         return ids

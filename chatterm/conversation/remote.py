@@ -27,6 +27,8 @@ from chatterm.settings import Sampling
 
 MESSAGE_OVERHEAD = 4  # role and separators per message, as OpenAI's own counting adds
 MAX_CALL_BYTES = 8 << 20  # of a reply's streamed tool-call arguments
+MAX_NAME = 256  # characters of a streamed call's name (and id): no tool has a longer one
+MAX_CALLS = 64  # calls one reply may stream
 
 
 @dataclass
@@ -100,9 +102,13 @@ class RemoteReply(Reply):
 
     def _gather(self, piece: CallDelta) -> None:
         """A piece of a call the server parsed, joined to the call at its index."""
+        if piece.index not in self._server_calls and len(self._server_calls) >= MAX_CALLS:
+            raise RemoteError(f"{self.engine.base_url}: more than {MAX_CALLS} tool calls in one reply; refused")
         call = self._server_calls.setdefault(piece.index, {"id": "", "name": "", "arguments": []})
-        call["id"] = call["id"] or piece.id
+        call["id"] = call["id"] or piece.id[:MAX_NAME]
         call["name"] += piece.name
+        if len(call["name"]) > MAX_NAME:
+            raise RemoteError(f"{self.engine.base_url}: a tool call's name longer than {MAX_NAME} characters; refused")
         self._call_bytes += len(piece.arguments)
         if self._call_bytes > MAX_CALL_BYTES:
             raise RemoteError(f"{self.engine.base_url}: a tool call longer than {MAX_CALL_BYTES >> 20} MiB; refused")

@@ -87,6 +87,9 @@ class Engine(ABC):
     add_bos: bool
     bos_id: int | None
     speculation: dict | None = None  # speculative decoding's tally (`speculation.Tally.report`), if any
+    # The texts `tokenize(special=True)` makes special tokens: "control" ones, and
+    # "user" (user-defined) ones, which llama.cpp matches even without `special`.
+    markup: dict[str, list[str]] = {"control": [], "user": []}
 
     @abstractmethod
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:

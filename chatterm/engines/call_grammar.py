@@ -146,14 +146,57 @@ CALL_WS = "call-ws ::= [ \\t\\n]{0,3}\n"  # the white space a call may have arou
 def _arguments_rule(converter: Any, tool: dict[str, Any], rule: str) -> str:
     """The rule (named `rule`) for `tool`'s arguments object, added to `converter`."""
     schema = tool.get("function", tool).get("parameters") or {"type": "object", "properties": {}}
+    check_bounds(schema)
     return converter.visit(converter.resolve_refs(schema, "tool"), rule)
 
 
 def schema_gbnf(schema: dict[str, Any]) -> str:
     """GBNF for a JSON value matching `schema` (structured output: `--schema`)."""
+    check_bounds(schema)
     converter = _converter()
     converter.visit(converter.resolve_refs(_ranges(schema), "schema"), "")
-    return _json_strings(converter.format_grammar())
+    gbnf = _json_strings(converter.format_grammar())
+    if len(gbnf) > GRAMMAR_CAP:
+        raise SchemaTooLarge(f"its grammar would be {len(gbnf):,} bytes, more than the {GRAMMAR_CAP:,} chatterm makes")
+    return gbnf
+
+
+REPEAT_CAP = 10_000  # the largest length or count a grammar spells out (its size grows with it)
+GRAMMAR_CAP = 4 << 20  # bytes of one grammar
+_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
+_PATTERN_COUNT = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+
+
+class SchemaTooLarge(ValueError):
+    """A schema whose grammar could not be bounded."""
+
+
+def check_bounds(schema: Any) -> None:
+    """SchemaTooLarge, saying where, for a length, count or pattern repetition over
+    REPEAT_CAP anywhere in `schema` (a grammar spells each out: minLength 1e9 would be
+    gigabytes)."""
+    stack, seen = [(schema, "$")], 0
+    while stack:
+        node, where = stack.pop()
+        seen += 1
+        if seen > 200_000:
+            raise SchemaTooLarge("more than 200,000 nodes")
+        if isinstance(node, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key in _COUNTS:
+            value = node.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > REPEAT_CAP:
+                raise SchemaTooLarge(f"{where}: {key} {value:,.0f} is more than the {REPEAT_CAP:,} a grammar can spell out")
+        pattern = node.get("pattern")
+        if isinstance(pattern, str):
+            for low, high in _PATTERN_COUNT.findall(pattern):
+                if int(low) > REPEAT_CAP or (high and int(high) > REPEAT_CAP):
+                    raise SchemaTooLarge(f"{where}: pattern repeats {high or low} times, more than the "
+                                         f"{REPEAT_CAP:,} a grammar can spell out")
+        stack.extend((value, f"{where}.{key}") for key, value in node.items() if isinstance(value, (dict, list)))
 
 
 def _json_strings(gbnf: str) -> str:

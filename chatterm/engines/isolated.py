@@ -197,6 +197,7 @@ class IsolatedEngine(Engine):
     add_bos = property(lambda self: self._describe("add_bos"))  # type: ignore[assignment]
     bos_id = property(lambda self: self._describe("bos_id"))  # type: ignore[assignment]
     speculation = property(lambda self: self._describe("speculation"))  # type: ignore[assignment]
+    markup = property(lambda self: self._describe("markup"))  # type: ignore[assignment]
 
     # ------------------------------------------------------------ requests
     def _call(self, op: str, **args: Any) -> Any:

@@ -80,6 +80,7 @@ class LlamaCppEngine(Engine):
         self.bos_text = self._special_text(self.bos_id)
         self.eos_text = self._special_text(eos if eos >= 0 else None)
         self.add_bos = bool(lib.llama_vocab_get_add_bos(self._vocab))
+        self.markup = self._markup()
         self._evaluated: list[int] = []  # token ids in the KV cache, in order
         self._last_prompt: tuple[list[int], int] = ([], 0)  # and where its evaluation began
         self._cancelled: Callable[[], bool] = never
@@ -125,6 +126,19 @@ class LlamaCppEngine(Engine):
     def exact_batches(self) -> bool:
         """A batch's logits are a single token's, to the bit (`speculation.inexact_reason`)."""
         return self._inexact is None
+
+    def _markup(self) -> dict[str, list[str]]:
+        """The texts of control and user-defined tokens (one pass over the vocabulary's
+        attributes: 35 ms for Qwen2.5's 151,936)."""
+        lib, vocab = self._lib, self._vocab
+        control, user = lib.LLAMA_TOKEN_ATTR_CONTROL, lib.LLAMA_TOKEN_ATTR_USER_DEFINED
+        found: dict[str, list[str]] = {"control": [], "user": []}
+        for token in range(self._n_vocab):
+            attr = lib.llama_vocab_get_attr(vocab, token)
+            if attr & (control | user):
+                text = self.piece(token, special=True).decode("utf-8", "replace")
+                found["control" if attr & control else "user"].append(text)
+        return found
 
     def _special_text(self, token: int | None) -> str:
         return "" if token is None else self.piece(token, special=True).decode("utf-8", "replace")

@@ -63,7 +63,7 @@ def describe(engine: Engine) -> dict[str, Any]:
     return {"name": engine.name, "n_ctx": engine.n_ctx, "device": engine.device, "notes": engine.notes,
             "chat_template": engine.chat_template, "bos_text": engine.bos_text,
             "eos_text": engine.eos_text, "add_bos": engine.add_bos, "bos_id": engine.bos_id,
-            "speculation": engine.speculation}
+            "speculation": engine.speculation, "markup": engine.markup}
 
 
 def error_of(e: BaseException) -> dict[str, str]:

@@ -6,7 +6,7 @@ is checked with it; the first mismatch is said with where it is ($.items[2].name
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 
@@ -110,13 +110,83 @@ def _resolve(root: Any, ref: str) -> Any:
     return node
 
 
-def answer_problem(text: str, schema: Any) -> str:
-    """"" when the answer `text` is JSON matching `schema`, else one line saying why."""
+CHECK_S = 2.0  # the most a check of an answer against a schema with patterns may take
+
+
+def answer_problem(text: str, schema: Any, cancelled: Callable[[], bool] = lambda: False) -> str:
+    """"" when the answer `text` is JSON matching `schema`, else one line saying why.
+    A schema with a `pattern` is checked in a process of its own, ended after CHECK_S
+    or at `cancelled`: a pattern can backtrack for ever (`^(a+)+$`), and a regular
+    expression match holds the interpreter, signals included, until it ends."""
+    if not _has_pattern(schema):
+        return _answer_problem(text, schema)
+    import json
+    import subprocess
+    import sys
+    import time
+
+    request = json.dumps({"text": text, "schema": schema}, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    proc = subprocess.Popen([sys.executable, "-I", "-m", "chatterm.structured.validate"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        out = _exchange(proc, request, cancelled, time.monotonic() + CHECK_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if out is None:
+        return ("not checked against the schema: stopped" if cancelled() else
+                f"not checked against the schema: its pattern took more than {CHECK_S:g} s")
+    return out.decode("utf-8", "replace").strip()
+
+
+def _exchange(proc: Any, request: bytes, cancelled: Callable[[], bool], deadline: float) -> bytes | None:
+    """What the checking process answers (None: it ran past `deadline`, or was stopped)."""
+    import threading
+    import time
+
+    box: list[bytes] = []
+    talk = threading.Thread(target=lambda: box.append(proc.communicate(request)[0]), daemon=True)
+    talk.start()
+    while talk.is_alive():
+        if cancelled() or time.monotonic() > deadline:
+            return None
+        talk.join(0.05)
+    return box[0] if box and proc.returncode == 0 else b"the answer could not be checked against the schema"
+
+
+def _has_pattern(schema: Any) -> bool:
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str) or "patternProperties" in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+def _answer_problem(text: str, schema: Any) -> str:
     import json
 
     try:
         value = json.loads(text)
-    except ValueError as e:
-        return f"the answer is not JSON ({e})"
-    found = problem(value, schema)
+    except (ValueError, RecursionError) as e:
+        return f"the answer is not JSON ({' '.join(str(e).split())[:120]})"
+    try:
+        found = problem(value, schema)
+    except RecursionError:
+        return "the answer nests too deep to check against the schema"
+    except re.error as e:
+        return f"the schema's pattern is not a regular expression ({e})"
     return f"the answer does not match the schema: {found}" if found else ""
+
+
+if __name__ == "__main__":  # the checking process of `answer_problem`
+    import json
+    import sys
+
+    asked = json.loads(sys.stdin.buffer.read().decode("utf-8", "surrogatepass"))
+    sys.stdout.write(_answer_problem(asked["text"], asked["schema"]))

@@ -56,12 +56,13 @@ class CTransformersEngine(Engine):
             model = options.parsed or gguf.read(path)
             load_path = compat.compat_path(model)  # checks architecture and quant types
             md = model.metadata
+            tokens, types = list(md["tokenizer.ggml.tokens"]), md.get("tokenizer.ggml.token_type") or []
             if md.get("tokenizer.ggml.model") == "gpt2":
                 self.tokenizer = BPETokenizer.from_gguf(model)
             else:  # SPM vocabulary: ctransformers tokenizes text, chatterm splits specials
-                self._specials = special_tokens(list(md["tokenizer.ggml.tokens"]),
-                                                md.get("tokenizer.ggml.token_type") or [],
-                                                (CONTROL, USER_DEFINED))
+                self._specials = special_tokens(tokens, types, (CONTROL, USER_DEFINED))
+            self.markup = {"control": [t for t, _ in special_tokens(tokens, types, (CONTROL,))],
+                           "user": [t for t, _ in special_tokens(tokens, types, (USER_DEFINED,))]}
             self.chat_template = model.chat_template
             self._eog = {md.get(f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot", "eom")} - {None}
             self.bos_id = md.get("tokenizer.ggml.bos_token_id")
