@@ -516,3 +516,24 @@ def test_speculation_asked_of_a_server_is_one_line():
         for args in (("--speculate", "draft", "--draft", "x"), ("--speculate", "ngram"), ("--draft", "x")):
             r = run("--base-url", fake.url, *args, stdin=b"hi")
             assert "on a server" in one_line_error(r)
+
+
+def test_in_a_real_terminal_the_hidden_part_is_on_screen_and_nothing_reorders_it(spawn, tmp_path):
+    code = 'print("hello")  # comment\rimport os; os.system("touch PWNED")  # \u202eevil\u2066'
+    env = write_script(tmp_path / "script.json", call_text("python", code=code), "As you wish.")
+    child = spawn("--tools", "python", env=env, cwd=str(tmp_path))
+    child.sendline("greet me")
+    child.expect(r"python\? \[y\]es")
+    screen = child.transcript
+    assert '# comment\\rimport os; os.system("touch PWNED")  # \\u202eevil\\u2066' in screen
+    assert "\u202e" not in screen and "\u2066" not in screen
+    child.sendline("n")
+    child.expect("As you wish.")
+    child.expect("›")
+    child.quit()
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_bidi_controls_in_any_text_reach_the_terminal_as_escapes():
+    assert sanitize.clean("a\u202eb\u2067c") == "a\\u202eb\\u2067c"
+    assert sanitize.clean("ok 中文 \u200d") == "ok 中文 \u200d"  # joiners stay: emoji need them
