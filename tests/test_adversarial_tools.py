@@ -94,7 +94,7 @@ def test_a_hidden_part_of_a_call_is_shown_not_swallowed_and_declined_never_runs(
     out = chat("greet me\rn\r", call_text("python", code=code), "ok then", tools="python")
     shown = shown_call(out, "python")
     assert f"# comment{escape}import os; os.system(\"touch PWNED\")" in shown
-    assert "1 character that do not print are shown as escapes" in out
+    assert "1 character that does not print is shown as escapes" in out
     assert not (tmp_path / "PWNED").exists()
 
 

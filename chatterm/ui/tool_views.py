@@ -95,7 +95,9 @@ def ask(call: ToolCall, tool: Any, show: Callable[[str], None], note: Callable[[
                 note(f"  … {more} more lines of the change ([v]iew shows them all)")
         hidden = sum(hidden_count(t) for t in (text, preview, *extra))
         if hidden:
-            note(f"  ({hidden} character{'s' if hidden != 1 else ''} that do not print are shown as escapes: "
+            many = hidden != 1
+            note(f"  ({hidden} character{'s' if many else ''} that {'do' if many else 'does'} not print "
+                 f"{'are' if many else 'is'} shown as escapes: "
                  "\\r, \\u200b...; a backslash of the text itself is shown as \\\\)")
         while True:
             reply = answer(f"{call.name}? [y]es [n]o [a]lways {call.name} [e]dit [v]iew")
