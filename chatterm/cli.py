@@ -81,7 +81,9 @@ def main(args: list[str] | None = None) -> None:
 @sampling_options
 @click.option("--speculate", type=click.Choice(["auto", "ngram", "draft", "off"]), default="auto", show_default=True,
               help="Speculative decoding on llama.cpp: drafts copied from the prompt (ngram) or made by --draft, "
-                   "checked by the model in one batch; greedy replies stay identical. auto: where it pays.")
+                   "checked by the model in one batch. auto: where it pays (a GPU; on the CPU it does not).")
+@click.option("--reproducible", is_flag=True, help="Batch-invariant kernels on the CPU (slower): greedy replies are "
+              "identical to the bit with and without speculation.")
 @click.option("--draft", metavar="NAME|PATH", help="A small model of the same vocabulary that drafts tokens for "
               "the model (default: the entry's draft).")
 @click.option("-f", "--file", "files", multiple=True, metavar="PATH",
@@ -146,7 +148,7 @@ def _run_options(opts: dict[str, Any]) -> Any:
                       tools=_tools(opts["tools"], opts["preapproved"]), preapproved=tuple(opts["preapproved"]),
                       tool_choice=opts["tool_choice"], mcp=opts["mcp_config"],
                       schema=_schema(opts["schema"], opts["any_json"]),
-                      speculate=opts["speculate"], draft=opts["draft"])
+                      speculate=opts["speculate"], draft=opts["draft"], reproducible=opts["reproducible"])
 
 
 def _schema(text: str | None, any_json: bool) -> dict | None:

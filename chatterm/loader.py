@@ -44,6 +44,7 @@ class RunOptions:
     schema: dict | None = None  # --schema/--json: replies are JSON matching this JSON Schema
     speculate: str = "auto"  # speculative decoding (llama.cpp): auto, ngram, draft, off
     draft: str | None = None  # --draft NAME|PATH: the draft model (default: the entry's draft)
+    reproducible: bool = False  # --reproducible: batch-invariant kernels (slower), bit-identical greedy replies
 
 
 @dataclass
@@ -160,7 +161,8 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
     load_options = LoadOptions(path=path, n_ctx=n_ctx, threads=options.threads or default_threads(),
                                gpu_layers=options.gpu_layers, fitted_layers=fitted,
                                model_type=spec.model_type, speculate=options.speculate,
-                               draft=str(draft) if draft else None, draft_gpu_layers=draft_layers)
+                               draft=str(draft) if draft else None, draft_gpu_layers=draft_layers,
+                               reproducible=options.reproducible)
     if options.isolated:
         engine = engines.start(name, load_options, spec.name, spec.engines, restart=options.restart)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import math
+import os
 
 import pytest
 
@@ -44,9 +45,9 @@ def draft_model(tmp_path_factory, default_model_path):
     return _q4_0(default_model_path, tmp_path_factory.mktemp("draft") / "smol-q4_0.gguf")
 
 
-def _replies(speculate: str, draft=None) -> tuple[list[str], dict]:
+def _replies(speculate: str, draft=None, reproducible: bool = True) -> tuple[list[str], dict]:
     chat = converse(RunOptions(engine="llama.cpp", threads=2, isolated=False, speculate=speculate,
-                               draft=str(draft) if draft else None))
+                               draft=str(draft) if draft else None, reproducible=reproducible))
     texts = []
     try:
         for turns in TURNS:
@@ -76,19 +77,62 @@ def test_greedy_replies_are_identical_with_and_without_drafts(kind, plain_replie
     assert steps > 10 and 0 < accepted < drafted  # drafts were verified, and some were rejected
 
 
-def test_the_default_model_decodes_with_exact_batches(default_model_path, tiny_llama):
-    """Its weights (Q4_1, Q8_0) are multiplied alike one token at a time and in a batch,
-    with flash attention and a Q8_0 cache; a model of F32 matrices is not, and auto says why."""
-    exact = LlamaCppEngine(LoadOptions(path=default_model_path, n_ctx=512, threads=2))
-    other = LlamaCppEngine(LoadOptions(path=tiny_llama, n_ctx=512, threads=2))
+def test_reproducible_mode_decodes_with_exact_batches(default_model_path, tiny_llama):
+    """In reproducible mode the default model's weights (Q4_1, Q8_0) are multiplied alike
+    one token at a time and in a batch, with flash attention and a Q8_0 cache; a model of
+    F32 matrices is not, and it says why it does not speculate."""
+    exact = LlamaCppEngine(LoadOptions(path=default_model_path, n_ctx=512, threads=2, reproducible=True,
+                                       speculate="ngram"))
+    other = LlamaCppEngine(LoadOptions(path=tiny_llama, n_ctx=512, threads=2, reproducible=True, speculate="ngram"))
     try:
         assert exact.exact_batches and exact.flash_attn and exact.speculation["off"] is None
+        assert any("reproducible mode: batch-invariant" in n for n in exact.notes)
         assert not other.exact_batches and not other.flash_attn
         assert "F32 weights" in other.speculation["off"]
         assert other._speculation_kinds(Sampling(temperature=0)) == ()
     finally:
         exact.close()
         other.close()
+
+
+def test_by_default_the_cpu_takes_its_fastest_kernels_and_auto_does_not_speculate(default_model_path):
+    fast = LlamaCppEngine(LoadOptions(path=default_model_path, n_ctx=512, threads=2))
+    try:
+        assert not fast.exact_batches and not fast.flash_attn
+        assert "on the CPU a verification batch costs" in fast.speculation["off"]
+        assert fast._speculation_kinds(Sampling(temperature=0)) == ()
+    finally:
+        fast.close()
+
+
+def _top_two_gap(engine: LlamaCppEngine, tokens: list[int]) -> float:
+    """The gap between the two best logits after `tokens`, decoding them afresh."""
+    engine.reset()
+    engine._forget_after(0)
+    assert engine._decode(tokens, lambda: False)
+    logits = engine._lib.llama_get_logits_ith(engine._ctx, -1)
+    best = sorted((logits[i] for i in range(engine._n_vocab)), reverse=True)[:2]
+    return best[0] - best[1]
+
+
+def test_by_default_a_greedy_reply_with_drafts_parts_only_at_a_near_tie(default_model_path):
+    """Fast kernels round a batch unlike a single token: a greedy reply with prompt lookup
+    keeps the model's choice everywhere but where the two best tokens are within rounding."""
+    plain = LlamaCppEngine(LoadOptions(path=default_model_path, n_ctx=2048, threads=2, speculate="off"))
+    drafting = LlamaCppEngine(LoadOptions(path=default_model_path, n_ctx=2048, threads=2, speculate="ngram"))
+    try:
+        greedy = Sampling(temperature=0, max_tokens=160)
+        for question, _ in TURNS[:2]:
+            prompt = plain.tokenize(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+            a = [t.id for t in plain.generate(prompt, greedy, limit=160)]
+            b = [t.id for t in drafting.generate(prompt, greedy, limit=160)]
+            k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+            if k is not None:
+                assert _top_two_gap(plain, prompt + a[:k]) < 0.1
+        assert drafting.speculation["kinds"]["ngram"][0] > 5  # drafts were verified
+    finally:
+        plain.close()
+        drafting.close()
 
 
 def _joint(engine: LlamaCppEngine, prompt: list[int], n: int) -> collections.Counter:

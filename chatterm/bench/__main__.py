@@ -290,11 +290,9 @@ def one_shot_setup() -> dict:
     flash_attn = exact = False
     if engines.installed("llama.cpp"):
         from chatterm.engines.llamacpp import bindings, flash_attention
-        from chatterm.engines.speculation import inexact_reason
         from chatterm.models.hardware import llamacpp_gpu_layers
         gpu = llamacpp_gpu_layers("auto", bindings().llama_supports_gpu_offload())[0]
-        exact = inexact_reason(parsed.tensors, gpu != 0) is None
-        flash_attn = flash_attention(gpu, exact)
+        flash_attn = flash_attention(gpu)  # the default mode's kernels (reproducible mode is opt-in)
     return {"path": str(spec.model_path()), "compat_path": str(compat.compat_path(parsed)),
             "flash_attn": flash_attn, "q8_cache": exact, "repack": repack_off_reason() is None,
             "n_ctx": context_size(spec.context_length, parsed.context_length),

@@ -38,6 +38,7 @@ class LoadOptions:
     speculate: str = "auto"  # speculative decoding: "auto", "ngram", "draft" or "off" (llama.cpp)
     draft: str | None = None  # the draft model's file (--draft; a catalogue entry's `draft`)
     draft_gpu_layers: int = 0  # its layers on the GPU, as the memory fit placed it (-1: all)
+    reproducible: bool = False  # batch-invariant kernels: greedy replies the same with and without drafts
 
 
 def context_size(requested: int | None, trained: int | None) -> int:

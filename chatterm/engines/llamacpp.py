@@ -47,7 +47,12 @@ class LlamaCppEngine(Engine):
         repack_off = SAFE_SETTINGS if options.safe else hardware.repack_off_reason()
         self.notes += [repack_off] if repack_off else []
         self._inexact = speculation.inexact_reason(_tensors(options), gpu != 0)
+        self.reproducible = options.reproducible
+        self.on_gpu = gpu != 0
         self.flash_attn = flash_attention(gpu, self.exact_batches)
+        if self.reproducible:
+            self.notes.append("reproducible mode: " + ("batch-invariant kernels (flash attention, Q8_0 cache)"
+                                                       if self.exact_batches else f"no speculation ({self._inexact})"))
         self._draft: DraftModel | None = None
         self._batch: Any = None  # the verification batch, made once
         self._distributions: Any = None  # sampled replies with a draft: the model's distributions
@@ -103,12 +108,17 @@ class LlamaCppEngine(Engine):
             # rejecting a draft drops the tail of the cache, which llama.cpp cannot do for these
             self.tally.off = "a recurrent or sliding-window model: its cache cannot drop rejected drafts"
             return
-        if self._inexact and options.speculate == "auto":
-            self.tally.off = f"auto: {self._inexact}, so drafts could change greedy replies"
+        if self.reproducible and self._inexact:
+            self.tally.off = f"reproducible: {self._inexact}, so drafts could change greedy replies"
             return
-        if self._inexact:
-            self.notes.append(f"speculation: greedy replies may differ from decoding without it at near-ties "
-                              f"({self._inexact})")
+        if options.speculate == "auto" and not self.on_gpu:
+            # Measured on a 2-core CPU: prompt lookup at 0.74-0.76x of plain decoding even at 4.5
+            # tokens a step, since a batch of k tokens costs about k single steps there.
+            self.tally.off = "auto: on the CPU a verification batch costs what its tokens would (--speculate ngram to try)"
+            return
+        if self._inexact or not self.exact_batches:
+            self.notes.append("speculation: a greedy reply may part from decoding without it where the two best "
+                              "tokens are within rounding (--reproducible: never)")
         if options.draft and options.speculate in ("auto", "draft"):
             try:
                 self._draft = DraftModel(lib, options, n_ctx, flash_attention(options.draft_gpu_layers), repack,
@@ -124,8 +134,9 @@ class LlamaCppEngine(Engine):
 
     @property
     def exact_batches(self) -> bool:
-        """A batch's logits are a single token's, to the bit (`speculation.inexact_reason`)."""
-        return self._inexact is None
+        """A batch's logits are a single token's, to the bit (`speculation.inexact_reason`):
+        only in reproducible mode, whose kernels are slower."""
+        return self.reproducible and self._inexact is None
 
     def _markup(self) -> dict[str, list[str]]:
         """The texts of control and user-defined tokens (one pass over the vocabulary's
@@ -495,12 +506,11 @@ def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
 
 
 def flash_attention(gpu_layers: int, exact_batches: bool = False) -> bool:
-    """On for CUDA. On the CPU, on for models whose weights are multiplied alike in a
-    batch and one token at a time (`speculation.EXACT_TYPES`), with a Q8_0 cache
-    (`_new_context`): then a draft verified in a batch gets the very logits plain
-    decoding would, and speculation keeps greedy replies identical. Without it llama.cpp
-    multiplies a batch's queries by other kernels than a single query's. Other CPU models
-    keep it off, where it walks the cache slower (docs/performance.md has both figures)."""
+    """On for CUDA. On the CPU only in reproducible mode, for models whose weights are
+    multiplied alike in a batch and one token at a time (`speculation.EXACT_TYPES`), with
+    a Q8_0 cache (`_new_context`): then a draft verified in a batch gets the very logits
+    plain decoding would. Otherwise off: on the CPU it walks the cache slower (a turn's
+    prompt deep in a chat -53%, docs/performance.md)."""
     return gpu_layers != 0 or exact_batches
 
 
