@@ -167,7 +167,12 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
         engine = engines.start(name, load_options, spec.name, spec.engines, restart=options.restart)
     else:
         engine = engines.load(name, load_options)
-    return Model(LocalBackend(engine, choice, list(spec.stop)), spec, str(path))
+    backend = LocalBackend(engine, choice, list(spec.stop))
+    if name == "llama.cpp" and options.isolated:
+        from chatterm.sessions.kv_cache import KvStore, model_key
+
+        backend.kv = KvStore(model_key(str(path), name, n_ctx or 0, "reproducible" if options.reproducible else "fast"))
+    return Model(backend, spec, str(path))
 
 
 def _draft_path(options: RunOptions, spec: ModelSpec, catalog: Catalog, path: Path, engine: str) -> Path | None:

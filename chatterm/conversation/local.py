@@ -40,6 +40,9 @@ class LocalBackend:
         self.stop = list(stop or [])  # the model's stop strings; the template's are added
         self.cache = PromptCache()
         self._plain: PlainText | None = None  # control-token texts kept plain (`plain_text`)
+        self.kv: Any = None  # `sessions.kv_cache.KvStore`: caches saved with sessions (None: off)
+        self.restored = 0  # tokens the saved cache gave when this backend first measured
+        self._restore_tried = False
 
     @property
     def n_ctx(self) -> int:
@@ -93,8 +96,41 @@ class LocalBackend:
         else:
             text = template.render(wire(messages), add_generation_prompt=True, think=think)
         text += tail or ""
+        if not self.cache.ids and not self._restore_tried and self.kv is not None:
+            self._restore_tried = True
+            self._restore(text)
         ids = self._tokenize(text)
         return len(ids), (text, ids)
+
+    def _restore(self, text: str) -> None:
+        """The engine's cache from a saved state whose text begins `text` (a resumed
+        chat), checked by the engine; nothing when none fits."""
+        from chatterm.sessions.kv_cache import MIN_TOKENS
+
+        entry = self.kv.find(text)
+        if entry is None:
+            return
+        loaded = self.engine.load_state(entry["path"] + ".state", str(entry.get("digest", "")), entry["ids"])
+        if loaded >= MIN_TOKENS:
+            self.cache = PromptCache(entry["text"], list(entry["ids"]))
+            self.restored = loaded
+
+    def save_kv(self, session: str) -> int:
+        """The engine's cache written for `session` (its prompt text and ids beside it),
+        so the chat resumes without reading its history again; tokens saved (0: none)."""
+        from chatterm.sessions import kv_cache
+
+        cache = self.cache
+        if self.kv is None or len(cache.ids) < kv_cache.MIN_TOKENS or self.engine.state() != "ready":
+            return 0
+        path = self.kv.new_state_path()
+        saved = self.engine.save_state(path)
+        tokens = saved.get("tokens") or []
+        if len(tokens) < kv_cache.MIN_TOKENS or tokens != cache.ids[:len(tokens)]:
+            kv_cache.remove(path[:-len(".state")])
+            return 0
+        self.kv.record(path, cache.text, cache.ids, saved["digest"], session)
+        return len(tokens)
 
     def _tokenize(self, text: str) -> list[int]:
         cache, engine = self.cache, self.engine

@@ -12,7 +12,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Iterator, NamedTuple, Sequence
+from typing import Any, TYPE_CHECKING, Callable, ClassVar, Iterator, NamedTuple, Sequence
 
 from chatterm.settings import Sampling
 
@@ -91,6 +91,7 @@ class Engine(ABC):
     # The texts `tokenize(special=True)` makes special tokens: "control" ones, and
     # "user" (user-defined) ones, which llama.cpp matches even without `special`.
     markup: dict[str, list[str]] = {"control": [], "user": []}
+    reused: int | None = None  # tokens of the last prompt taken from the cache, not evaluated (None: unknown)
 
     @abstractmethod
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
@@ -150,6 +151,16 @@ class Engine(ABC):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
+
+    def save_state(self, path: str) -> dict[str, Any]:
+        """The cache of the tokens evaluated, written to `path` atomically: {"tokens": the
+        ids saved, "digest": the file's SHA-256} ({"tokens": []}: this engine cannot)."""
+        return {"tokens": []}
+
+    def load_state(self, path: str, digest: str, expected: list[int]) -> int:
+        """The cache saved at `path` loaded, when the file has `digest` and the tokens it
+        holds are a prefix of `expected`: how many (0: nothing loaded, the cache empty)."""
+        return 0
 
     def reset(self) -> None:
         """Forget what was evaluated: the next prompt is evaluated in full."""

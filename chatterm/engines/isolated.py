@@ -142,6 +142,7 @@ class IsolatedEngine(Engine):
         """A generation's end: the worker's speculation tally comes with it."""
         if "speculation" in message:
             self._info["speculation"] = message["speculation"]
+        self._info["reused"] = message.get("reused")
 
     # ------------------------------------------------------------ loading
     def state(self) -> str:
@@ -198,6 +199,7 @@ class IsolatedEngine(Engine):
     bos_id = property(lambda self: self._describe("bos_id"))  # type: ignore[assignment]
     speculation = property(lambda self: self._describe("speculation"))  # type: ignore[assignment]
     markup = property(lambda self: self._describe("markup"))  # type: ignore[assignment]
+    reused = property(lambda self: (self._info or {}).get("reused"))  # type: ignore[assignment]
 
     # ------------------------------------------------------------ requests
     def _call(self, op: str, **args: Any) -> Any:
@@ -223,6 +225,12 @@ class IsolatedEngine(Engine):
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return self._call("tokenize", text=text, special=special)
+
+    def save_state(self, path: str) -> dict[str, Any]:
+        return self._call("save_state", path=path)
+
+    def load_state(self, path: str, digest: str, expected: list[int]) -> int:
+        return self._call("load_state", path=path, digest=digest, expected=expected)
 
     def count_tokens(self, text: str) -> int:
         return self._call("count_tokens", text=text)

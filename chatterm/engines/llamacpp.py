@@ -191,6 +191,7 @@ class LlamaCppEngine(Engine):
             # not change because its prompt is cached.
             keep = min(keep, self._last_prompt[1])
         self._forget_after(keep)
+        self.reused = len(self._evaluated)
         self._last_prompt = (prompt, len(self._evaluated))
         history = prompt[-LAST_N_TOKENS:]
         required = bool(sampling.call_schemas) and sampling.call_required
@@ -427,6 +428,46 @@ class LlamaCppEngine(Engine):
             raise EngineError(f"llama.cpp could not parse {what} grammar")
         return sampler
 
+    def save_state(self, path: str) -> dict[str, Any]:
+        """llama.cpp's sequence state (the KV cache of `_evaluated`, with its token ids)
+        to `path`, through a temporary file renamed into place: a kill mid-write leaves
+        no file that could be taken for a whole one."""
+        tokens = list(self._evaluated)
+        if not tokens:
+            return {"tokens": []}
+        tmp = f"{path}.{os.getpid()}.tmp"
+        ids = (self._lib.llama_token * len(tokens))(*tokens)
+        try:
+            written = self._lib.llama_state_seq_save_file(self._ctx, tmp.encode(), 0, ids, len(tokens))
+            if not written:
+                return {"tokens": []}
+            digest = file_digest(tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return {"tokens": tokens, "digest": digest}
+
+    def load_state(self, path: str, digest: str, expected: list[int]) -> int:
+        """A saved sequence state back in the cache, when the file is the one saved (its
+        SHA-256, checked before llama.cpp reads a byte) and its tokens are a prefix of
+        `expected` (checked after: never trusted)."""
+        try:
+            if file_digest(path) != digest:
+                return 0
+        except OSError:
+            return 0
+        self.reset()
+        capacity = self.n_ctx
+        ids, count = (self._lib.llama_token * capacity)(), ctypes.c_size_t(0)
+        read = self._lib.llama_state_seq_load_file(self._ctx, path.encode(), 0, ids, capacity, ctypes.byref(count))
+        tokens = list(ids[:count.value]) if read else []
+        if not tokens or tokens != list(expected[:len(tokens)]):
+            self.reset()
+            return 0
+        self._evaluated = tokens
+        return len(tokens)
+
     def reset(self) -> None:
         self._lib.llama_memory_clear(self._memory, True)
         self._evaluated = []
@@ -503,6 +544,16 @@ def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
             break
         n += 1
     return n
+
+
+def file_digest(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def flash_attention(gpu_layers: int, exact_batches: bool = False) -> bool:

@@ -87,7 +87,8 @@ def stream(engine: Engine, channel: Channel, rid: int, prompt: list[int], sampli
     finally:
         tokens.close()
         channel.stopped.discard(rid)
-    channel.send(wire.json_frame(wire.END, {"id": rid, "count": count, "speculation": engine.speculation}))
+    channel.send(wire.json_frame(wire.END, {"id": rid, "count": count, "speculation": engine.speculation,
+                                            "reused": engine.reused}))
 
 
 def serve(engine: Engine, channel: Channel) -> None:
@@ -98,6 +99,8 @@ def serve(engine: Engine, channel: Channel) -> None:
         "count_tokens": engine.count_tokens,
         "is_eog": engine.is_eog,
         "reset": engine.reset,
+        "save_state": engine.save_state,
+        "load_state": engine.load_state,
     }
     while True:
         request = channel.requests.get()

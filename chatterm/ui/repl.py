@@ -148,6 +148,7 @@ class Repl:
             self.toolbar.close()
             if self.mcp is not None:
                 self.mcp.close(self.note)  # the servers' processes end with the chat
+            self.save_cache()
             self.loaded.close()
         finally:
             self.keeper.close()
@@ -422,7 +423,19 @@ class Repl:
         if claimed is None:
             raise ChattermError(f"session {session.name} not opened; still in {self.session.name}")
         self.transcript.code_blocks = []
+        self.save_cache()  # the session left resumes without reading its history again
         conversation.open(claimed, keep_system)
+
+    def save_cache(self) -> None:
+        """The model's cache saved with the session (`sessions.kv_cache`); a failure
+        only costs the next resume its speed."""
+        save = getattr(self.conversation.backend, "save_kv", None)
+        if save is None or not self.session.name:
+            return
+        try:
+            save(self.session.name)
+        except Exception:  # the disk, the engine: never a reason to lose the chat's end
+            pass
 
     def claim(self, session: sessions.Session | None = None) -> sessions.Session | None:
         return self.keeper.claim(session)

@@ -23,9 +23,25 @@ def session_tools() -> None:
 @session_tools.command()
 @click.option("-s", "--search", metavar="TEXT", help="Find TEXT (any case) in every message of every session.")
 @click.option("-n", "--limit", type=click.IntRange(1), help="Show the newest N only.")
-def sessions(search: str | None, limit: int | None) -> None:
+@click.option("--prune-cache", is_flag=True, help="Remove the saved KV caches of sessions that no longer exist "
+              "(and the oldest, past CHATTERM_KV_CACHE_GB).")
+def sessions(search: str | None, limit: int | None, prune_cache: bool) -> None:
     """The saved sessions, newest first: name, last update, model, questions, ratings."""
+    if prune_cache:
+        guarded(_prune_cache)
+        return
     guarded(_sessions, search, limit)
+
+
+def _prune_cache() -> None:
+    from chatterm.sessions import kv_cache, sessions_dir
+
+    names = {p.stem for p in sessions_dir().glob("*.json")}
+    gone = sum(kv_cache.forget_session(s) for s in {s for _, _, _, s in kv_cache.pairs()} if s not in names)
+    gone += kv_cache.evict(kv_cache.limit_bytes())
+    left = kv_cache.pairs()
+    click.echo(f"removed {gone} saved caches; {len(left)} left, {sum(size for _, size, _, _ in left) / 2**20:,.1f} MiB "
+               f"in {kv_cache.folder()}")
 
 
 def _sessions(search: str | None, limit: int | None) -> None:
