@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--process-runs", type=int, default=15,
                    help="repetitions of the whole-process timings (cheap, and the noisiest)")
     p.add_argument("--sessions", default="1000,5000", help="saved-session counts for the listing and search")
-    p.add_argument("--only", default="render,engine,llama-bench,process,repack,sessions,long,tools,speculation",
+    p.add_argument("--only", default="render,engine,llama-bench,process,repack,sessions,long,tools,speculation,resume",
                    help="sections to run, comma-separated")
     p.add_argument("--repack-models", default="", metavar="PATH,...",
                    help="more GGUF files for the weight-repacking section (default: the default model only)")
@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, help="code section: at most this many HumanEval problems")
     p.add_argument("--every", type=int, default=1, help="code section: every K-th HumanEval problem")
     p.add_argument("--modes", default="plain,loop", help="code section: plain, loop or both")
+    p.add_argument("--resume-model", metavar="PATH", help="resume section: the model (default: Qwen2.5-Coder 1.5B "
+                   "from bench/fetch_models.py's cache, else the default model)")
+    p.add_argument("--resume-tokens", type=int, default=4000, help="resume section: the session's size in tokens")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test, not figures")
     args = p.parse_args(argv)
@@ -341,6 +344,11 @@ def main(argv: list[str] | None = None) -> int:
     if "tools" in args.only:
         progress("tools")
         bench_tools(args, figures, targets)
+    if "resume" in args.only and "llama.cpp" in names:
+        from chatterm.bench.resume import bench_resume
+
+        progress("a long chat resumed, with and without its saved cache")
+        bench_resume(args, figures, targets)
     if "code" in args.only:
         from chatterm.bench.code import bench_code
 
