@@ -137,3 +137,32 @@ def test_leftovers_of_a_killed_write_are_never_used(saved_chat):
     state.with_suffix(".json").rename(state.with_suffix(".json.999.tmp"))
     store = kv_cache.KvStore(state.parent.name)
     assert store.find("anything") is None and store._entries() == []
+
+
+def test_prune_cache_removes_the_caches_of_deleted_sessions(private_dirs):
+    from chatterm.sessions import sessions_dir
+    from tests.helpers import run
+
+    root = kv_cache.folder() / "key"
+    root.mkdir(parents=True)
+    for name in ("kept", "deleted"):
+        (root / f"{name}.state").write_bytes(b"x" * 100)
+        (root / f"{name}.json").write_text(json.dumps({"ids": [], "session": name, "text": ""}))
+    sessions_dir().mkdir(parents=True, exist_ok=True)
+    (sessions_dir() / "kept.json").write_text("{}")
+    r = run("sessions", "--prune-cache")
+    assert r.returncode == 0 and "removed 1 saved caches; 1 left" in r.stdout.decode()
+    assert sorted(p.stem for p in root.glob("*.state")) == ["kept"]
+
+
+def test_stats_says_what_the_saved_cache_gave(spawn, private_dirs):
+    messages = history()
+    first = ask(messages, save=True)
+    Session(name="kvs", messages=[*messages, {"role": "user", "content": QUESTION},
+                                  {"role": "assistant", "content": first["text"]}]).save()
+    child = spawn("--session", "kvs", "--engine", "llama.cpp", "--temperature", "0", "--max-tokens", "8")
+    child.ask("And the dog?", "›")
+    child.sendline("/stats")
+    child.expect(r"cache\s+(\d[\d,]*) prompt tokens reused \(the session's saved cache gave (\d[\d,]*) when it opened\)")
+    assert int(child.match.group(2).replace(",", "")) >= kv_cache.MIN_TOKENS
+    child.quit()
