@@ -119,6 +119,17 @@ class Model:
         """Tokens in `text` alone (asks the engine or the server)."""
         return self.backend.count(text)
 
+    def save_cache(self, session: str) -> int:
+        """The engine's cache saved with `session` (`sessions.kv_cache`): tokens saved."""
+        save = getattr(self.backend, "save_kv", None)
+        return save(session) if save is not None else 0
+
+    @property
+    def reuse(self) -> tuple[int | None, int]:
+        """(prompt tokens of the last reply taken from the cache, not read (None:
+        unknown), tokens the session's saved cache gave when it opened)."""
+        return getattr(self.backend.engine, "reused", None), getattr(self.backend, "restored", 0)
+
     def close(self) -> None:
         self.backend.engine.close()
 

@@ -429,11 +429,10 @@ class Repl:
     def save_cache(self) -> None:
         """The model's cache saved with the session (`sessions.kv_cache`); a failure
         only costs the next resume its speed."""
-        save = getattr(self.conversation.backend, "save_kv", None)
-        if save is None or not self.session.name:
+        if not self.session.name:
             return
         try:
-            save(self.session.name)
+            self.loaded.save_cache(self.session.name)
         except Exception:  # the disk, the engine: never a reason to lose the chat's end
             pass
 

@@ -69,9 +69,8 @@ def _stats(ctx: CommandContext, arg: str) -> None:
     if reply is not None:
         lines.append(f"last      {reply.n_tokens} tokens, {reply.tokens_per_s:.1f} tok/s, first token "
                      f"after {reply.first_token_s or 0:.2f} s, prompt {reply.prompt_tokens:,} tokens")
-        reused = getattr(conversation.backend.engine, "reused", None)
+        reused, restored = loaded.reuse
         if reused is not None:
-            restored = getattr(conversation.backend, "restored", 0)
             disk = f" (the session's saved cache gave {restored:,} when it opened)" if restored else ""
             lines.append(f"cache     {min(reused, reply.prompt_tokens):,} prompt tokens reused{disk}, "
                          f"{max(0, reply.prompt_tokens - reused):,} read")
