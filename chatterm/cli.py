@@ -210,13 +210,14 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
     text = "\n\n".join(p.strip("\n") for p in parts)
     if not text.strip():
         raise InputError("the prompt is empty")
+    question = None
     if files:
         from chatterm.attachments import message
 
-        text = message(files, text)
+        question, text = text, message(files, text)
     from chatterm.ui.oneshot import one_shot
 
-    loaded, conversation = one_shot(text, options, opts["color"], keep=bool(interactive))
+    loaded, conversation = one_shot(text, options, opts["color"], keep=bool(interactive), question=question)
     if interactive:
         from chatterm.ui.repl import run_repl
 

@@ -119,6 +119,16 @@ class Model:
         """Tokens in `text` alone (asks the engine or the server)."""
         return self.backend.count(text)
 
+    def split_before(self, question: str) -> None:
+        """A one-shot answer's question: what comes before it is cached apart (`save_prefix`)."""
+        if hasattr(self.backend, "split_before"):
+            self.backend.split_before = question
+
+    def save_prefix(self) -> int:
+        """The cache of the prompt before the one-shot question saved for the next one."""
+        save = getattr(self.backend, "save_prefix", None)
+        return save() if save is not None else 0
+
     def save_cache(self, session: str) -> int:
         """The engine's cache saved with `session` (`sessions.kv_cache`): tokens saved."""
         save = getattr(self.backend, "save_kv", None)

@@ -166,3 +166,30 @@ def test_stats_says_what_the_saved_cache_gave(spawn, private_dirs):
     child.expect(r"cache\s+(\d[\d,]*) prompt tokens reused \(the session's saved cache gave (\d[\d,]*) when it opened\)")
     assert int(child.match.group(2).replace(",", "")) >= kv_cache.MIN_TOKENS
     child.quit()
+
+
+def test_a_one_shot_on_the_same_files_reads_only_its_question(private_dirs, tmp_path, capsys):
+    from chatterm.attachments import gather, message
+    from chatterm.ui.oneshot import one_shot
+
+    source = tmp_path / "notes.txt"
+    source.write_text("".join(f"Line {i}: the meeting about project {i} is in room {i % 9}.\n" for i in range(40)))
+    files = gather([str(source)]).files
+    # Reproducible mode: a prefix evaluated in another batch than a full read's has the very same numbers.
+    options = RunOptions(engine="llama.cpp", reproducible=True, sampling={"temperature": 0, "seed": 0, "max_tokens": 8})
+    answers = []
+    for question in ("Where is project 3?", "Where is project 7?", "Where is project 7?"):
+        _, conversation = one_shot(message(files, question), options, question=question)
+        answers.append((conversation.backend.restored, conversation.last.text))
+    assert answers[0][0] == 0  # the first reads everything, and saves what comes before its question
+    assert answers[1][0] >= kv_cache.MIN_TOKENS and answers[2][0] >= kv_cache.MIN_TOKENS
+    assert len(states()) == 1  # one state for one system prompt and set of files
+    reread = converse(options)
+    try:
+        reread.backend.kv = None
+        assert reread.ready()
+        for _ in reread.send(message(files, "Where is project 7?")):
+            pass
+        assert answers[2][1] == reread.last.text  # from the saved prefix: the answer a full read gives
+    finally:
+        reread.model.close()

@@ -43,6 +43,10 @@ class LocalBackend:
         self.kv: Any = None  # `sessions.kv_cache.KvStore`: caches saved with sessions (None: off)
         self.restored = 0  # tokens the saved cache gave when this backend first measured
         self._restore_tried = False
+        # A one-shot answer's question: the prompt before it (system prompt, files) is
+        # tokenized apart, so its cache can be saved for the next question on them.
+        self.split_before: str | None = None
+        self._prefix: tuple[str, list[int]] | None = None
 
     @property
     def n_ctx(self) -> int:
@@ -99,6 +103,12 @@ class LocalBackend:
         if not self.cache.ids and not self._restore_tried and self.kv is not None:
             self._restore_tried = True
             self._restore(text)
+        at = text.rfind(plain.text(self.split_before)) if self.split_before and not self.cache.ids else -1
+        if at > 0:  # the prompt before the question, tokenized apart
+            head = self._tokenize(text[:at])
+            self._prefix = (text[:at], head)
+            ids = head + plain.tokenize(text[at:], lambda piece, special: self.engine.tokenize(piece, special=special))
+            return len(ids), (text, ids)
         ids = self._tokenize(text)
         return len(ids), (text, ids)
 
@@ -130,6 +140,25 @@ class LocalBackend:
             kv_cache.remove(path[:-len(".state")])
             return 0
         self.kv.record(path, cache.text, cache.ids, saved["digest"], session)
+        return len(tokens)
+
+    def save_prefix(self) -> int:
+        """The cache of the prompt before a one-shot question (`split_before`) saved, so a
+        question on the same system prompt and files reads only itself; tokens saved."""
+        from chatterm.sessions import kv_cache
+
+        if self.kv is None or self._prefix is None or self.engine.state() != "ready":
+            return 0
+        text, ids = self._prefix
+        if len(ids) < kv_cache.MIN_TOKENS or (self.kv.find(text) or {}).get("text") == text:
+            return 0  # too short to pay, or saved already
+        path = self.kv.new_state_path()
+        saved = self.engine.save_state(path, keep=len(ids))
+        tokens = saved.get("tokens") or []
+        if tokens != ids:
+            kv_cache.remove(path[:-len(".state")])
+            return 0
+        self.kv.record(path, text, ids, saved["digest"], "")
         return len(tokens)
 
     def _tokenize(self, text: str) -> list[int]:

@@ -152,9 +152,10 @@ class Engine(ABC):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
 
-    def save_state(self, path: str) -> dict[str, Any]:
-        """The cache of the tokens evaluated, written to `path` atomically: {"tokens": the
-        ids saved, "digest": the file's SHA-256} ({"tokens": []}: this engine cannot)."""
+    def save_state(self, path: str, keep: int | None = None) -> dict[str, Any]:
+        """The cache of the tokens evaluated (the first `keep` of them: the rest is
+        dropped), written to `path` atomically: {"tokens": the ids saved, "digest": the
+        file's SHA-256} ({"tokens": []}: this engine cannot)."""
         return {"tokens": []}
 
     def load_state(self, path: str, digest: str, expected: list[int]) -> int:

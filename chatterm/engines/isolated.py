@@ -226,8 +226,8 @@ class IsolatedEngine(Engine):
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return self._call("tokenize", text=text, special=special)
 
-    def save_state(self, path: str) -> dict[str, Any]:
-        return self._call("save_state", path=path)
+    def save_state(self, path: str, keep: int | None = None) -> dict[str, Any]:
+        return self._call("save_state", path=path, keep=keep)
 
     def load_state(self, path: str, digest: str, expected: list[int]) -> int:
         return self._call("load_state", path=path, digest=digest, expected=expected)

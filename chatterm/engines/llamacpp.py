@@ -428,10 +428,12 @@ class LlamaCppEngine(Engine):
             raise EngineError(f"llama.cpp could not parse {what} grammar")
         return sampler
 
-    def save_state(self, path: str) -> dict[str, Any]:
-        """llama.cpp's sequence state (the KV cache of `_evaluated`, with its token ids)
-        to `path`, through a temporary file renamed into place: a kill mid-write leaves
-        no file that could be taken for a whole one."""
+    def save_state(self, path: str, keep: int | None = None) -> dict[str, Any]:
+        """llama.cpp's sequence state (the KV cache of `_evaluated`, with its token ids;
+        its first `keep` alone when given) to `path`, through a temporary file renamed
+        into place: a kill mid-write leaves no file that could be taken for a whole one."""
+        if keep is not None and keep < len(self._evaluated):
+            self._forget_after(keep)
         tokens = list(self._evaluated)
         if not tokens:
             return {"tokens": []}

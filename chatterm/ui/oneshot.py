@@ -21,7 +21,9 @@ from chatterm.ui.render import StreamRenderer, make_console, styled
 
 
 def one_shot(text: str, options: RunOptions, color: str = "auto",
-             keep: bool = False) -> tuple[Model, Conversation]:
+             keep: bool = False, question: str | None = None) -> tuple[Model, Conversation]:
+    """`question`: the question at the end of `text` after files given with -f: the
+    prompt before it is cached for the next question on the same files."""
     loaded = loader.load(dataclasses.replace(options, restart=keep))
     conversation = loader.conversation(loaded, options)
     # JSON is printed as it is: Markdown styling would change it.
@@ -54,6 +56,8 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
                 for line in hub.news():
                     if " failed" in line:
                         click.echo(f"chatterm: {line}", err=True)
+        if question and not keep:
+            loaded.split_before(question)
         turn = conversation.send(text, cancelled)
         declined: list[str] = []
         try:
@@ -71,6 +75,11 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
             click.echo(f"chatterm: declined {len(declined)} tool call{'s' if len(declined) > 1 else ''} "
                        f"({names}): a one-shot answer asks no one; --yes TOOL runs them", err=True)
     if not keep:
+        if question and turn.finish not in (Finish.ERROR, Finish.CANCELLED):
+            try:
+                loaded.save_prefix()
+            except Exception:  # a cache not saved costs the next answer its speed, nothing more
+                pass
         loaded.close()  # the worker exits now, not whenever it notices chatterm is gone
     if turn.finish == Finish.CANCELLED:
         sys.exit(130)
