@@ -60,18 +60,10 @@ def open_regular(path: Path, what: str = "file") -> tuple[int, int]:
 def read_bytes(path: Path, limit: int, what: str = "file") -> bytes:
     """The bytes of the regular file `path`, at most `limit` of them (RefusedFile past
     that, or for anything but a regular file; FileNotFoundError when it is missing)."""
+    fd, size = open_regular(path, what)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise RefusedFile(f"{what} {path}: {_os_reason(e)}") from None
-    try:
-        st = os.fstat(fd)  # of what was opened, not of what the name pointed at before
-        if not stat.S_ISREG(st.st_mode):
-            raise RefusedFile(f"{what} {path} is {kind(st.st_mode)}: not read")
-        if st.st_size > limit:
-            raise RefusedFile(f"{what} {path} is {st.st_size:,} bytes, more than the {limit:,} read")
+        if size > limit:
+            raise RefusedFile(f"{what} {path} is {size:,} bytes, more than the {limit:,} read")
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(1 << 20, limit + 1 - total))
