@@ -103,13 +103,10 @@ class LocalBackend:
         if not self.cache.ids and not self._restore_tried and self.kv is not None:
             self._restore_tried = True
             self._restore(text)
-        at = text.rfind(plain.text(self.split_before)) if self.split_before and not self.cache.ids else -1
-        if at > 0:  # the prompt before the question, tokenized apart
-            head = self._tokenize(text[:at])
-            self._prefix = (text[:at], head)
-            ids = head + plain.tokenize(text[at:], lambda piece, special: self.engine.tokenize(piece, special=special))
-            return len(ids), (text, ids)
         ids = self._tokenize(text)
+        at = text.rfind(plain.text(self.split_before)) if self.split_before and self._prefix is None else -1
+        if at > 0:
+            self._prefix = self._before(text, at, ids)
         return len(ids), (text, ids)
 
     def _restore(self, text: str) -> None:
@@ -142,6 +139,17 @@ class LocalBackend:
         self.kv.record(path, cache.text, cache.ids, saved["digest"], session)
         return len(tokens)
 
+    def _before(self, text: str, at: int, ids: list[int]) -> tuple[str, list[int]]:
+        """(text, ids) of the prompt's tokens that lie before `at` (a one-shot question)
+        and that the prompt alone tokenizes as it does: the tokens of `text[:at]` the
+        whole prompt shares, so the prompt itself is tokenized as any other would be."""
+        head = self._tokenize(text[:at])
+        common = 0
+        while common < min(len(head), len(ids)) and head[common] == ids[common]:
+            common += 1
+        shared = self.engine.detokenize(ids[:common], special=True)
+        return (shared, ids[:common]) if text.startswith(shared) else ("", [])
+
     def save_prefix(self) -> int:
         """The cache of the prompt before a one-shot question (`split_before`) saved, so a
         question on the same system prompt and files reads only itself; tokens saved."""
@@ -150,7 +158,7 @@ class LocalBackend:
         if self.kv is None or self._prefix is None or self.engine.state() != "ready":
             return 0
         text, ids = self._prefix
-        if len(ids) < kv_cache.MIN_TOKENS or (self.kv.find(text) or {}).get("text") == text:
+        if not text or len(ids) < kv_cache.MIN_TOKENS or (self.kv.find(text) or {}).get("text") == text:
             return 0  # too short to pay, or saved already
         path = self.kv.new_state_path()
         saved = self.engine.save_state(path, keep=len(ids))
