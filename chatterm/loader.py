@@ -120,7 +120,7 @@ class Model:
         return self.backend.count(text)
 
     def split_before(self, question: str) -> None:
-        """A one-shot answer's question: what comes before it is cached apart (`save_prefix`)."""
+        """A one-shot answer's question: the prompt's tokens before it are noted (`save_prefix`)."""
         if hasattr(self.backend, "split_before"):
             self.backend.split_before = question
 

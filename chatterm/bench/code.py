@@ -152,11 +152,16 @@ def _check(code: str, problem: dict[str, Any]) -> tuple[bool, str]:
     return False, "wrong code: " + last[:120]
 
 
-def default_model() -> str:
-    """Qwen2.5-Coder 1.5B where bench/fetch_models.py keeps it."""
+def real_model(size: str = "1.5b") -> Path:
+    """Qwen2.5-Coder `size` where bench/fetch_models.py keeps it (it may not be there)."""
     explicit = os.environ.get("CHATTERM_REAL_MODELS")
     folder = Path(explicit) if explicit else paths.cache_dir() / "real-models"
-    path = folder / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    return folder / f"qwen2.5-coder-{size}-instruct-q4_k_m.gguf"
+
+
+def default_model() -> str:
+    """Qwen2.5-Coder 1.5B where bench/fetch_models.py keeps it."""
+    path = real_model()
     if not path.is_file():
         raise SystemExit(f"chatterm.bench: no {path}: run python3 bench/fetch_models.py first (or --code-model)")
     return str(path)

@@ -92,6 +92,7 @@ def _median(values: list[float]) -> float:
 
 
 def _real_model() -> str:
-    cache = Path(os.environ.get("CHATTERM_REAL_MODELS") or Path.home() / ".cache" / "chatterm" / "real-models")
-    path = cache / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-    return str(path) if path.exists() else "smollm2"
+    from chatterm.bench.code import real_model
+
+    path = real_model()
+    return str(path) if path.is_file() else "smollm2"

@@ -89,11 +89,10 @@ def _reply(loaded: loader.Model, question: str, tokens: int, terminal: PseudoTer
 
 def _real_pair() -> tuple[Path | None, Path | None]:
     """Qwen2.5-Coder 1.5B and 0.5B as bench/fetch_models.py caches them (None: not fetched)."""
-    import os
+    from chatterm.bench.code import real_model
 
-    cache = Path(os.environ.get("CHATTERM_REAL_MODELS") or Path.home() / ".cache" / "chatterm" / "real-models")
-    big, small = (cache / f"qwen2.5-coder-{size}-instruct-q4_k_m.gguf" for size in ("1.5b", "0.5b"))
-    return (big, small) if big.exists() and small.exists() else (None, None)
+    big, small = real_model("1.5b"), real_model("0.5b")
+    return (big, small) if big.is_file() and small.is_file() else (None, None)
 
 
 def bench_speculation(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:

@@ -43,8 +43,8 @@ class LocalBackend:
         self.kv: Any = None  # `sessions.kv_cache.KvStore`: caches saved with sessions (None: off)
         self.restored = 0  # tokens the saved cache gave when this backend first measured
         self._restore_tried = False
-        # A one-shot answer's question: the prompt before it (system prompt, files) is
-        # tokenized apart, so its cache can be saved for the next question on them.
+        # A one-shot answer's question: the tokens of the prompt before it (system prompt,
+        # files) are noted (`_prefix`), so their cache can be saved for the next question.
         self.split_before: str | None = None
         self._prefix: tuple[str, list[int]] | None = None
 
@@ -125,19 +125,7 @@ class LocalBackend:
     def save_kv(self, session: str) -> int:
         """The engine's cache written for `session` (its prompt text and ids beside it),
         so the chat resumes without reading its history again; tokens saved (0: none)."""
-        from chatterm.sessions import kv_cache
-
-        cache = self.cache
-        if self.kv is None or len(cache.ids) < kv_cache.MIN_TOKENS or self.engine.state() != "ready":
-            return 0
-        path = self.kv.new_state_path()
-        saved = self.engine.save_state(path)
-        tokens = saved.get("tokens") or []
-        if len(tokens) < kv_cache.MIN_TOKENS or tokens != cache.ids[:len(tokens)]:
-            kv_cache.remove(path[:-len(".state")])
-            return 0
-        self.kv.record(path, cache.text, cache.ids, saved["digest"], session)
-        return len(tokens)
+        return self._save(self.cache.text, self.cache.ids, session)
 
     def _before(self, text: str, at: int, ids: list[int]) -> tuple[str, list[int]]:
         """(text, ids) of the prompt's tokens that lie before `at` (a one-shot question)
@@ -153,20 +141,29 @@ class LocalBackend:
     def save_prefix(self) -> int:
         """The cache of the prompt before a one-shot question (`split_before`) saved, so a
         question on the same system prompt and files reads only itself; tokens saved."""
-        from chatterm.sessions import kv_cache
-
-        if self.kv is None or self._prefix is None or self.engine.state() != "ready":
+        if self.kv is None or not self._prefix or not self._prefix[0]:
             return 0
         text, ids = self._prefix
-        if not text or len(ids) < kv_cache.MIN_TOKENS or (self.kv.find(text) or {}).get("text") == text:
-            return 0  # too short to pay, or saved already
+        if (self.kv.find(text) or {}).get("text") == text:
+            return 0  # saved already
+        return self._save(text, ids, "", keep=len(ids))
+
+    def _save(self, text: str, ids: list[int], session: str, keep: int | None = None) -> int:
+        """The engine's cache (only its first `keep` tokens, when given: then exactly
+        those) saved as `text`'s, whose ids are `ids`: kept when the engine saved at
+        least MIN_TOKENS of them, in that order; tokens saved (0: none)."""
+        from chatterm.sessions import kv_cache
+
+        if self.kv is None or len(ids) < kv_cache.MIN_TOKENS or self.engine.state() != "ready":
+            return 0
         path = self.kv.new_state_path()
-        saved = self.engine.save_state(path, keep=len(ids))
+        saved = self.engine.save_state(path, keep=keep)
         tokens = saved.get("tokens") or []
-        if tokens != ids:
+        short = len(tokens) < kv_cache.MIN_TOKENS or (keep is not None and len(tokens) != keep)
+        if short or tokens != ids[:len(tokens)]:
             kv_cache.remove(path[:-len(".state")])
             return 0
-        self.kv.record(path, text, ids, saved["digest"], "")
+        self.kv.record(path, text, ids, saved["digest"], session)
         return len(tokens)
 
     def _tokenize(self, text: str) -> list[int]:
