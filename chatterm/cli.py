@@ -9,10 +9,10 @@ from typing import Any
 import click
 
 from chatterm import __version__
-from chatterm.engines import ENGINE_NAMES
 from chatterm.errors import InputError
-from chatterm.ui.guard import guarded
+from chatterm.models.engine_names import ENGINE_NAMES
 from chatterm.settings import SETTINGS, Setting
+from chatterm.ui.guard import guarded
 
 
 def _gpu_layers(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
@@ -24,8 +24,10 @@ def _gpu_layers(ctx: click.Context, param: click.Parameter, value: str) -> int |
 
 
 def _click_type(setting: Setting) -> click.ParamType:
-    kind = click.IntRange if setting.kind is int else click.FloatRange
-    return kind(setting.low, setting.high)
+    if setting.kind is int:
+        return click.IntRange(None if setting.low is None else int(setting.low),
+                              None if setting.high is None else int(setting.high))
+    return click.FloatRange(setting.low, setting.high)
 
 
 def sampling_options(command: Any) -> Any:
@@ -70,7 +72,7 @@ def main(args: list[str] | None = None) -> None:
 @click.argument("prompt", nargs=-1)
 @click.option("-m", "--model", metavar="NAME|PATH", help="A models.toml entry or a .gguf/.bin file (default: smollm2).")
 @click.option("--engine", type=click.Choice(["auto", *ENGINE_NAMES]), default="auto", show_default=True,
-              help="auto: ctransformers for GGML files, else llama.cpp when installed (README: 'Engines').")
+              help="auto: ctransformers for GGML files, else llama.cpp when installed (docs/guide/engines-and-gpu.md).")
 @click.option("--base-url", metavar="URL", help="Chat with a model on an OpenAI-compatible server "
               "(vLLM, TGI, SGLang, llama-server, ollama), e.g. http://127.0.0.1:8000/v1; -m names its model.")
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the server's API key.")
@@ -104,7 +106,8 @@ def main(args: list[str] | None = None) -> None:
 @click.option("--tool-choice", type=click.Choice(["auto", "required"]), default="auto", show_default=True,
               help="required: the model answers each question with a tool call first (kept to the tool's "
                    "schema on llama.cpp; tool_choice on a server).")
-@click.option("--template", metavar="NAME", help="Chat template: gguf (the file's own) or a preset such as chatml, llama3.")
+@click.option("--template", metavar="NAME",
+              help="Chat template: gguf (the file's own) or a preset such as chatml, llama3.")
 @click.option("-c", "--continue", "resume", is_flag=True, help="Resume the most recent chat session.")
 @click.option("--session", metavar="NAME", help="Open (or create) the named chat session.")
 @click.option("-i", "--interactive", is_flag=True, help="After answering PROMPT/stdin, keep chatting in the terminal.")

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
 from pathlib import Path
+from typing import Any
 
 from chatterm import engines
+from chatterm.conversation import Conversation, templates
+from chatterm.conversation.local import LocalBackend
+from chatterm.conversation.model import Model
+from chatterm.engines.base import LoadOptions, default_threads
+from chatterm.errors import ChattermError, ConfigError
 from chatterm.models import fit, gguf, hardware
 from chatterm.models.catalog import Catalog, ModelSpec, remote_spec
-from chatterm.conversation import Conversation, templates
-from chatterm.conversation.backend import Backend
-from chatterm.conversation.local import LocalBackend
-from chatterm.engines.base import LoadOptions, Sampling, default_threads, never
-from chatterm.errors import ChattermError, ConfigError
 
 
 @dataclass
@@ -45,103 +44,6 @@ class RunOptions:
     speculate: str = "auto"  # speculative decoding (llama.cpp): auto, ngram, draft, off
     draft: str | None = None  # --draft NAME|PATH: the draft model (default: the entry's draft)
     reproducible: bool = False  # --reproducible: batch-invariant kernels (slower), bit-identical greedy replies
-
-
-@dataclass
-class Model:
-    """The one handle the front ends hold on a model: ready to answer, or still loading
-    in its worker. What they need of it is here (its state, device, context size,
-    notes, a token count, closing it); the conversation alone uses `backend`."""
-
-    backend: Backend
-    spec: ModelSpec
-    path: str
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def engine_name(self) -> str:
-        """The engine running now: a crash can switch it (`engines.recovery`)."""
-        return str(self.backend.engine.name)
-
-    @property
-    def defaults(self) -> Sampling:
-        """The model's sampling: its entry's, over chatterm's."""
-        return Sampling().updated(**self.spec.sampling)
-
-    def state(self) -> str:
-        """"loading", "ready", "failed" or "crashed", without waiting."""
-        return self.backend.engine.state()
-
-    def wait_ready(self, cancelled: Callable[[], bool] = never) -> bool:
-        """Wait for it to load; False if `cancelled` first (a failure to load raises)."""
-        return bool(self.backend.engine.wait_ready(cancelled))
-
-    @property
-    def device(self) -> str:
-        return str(self.backend.engine.device)
-
-    @property
-    def n_ctx(self) -> int:
-        return self.backend.n_ctx
-
-    @property
-    def notes(self) -> list[str]:
-        return list(self.backend.engine.notes)
-
-    @property
-    def worker_pid(self) -> int | None:
-        """The engine worker's process, for /stats (None: no worker, a server)."""
-        return getattr(self.backend.engine, "pid", None)
-
-    @property
-    def speculation(self) -> dict | None:
-        """Speculative decoding's tally so far, for /stats (None: not this engine)."""
-        return getattr(self.backend.engine, "speculation", None)
-
-    @property
-    def think_switch(self) -> bool:
-        return bool(self.backend.think_switch)
-
-    @property
-    def tool_syntax(self) -> str | None:
-        """The syntax of tool calls the model's chat template teaches ("hermes",
-        "llama3", "mistral"), "server" for a remote model, None for a template with
-        none (chatterm then describes the tools in the system prompt)."""
-        if not isinstance(self.backend, LocalBackend):
-            return "server"
-        family = self.backend.template.tool_family
-        return family.name if family is not None else None
-
-    def count(self, text: str) -> int:
-        """Tokens in `text` alone (asks the engine or the server)."""
-        return self.backend.count(text)
-
-    def split_before(self, question: str) -> None:
-        """A one-shot answer's question: the prompt's tokens before it are noted (`save_prefix`)."""
-        if hasattr(self.backend, "split_before"):
-            self.backend.split_before = question
-
-    def save_prefix(self) -> int:
-        """The cache of the prompt before the one-shot question saved for the next one."""
-        save = getattr(self.backend, "save_prefix", None)
-        return save() if save is not None else 0
-
-    def save_cache(self, session: str) -> int:
-        """The engine's cache saved with `session` (`sessions.kv_cache`): tokens saved."""
-        save = getattr(self.backend, "save_kv", None)
-        return save(session) if save is not None else 0
-
-    @property
-    def reuse(self) -> tuple[int | None, int]:
-        """(prompt tokens of the last reply taken from the cache, not read (None:
-        unknown), tokens the session's saved cache gave when it opened)."""
-        return getattr(self.backend.engine, "reused", None), getattr(self.backend, "restored", 0)
-
-    def close(self) -> None:
-        self.backend.engine.close()
 
 
 def conversation(loaded: Model, options: RunOptions, session: Any = None) -> Conversation:

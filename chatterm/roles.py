@@ -9,6 +9,7 @@ from pathlib import Path
 
 from chatterm import paths
 from chatterm.errors import ConfigError
+from chatterm.models.catalog import load_toml
 
 
 @dataclass
@@ -25,8 +26,6 @@ def user_roles_toml() -> Path:
 
 
 def load() -> dict[str, Role]:
-    from chatterm.models.catalog import load_toml
-
     roles: dict[str, Role] = {}
     for path, source in ((Path(__file__).with_name("roles.toml"), "chatterm"), (user_roles_toml(), "yours")):
         if not path.exists():

@@ -8,7 +8,7 @@ Imported by the command line at start-up, so it stays light (no engine, no rich)
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from chatterm.errors import ChattermError
 
@@ -87,6 +87,9 @@ def _setting(default: Any, kind: type, help: str, low: float = 0, high: float | 
     return field(default=default, metadata={"setting": (kind, low, high, help, optional)})
 
 
+S = TypeVar("S", bound="Sampling")
+
+
 @dataclass
 class Sampling:
     temperature: float = _setting(0.7, float, "Randomness of sampling; 0 = greedy.")
@@ -101,25 +104,39 @@ class Sampling:
     think: bool | None = _setting(None, bool, "Reasoning models: think before answering (on/off).",
                                   optional=True)
     compact: bool = _setting(True, bool, "When the window fills, summarize older turns (off: leave them out).")
-    # Not a user setting: go on past end of generation to max_tokens (benchmarks;
-    # llama.cpp's --ignore-eos).
-    ignore_eog: bool = False
-    # Not a user setting: control tokens streamed as their text (tools on: Llama's
-    # <|python_tag|> and Mistral's [TOOL_CALLS] are control tokens that mark a call).
-    special_pieces: bool = False
-    # Not a user setting: the tools whose calls llama.cpp keeps to their JSON Schema,
-    # from the `<tool_call>` marker on (a lazy grammar: free text before it).
-    call_schemas: list | None = None
-    call_required: bool = False  # the reply is a call (tool_choice "required"): the grammar from its first token
-    json_schema: dict | None = None  # not a user setting: the reply is JSON matching it (--schema; a grammar on llama.cpp)
 
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
-    def updated(self, **values: Any) -> "Sampling":
+    def updated(self: S, **values: Any) -> S:
+        """A copy with `values` (None and unknown names left out) over these."""
         known = {k: v for k, v in values.items() if k in self.names() and v is not None}
-        return Sampling(**{**self.__dict__, **known})
+        return type(self)(**{**self.__dict__, **known})
+
+
+@dataclass
+class Decoding(Sampling):
+    """What one reply asks of the engine: the user's sampling, and the instructions the
+    conversation adds for this request (never a user setting, never saved)."""
+
+    # Go on past end of generation to max_tokens (benchmarks; llama.cpp's --ignore-eos).
+    ignore_eog: bool = False
+    # Control tokens streamed as their text (tools on: Llama's <|python_tag|> and
+    # Mistral's [TOOL_CALLS] are control tokens that mark a call).
+    special_pieces: bool = False
+    # The tools whose calls llama.cpp keeps to their JSON Schema, from the `<tool_call>`
+    # marker on (a lazy grammar: free text before it).
+    call_schemas: list | None = None
+    # The reply is a call (tool_choice "required"): the grammar from its first token.
+    call_required: bool = False
+    # The reply is JSON matching it (--schema; a grammar on llama.cpp).
+    json_schema: dict | None = None
+
+    @classmethod
+    def of(cls, sampling: Sampling, **instructions: Any) -> Decoding:
+        """`sampling`'s settings, with `instructions` and no others."""
+        return cls(**{f.name: getattr(sampling, f.name) for f in fields(Sampling)}, **instructions)
 
 
 SETTINGS: dict[str, Setting] = {

@@ -7,15 +7,16 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from chatterm import paths
+from chatterm.loader import Model, RunOptions, conversation
 from chatterm.models import gguf
 from chatterm.models.catalog import Catalog
-from chatterm.loader import Model, RunOptions, conversation
 from tests import helpers
 from tests.fakes import fake_loaded
 from tests.modelgen import tiny_model

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from chatterm.models.catalog import ModelSpec
 from chatterm.conversation.local import LocalBackend
-from chatterm.engines.base import Engine, Sampling, never
+from chatterm.engines.base import Decoding, Engine, never
 from chatterm.errors import EngineError
 from chatterm.loader import Model
+from chatterm.models.catalog import ModelSpec
 
 
 class FakeEngine(Engine):
@@ -49,7 +49,7 @@ class FakeEngine(Engine):
     def is_eog(self, token: int) -> bool:
         return token == self.EOT
 
-    def sample(self, prompt: Sequence[int], sampling: Sampling,
+    def sample(self, prompt: Sequence[int], sampling: Decoding,
                cancelled: Callable[[], bool] = never) -> Iterator[int]:
         self.prompts.append(list(prompt))
         self.seeds.append(sampling.seed)

@@ -130,3 +130,19 @@ def raw_escapes(output: str | bytes) -> list[str]:
     """The hostile escape sequences (the adversarial tests' EVIL) that arrived raw."""
     text = output.decode("utf-8", "replace") if isinstance(output, bytes) else output
     return [s for s in ("\x1b]0;PWN", "\x07", "\x1b[2J", "\x9b", "\x1b[31;1m") if s in text]
+
+
+def witness(delay_s: float, path: Path) -> subprocess.Popen:
+    """A process that touches `path` `delay_s` seconds from now, the way a tool's
+    program would: started after the program under test, it marks the moment by which
+    that program would have done the same (`happened_by`)."""
+    return subprocess.Popen(["bash", "-c", f'sleep {delay_s}; touch "$1"', "witness", str(path)])
+
+
+def happened_by(marker: Path, timeout: float = 60) -> None:
+    """Wait until `marker` exists (a `witness` touched it): what did not happen by now
+    never will."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert time.monotonic() < deadline, f"{marker} never appeared"
+        time.sleep(0.02)

@@ -1,6 +1,6 @@
 """An engine that the real engine worker loads in place of llama.cpp or ctransformers
-(`CHATTERM_TEST_ENGINE` names this file), replaying a script (`CHATTERM_TEST_SCRIPT`
-names a JSON file): REPL tests go through the real isolated path (worker process,
+(registered by tests/engine_plugin, which `write_script` puts on PYTHONPATH), replaying
+a script (`CHATTERM_TEST_SCRIPT` names a JSON file): REPL tests go through the real isolated path (worker process,
 pipe, crashes, restarts) with replies and timing they choose.
 
 The script: {"replies": [REPLY, ...]} where REPLY is {"text": "...", "words": N (then
@@ -16,19 +16,21 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
-from chatterm.engines.base import Engine, LoadOptions, Sampling, never
+from chatterm.engines.base import Decoding, Engine, LoadOptions, never
 
 EOT = 256
+PLUGIN = Path(__file__).resolve().parent / "engine_plugin"
 
 
 def write_script(path: Path, *replies: dict | str) -> dict[str, str]:
     """A script of `replies` (a string: that text) at `path`; the environment that
     makes the worker play it."""
     path.write_text(json.dumps({"replies": [{"text": r} if isinstance(r, str) else r for r in replies]}))
-    return {"CHATTERM_TEST_ENGINE": __file__, "CHATTERM_TEST_SCRIPT": str(path)}
+    paths = [str(PLUGIN), str(PLUGIN.parents[1]), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {"PYTHONPATH": os.pathsep.join(paths), "CHATTERM_TEST_SCRIPT": str(path)}
 
 
 class ScriptedEngine(Engine):
@@ -59,7 +61,7 @@ class ScriptedEngine(Engine):
     def is_eog(self, token: int) -> bool:
         return token == EOT
 
-    def sample(self, prompt: Sequence[int], sampling: Sampling,
+    def sample(self, prompt: Sequence[int], sampling: Decoding,
                cancelled: Callable[[], bool] = never) -> Iterator[int]:
         reply = self._next_reply()
         text = reply.get("text", "") + "".join(f" w{i:04d}" for i in range(1, reply.get("words", 0) + 1))

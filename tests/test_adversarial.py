@@ -21,11 +21,11 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from chatterm import sessions
-from chatterm.sessions import archive
-from chatterm.conversation import branches, context_window
+from chatterm import branches, sessions
+from chatterm.conversation import context_window
 from chatterm.conversation.templates import ChatTemplate
 from chatterm.errors import ContextOverflowError, TemplateError
+from chatterm.sessions import archive
 from chatterm.ui import sanitize, terminal
 from chatterm.ui.repl import choose_session
 from tests.fakeserver import DONE, FakeServer, event

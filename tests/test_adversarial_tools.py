@@ -21,9 +21,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from chatterm.conversation import compaction
 from chatterm.conversation.core import head_and_tail
-from chatterm.conversation.local import LocalBackend
 from chatterm.conversation.turn import Notice
 from chatterm.engines.call_grammar import REPEAT_CAP, SchemaTooLarge, check_bounds
 from chatterm.loader import RunOptions
@@ -35,7 +33,7 @@ from chatterm.tools.mcp_config import ServerConfig
 from chatterm.tools.mcp_hub import McpHub, tool_name
 from chatterm.tools.toolbox import Toolbox
 from chatterm.ui import sanitize, tool_views
-from tests.fakes import FakeEngine, fake_loaded
+from tests.fakes import fake_loaded
 from tests.fakeserver import DONE, FakeServer, event
 from tests.helpers import drive, one_line_error, run
 from tests.scripted_engine import write_script

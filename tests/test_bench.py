@@ -13,8 +13,8 @@ from chatterm.bench.renderer import CHARS_PER_TOKEN, render_time, synthetic_toke
 from chatterm.bench.stats import Figure, Target
 from chatterm.bench.terminal import PseudoTerminal
 from chatterm.conversation.generation import Generation
+from chatterm.engines.base import Decoding
 from tests.fakes import FakeEngine
-from chatterm.engines.base import Sampling
 
 
 def test_synthetic_reply_has_the_asked_length_and_code_blocks():
@@ -52,7 +52,7 @@ def test_benchmark_replies_go_on_past_the_end_of_generation():
     assert gen.tokens == [ord("a"), ord("b"), FakeEngine.EOT, ord("c"), ord("d"), FakeEngine.EOT]
     assert checked.count(FakeEngine.EOT) == 2
     engine.queue("ab")
-    gen = Generation(engine, [1], Sampling(max_tokens=50))
+    gen = Generation(engine, [1], Decoding(max_tokens=50))
     gen.run()
     assert gen.finish == "eog" and gen.tokens[-1] == FakeEngine.EOT
 

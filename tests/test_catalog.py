@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chatterm import paths
-from chatterm.models.catalog import Catalog
 from chatterm.errors import ConfigError, ModelFileError
+from chatterm.models.catalog import Catalog
 
 
 def test_packaged_catalogue_is_valid_and_has_the_families():

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import os
 
-from chatterm.models import gguf
 from chatterm.engines.ctransformers import compat
+from chatterm.models import gguf
 
 
 def test_copy_is_cached_and_fixes_what_ctransformers_needs(tiny_llama):

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from chatterm.conversation import Finish
-from chatterm.sessions import Session
 from chatterm.errors import ChattermError, ContextOverflowError, EngineError
+from chatterm.sessions import Session
 from chatterm.settings import Sampling, SettingError
 
 

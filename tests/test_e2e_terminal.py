@@ -13,7 +13,6 @@ import pytest
 from tests.helpers import session_files, worker_pid
 from tests.scripted_engine import write_script
 
-
 # The scripted engine (tests/scripted_engine.py) runs in the real worker: replies come
 # as the script says, so a test waits for a number of words, never for a time.
 LONG = {"text": "Once upon a time", "words": 4000, "delay_s": 0.002}

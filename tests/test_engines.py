@@ -6,7 +6,7 @@ import pytest
 
 from chatterm.conversation.generation import Generation
 from chatterm.engines import load
-from chatterm.engines.base import LoadOptions, Sampling
+from chatterm.engines.base import Decoding, LoadOptions
 from chatterm.errors import EngineError
 from chatterm.loader import RunOptions
 from chatterm.sessions import Session
@@ -148,7 +148,7 @@ def test_tiny_llama_runs_and_engines_agree(tiny_llama):
     tokens = {}
     for name in ENGINES:
         engine = load(name, LoadOptions(path=tiny_llama, n_ctx=256, threads=2, gpu_layers=0))
-        gen = Generation(engine, engine.tokenize("The quick brown fox"), Sampling(temperature=0, max_tokens=6))
+        gen = Generation(engine, engine.tokenize("The quick brown fox"), Decoding(temperature=0, max_tokens=6))
         gen.run()
         engine.close()
         assert len(gen.tokens) == 6 and gen.finish == "length"
@@ -159,7 +159,7 @@ def test_tiny_llama_runs_and_engines_agree(tiny_llama):
 def test_context_window_bounds_the_reply(tiny_llama):
     engine = load("llama.cpp", LoadOptions(path=tiny_llama, n_ctx=32, threads=2, gpu_layers=0))
     prompt = engine.tokenize("one two three four five six seven eight nine ten")
-    gen = Generation(engine, prompt, Sampling(temperature=0, max_tokens=1000))
+    gen = Generation(engine, prompt, Decoding(temperature=0, max_tokens=1000))
     gen.run()
     assert gen.finish == "context" and len(prompt) + len(gen.tokens) == engine.n_ctx  # llama.cpp rounds n_ctx up
 
@@ -168,6 +168,6 @@ def test_architecture_ctransformers_cannot_run(tiny_qwen2):
     with pytest.raises(EngineError, match="architecture 'qwen2'.*llama.cpp"):
         load("ctransformers", LoadOptions(path=tiny_qwen2, n_ctx=128, threads=2, gpu_layers=0))
     engine = load("llama.cpp", LoadOptions(path=tiny_qwen2, n_ctx=128, threads=2, gpu_layers=0))
-    gen = Generation(engine, engine.tokenize("hi"), Sampling(temperature=0, max_tokens=3))
+    gen = Generation(engine, engine.tokenize("hi"), Decoding(temperature=0, max_tokens=3))
     gen.run()
     assert len(gen.tokens) == 3

@@ -10,10 +10,9 @@ import signal
 import pexpect
 import pytest
 
-from chatterm import sessions
-from chatterm.sessions import archive, datasets
-from chatterm.conversation import branches
+from chatterm import branches, sessions
 from chatterm.errors import ChattermError
+from chatterm.sessions import archive, datasets
 from tests.helpers import drive
 
 ALT_LEFT, ALT_RIGHT = "\x1b[1;3D", "\x1b[1;3C"  # what xterm sends for Alt-← / Alt-→
@@ -327,7 +326,9 @@ def test_export_chooses_sessions_by_name_and_date(chatterm):
     write_session("a", [{"role": "user", "content": "qa"}, {"role": "assistant", "content": "ra"}])
     write_session("b", [{"role": "user", "content": "qb"}, {"role": "assistant", "content": "rb"}])
     os.utime(sessions.sessions_dir() / "a.json", (1700000000, 1700000000))  # 2023-11-14
-    firsts = lambda r: sorted(json.loads(line)["messages"][0]["content"] for line in r.stdout.decode().splitlines())
+    def firsts(r):
+        return sorted(json.loads(line)["messages"][0]["content"] for line in r.stdout.decode().splitlines())
+
     assert firsts(chatterm("export")) == ["qa", "qb"]
     assert firsts(chatterm("export", "b")) == ["qb"]
     assert firsts(chatterm("export", "--until", "2023-12-31")) == ["qa"]

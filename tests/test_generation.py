@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from chatterm.conversation.generation import Generation
-from chatterm.engines.base import Sampling
+from chatterm.engines.base import Decoding
 from tests.fakes import FakeEngine
 
 
 def gen(engine, text="", **kw):
     stop = kw.pop("stop", ())
-    return Generation(engine, engine.tokenize(text or "p"), Sampling(**kw), stop)
+    return Generation(engine, engine.tokenize(text or "p"), Decoding(**kw), stop)
 
 
 def test_multibyte_characters_split_across_tokens_stream_whole():

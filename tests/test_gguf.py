@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from chatterm.models import gguf
 from chatterm.errors import ModelFileError
+from chatterm.models import gguf
 
 
 def test_reads_default_model(default_gguf):

@@ -14,12 +14,12 @@ import time
 import pytest
 
 from chatterm import engines
-from chatterm.models import hardware
-from chatterm.engines.base import SAFE_SETTINGS, LoadOptions, Sampling
+from chatterm.conversation.generation import Generation
+from chatterm.engines.base import SAFE_SETTINGS, Decoding, LoadOptions
 from chatterm.engines.isolated import EngineCrashed
 from chatterm.engines.recovery import GENERATING, LOADING, PROMPT, Attempt, Recovery
-from chatterm.conversation.generation import Generation
 from chatterm.loader import RunOptions
+from chatterm.models import hardware
 from tests.helpers import converse, one_line_error, worker_pid
 from tests.modelgen import tiny_model
 
@@ -57,7 +57,7 @@ def test_this_cpu_gets_its_settings_and_says_so(tiny_llama):
     engine = engines.load("llama.cpp", LoadOptions(path=tiny_llama, n_ctx=256, threads=2, gpu_layers=0))
     try:
         assert any("AMX" in note for note in engine.notes) == amx
-        gen = Generation(engine, engine.tokenize("The quick brown fox"), Sampling(temperature=0, max_tokens=6))
+        gen = Generation(engine, engine.tokenize("The quick brown fox"), Decoding(temperature=0, max_tokens=6))
         gen.run()
         assert len(gen.tokens) == 6
     finally:
@@ -69,7 +69,7 @@ def test_safe_settings_run_and_are_named(tiny_llama, name):
     engine = engines.load(name, LoadOptions(path=tiny_llama, n_ctx=256, threads=2, safe=True))
     try:
         assert SAFE_SETTINGS in engine.notes and engine.device == "CPU"
-        gen = Generation(engine, engine.tokenize("The quick brown fox"), Sampling(temperature=0, max_tokens=6))
+        gen = Generation(engine, engine.tokenize("The quick brown fox"), Decoding(temperature=0, max_tokens=6))
         gen.run()
         assert len(gen.tokens) == 6
     finally:
@@ -112,7 +112,7 @@ def test_isolated_and_in_process_engines_agree(tiny_llama, name):
     for engine in (engines.start(name, options, "tiny"), engines.load(name, options)):
         try:
             prompt = engine.tokenize("The quick brown fox 中文")
-            gen = Generation(engine, prompt, Sampling(temperature=0, max_tokens=12))
+            gen = Generation(engine, prompt, Decoding(temperature=0, max_tokens=12))
             results.append((prompt, gen.run(), gen.tokens, engine.n_ctx,
                             engine.detokenize(gen.tokens, special=True)))
         finally:
@@ -127,9 +127,8 @@ def test_a_crash_mid_reply_keeps_the_reply_and_the_next_question_is_answered(sig
         chat.ready()
         first = chat.engine.pid
         assert "Paris" in "".join(chat.send("What is the capital of France?"))
-        chunks: list[str] = []
         with pytest.raises(EngineCrashed) as crash:
-            chunks = stream_then(chat, ESSAY, 5, lambda: os.kill(first, sig))
+            stream_then(chat, ESSAY, 5, lambda: os.kill(first, sig))
         message = str(crash.value)
         assert f"({sig.name}" in message and "llama.cpp" in message and "smollm2" in message
         assert "restarting it" in message
@@ -151,7 +150,7 @@ def test_repeated_crashes_move_to_safe_settings_then_to_the_other_engine():
             chat.ready()
             pid = chat.engine.pid
             with pytest.raises(EngineCrashed) as crash:
-                stream_then(chat, ESSAY, 3, lambda: os.kill(pid, signal.SIGSEGV))
+                stream_then(chat, ESSAY, 3, lambda pid=pid: os.kill(pid, signal.SIGSEGV))
             said.append(str(crash.value))
         assert "; restarting it (" in said[0]
         assert "restarting it with safe settings" in said[1]
@@ -212,9 +211,9 @@ def test_an_aborted_prompt_leaves_llama_cpp_in_a_consistent_state(tmp_path, defa
                 checks_in_second_batch.append(1)
             return len(checks_in_second_batch) > 5
 
-        assert list(engine.generate(prompt, Sampling(temperature=0), cancel_inside_the_second_batch)) == []
+        assert list(engine.generate(prompt, Decoding(temperature=0), cancel_inside_the_second_batch)) == []
         assert len(engine._evaluated) == 512 < len(prompt)  # the first batch, not the aborted one
-        sampling = Sampling(temperature=0, max_tokens=8)
+        sampling = Decoding(temperature=0, max_tokens=8)
         assert Generation(engine, prompt, sampling).run() == Generation(fresh, prompt, sampling).run()
     finally:
         engine.close()

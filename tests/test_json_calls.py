@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from chatterm.conversation.turn import Notice
 from chatterm.engines.call_grammar import JsonCallWatch, json_call_gbnf
 from chatterm.tools.builtin import BUILTIN
-from chatterm.conversation.turn import Notice
 from chatterm.tools.calls import ToolCall, ToolResult
 from chatterm.tools.intent import Repeats, asks_to_run, written_as_text
 from chatterm.tools.markup import HERMES, LLAMA3, MISTRAL, CallParser

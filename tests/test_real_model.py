@@ -123,7 +123,7 @@ def test_a_fenced_json_call_keeps_to_the_schema_once_its_head_is_written(qwen_co
     keeps to `run`'s schema ({"command": ...}) from its name on."""
     from chatterm.engines import load
     from chatterm.engines.base import LoadOptions
-    from chatterm.settings import Sampling
+    from chatterm.settings import Decoding
     from chatterm.tools.builtin import BUILTIN
     from chatterm.tools.markup import HERMES, CallParser
     from chatterm.tools.toolbox import check_arguments
@@ -139,7 +139,7 @@ def test_a_fenced_json_call_keeps_to_the_schema_once_its_head_is_written(qwen_co
     try:
         for schemas in (None, [BUILTIN["run"].schema()]):
             engine.reset()
-            sampling = Sampling(temperature=0.0, max_tokens=60, seed=0, call_schemas=schemas)
+            sampling = Decoding(temperature=0.0, max_tokens=60, seed=0, call_schemas=schemas)
             outputs.append(b"".join(t.piece for t in engine.generate(prompt, sampling, limit=60)).decode())
     finally:
         engine.close()

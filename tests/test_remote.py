@@ -15,14 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatterm.models.catalog import Catalog
 from chatterm.engines.remote.engine import estimate_tokens
 from chatterm.engines.remote.errors import RemoteError
 from chatterm.errors import ChattermError, ConfigError
 from chatterm.loader import RunOptions
+from chatterm.models.catalog import Catalog
 from tests.fakeserver import DONE, FakeServer, event
 from tests.helpers import converse, one_line_error, run, session_files
-
 
 # The server serves the default model: the system prompt its catalogue entry gives it.
 SYSTEM = Catalog.load().find("smollm2").system or ""

@@ -31,7 +31,7 @@ def screen_lines(raw: str, width=80, height=24) -> list[str]:
     pyte.Stream(screen).feed(raw.replace("\n", "\r\n"))
     history = ["".join(ch.data for ch in line.values()).rstrip() if isinstance(line, dict)
                else "".join(line[x].data for x in range(width)).rstrip() for line in screen.history.top]
-    return [line for line in history + [l.rstrip() for l in screen.display]]
+    return [line for line in history + [row.rstrip() for row in screen.display]]
 
 
 REPLY = "\n".join(
@@ -146,15 +146,18 @@ def test_cost_per_token_does_not_grow_with_reply_length():
     assert large / small < 16 * 2.5  # linear, with slack for noise (quadratic would be ~256x)
 
 
-def test_the_open_line_shows_while_it_streams_without_a_paint_thread():
+def test_the_open_line_shows_while_it_streams_without_a_paint_thread(monkeypatch):
     import threading
-    import time
+    import types
 
+    from chatterm.ui import render
+
+    clock = iter(range(10**6))  # a second a call: every token comes a frame after the last
+    monkeypatch.setattr(render, "time", types.SimpleNamespace(monotonic=lambda: float(next(clock))))
     console = terminal_console()
     before = threading.active_count()
     r = StreamRenderer(console)
     r.feed("Hello, ")
-    time.sleep(0.1)  # longer than a frame: the next token paints at once
     r.feed("streaming world")
     shown = console.file.getvalue()
     assert "streaming world" in shown  # visible before the line (or reply) ends

@@ -15,7 +15,6 @@ from chatterm.ui.repl import Repl
 from tests.helpers import drive
 
 
-
 def saved_messages(repl: Repl) -> list[dict]:
     return json.loads(repl.session.path.read_text())["messages"]
 

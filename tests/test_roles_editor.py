@@ -13,7 +13,6 @@ from tests.fakeserver import DONE, FakeServer, event
 from tests.helpers import drive, one_line_error, run
 
 
-
 @pytest.fixture
 def editor(tmp_path, monkeypatch):
     """An $EDITOR that writes `text` into the file it is given (appending to what is there)."""

@@ -8,12 +8,11 @@ from __future__ import annotations
 import collections
 import ctypes
 import math
-import os
 
 import pytest
 
 from chatterm.engines import speculation
-from chatterm.engines.base import LoadOptions, Sampling
+from chatterm.engines.base import Decoding, LoadOptions
 from chatterm.engines.llamacpp import LlamaCppEngine
 from chatterm.loader import RunOptions
 from chatterm.models import gguf
@@ -89,7 +88,7 @@ def test_reproducible_mode_decodes_with_exact_batches(default_model_path, tiny_l
         assert any("reproducible mode: batch-invariant" in n for n in exact.notes)
         assert not other.exact_batches and not other.flash_attn
         assert "F32 weights" in other.speculation["off"]
-        assert other._speculation_kinds(Sampling(temperature=0)) == ()
+        assert other._speculation_kinds(Decoding(temperature=0)) == ()
     finally:
         exact.close()
         other.close()
@@ -100,7 +99,7 @@ def test_by_default_the_cpu_takes_its_fastest_kernels_and_auto_does_not_speculat
     try:
         assert not fast.exact_batches and not fast.flash_attn
         assert "on the CPU a verification batch costs" in fast.speculation["off"]
-        assert fast._speculation_kinds(Sampling(temperature=0)) == ()
+        assert fast._speculation_kinds(Decoding(temperature=0)) == ()
     finally:
         fast.close()
 
@@ -121,7 +120,7 @@ def test_by_default_a_greedy_reply_with_drafts_parts_only_at_a_near_tie(default_
     plain = LlamaCppEngine(LoadOptions(path=default_model_path, n_ctx=2048, threads=2, speculate="off"))
     drafting = LlamaCppEngine(LoadOptions(path=default_model_path, n_ctx=2048, threads=2, speculate="ngram"))
     try:
-        greedy = Sampling(temperature=0, max_tokens=160)
+        greedy = Decoding(temperature=0, max_tokens=160)
         for question, _ in TURNS[:2]:
             prompt = plain.tokenize(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
             a = [t.id for t in plain.generate(prompt, greedy, limit=160)]
@@ -136,7 +135,7 @@ def test_by_default_a_greedy_reply_with_drafts_parts_only_at_a_near_tie(default_
 
 
 def _joint(engine: LlamaCppEngine, prompt: list[int], n: int) -> collections.Counter:
-    sampling = Sampling(temperature=1.0, top_k=3, top_p=1.0, repeat_penalty=1.0)
+    sampling = Decoding(temperature=1.0, top_k=3, top_p=1.0, repeat_penalty=1.0)
     seen: collections.Counter = collections.Counter()
     for seed in range(n):
         seen[tuple(t.id for t in engine.generate(prompt, sampling.updated(seed=seed), limit=3))] += 1

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from chatterm.errors import TemplateError
 from chatterm.conversation.templates import PRESETS, ChatTemplate, resolve
+from chatterm.errors import TemplateError
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
             {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "你好"}]

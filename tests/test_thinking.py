@@ -10,11 +10,11 @@ import json
 import pytest
 from rich.console import Console
 
-from chatterm.sessions import datasets
 from chatterm.conversation.local import LocalBackend
 from chatterm.conversation.templates import ChatTemplate
 from chatterm.conversation.thinking import Splitter, Thought
 from chatterm.loader import RunOptions
+from chatterm.sessions import datasets
 from chatterm.ui.render import StreamRenderer
 from tests.fakes import FakeEngine
 from tests.fakeserver import DONE, FakeServer, event

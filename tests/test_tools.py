@@ -4,20 +4,19 @@ run in their own process group, fed back to the model, kept in the session."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from chatterm.conversation import Finish
+from chatterm.conversation.turn import Notice
 from chatterm.tools import markup, prompting
 from chatterm.tools.builtin import BUILTIN
-from chatterm.conversation.turn import Notice
 from chatterm.tools.calls import ToolCall, ToolResult
 from chatterm.tools.markup import HERMES, LLAMA3, MISTRAL, CallParser
 from chatterm.tools.runner import run_process
 from chatterm.tools.toolbox import Toolbox, select
+from tests.helpers import happened_by, witness
 
 
 def stream(parser: CallParser, text: str, size: int = 1) -> tuple[str, list[ToolCall]]:
@@ -89,7 +88,8 @@ def test_the_runner_kills_the_whole_group_on_cancel_and_caps_output(tmp_path):
         return flag["stop"]
     outcome = run_process(["bash", "-c", f"(sleep 3; touch {marker}) & sleep 30"], cancelled=cancelled)
     assert outcome.cancelled and outcome.exit_code is None and time.monotonic() - start < 5
-    time.sleep(3.5)
+    witness(3, tmp_path / "by-now")  # started after the child: it touches later than the child would have
+    happened_by(tmp_path / "by-now")
     assert not marker.exists()  # the background child died with its group
     big = run_process(["python3", "-c", "print('x' * 200000); print('the end')"])
     assert big.exit_code == 0 and "bytes left out" in big.output and big.output.rstrip().endswith("the end")
@@ -175,7 +175,7 @@ def test_an_unparsable_call_goes_back_as_an_error_and_the_turn_goes_on(fake_conv
 
 def test_ctrl_c_during_a_tool_stops_it_and_the_turn(fake_conversation, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    call = '<tool_call>{"name": "run", "arguments": {"command": "sleep 30; touch late"}}</tool_call>'
+    call = '<tool_call>{"name": "run", "arguments": {"command": "sleep 2; touch late"}}</tool_call>'
     conversation = conversation_with_tools(fake_conversation, call, "never said")
     turn = conversation.send("q")
     start = time.monotonic()
@@ -186,6 +186,8 @@ def test_ctrl_c_during_a_tool_stops_it_and_the_turn(fake_conversation, tmp_path,
         threading.Timer(0.3, turn.cancel).start()
     events = drive(turn, approve_then_cancel_soon)
     assert time.monotonic() - start < 5
+    witness(2, tmp_path / "by-now")  # started after the tool: it touches later than the tool would have
+    happened_by(tmp_path / "by-now")
     result = next(e for e in events if isinstance(e, ToolResult))
     assert result.summary.startswith("stopped (Ctrl-C)") and not (tmp_path / "late").exists()
     assert conversation.messages[-1]["role"] == "tool"  # no answer was asked for after the stop
@@ -282,7 +284,8 @@ def test_each_familys_template_renders_tools_calls_and_results(name, fake_model,
     of that family's structure (in the sandboxed template worker), with the tools offered."""
     from chatterm.conversation.local import LocalBackend
     from chatterm.conversation.templates import ChatTemplate
-    from chatterm.loader import RunOptions, conversation as make
+    from chatterm.loader import RunOptions
+    from chatterm.loader import conversation as make
 
     monkeypatch.chdir(tmp_path)
     source = (TEMPLATES / f"{name}.jinja").read_text()
@@ -367,11 +370,11 @@ def test_the_lazy_grammar_leaves_text_before_a_call_alone():
     from chatterm.engines import load
     from chatterm.engines.base import LoadOptions
     from chatterm.models.catalog import Catalog
-    from chatterm.settings import Sampling
+    from chatterm.settings import Decoding
 
     engine = load("llama.cpp", LoadOptions(path=Catalog.load().models["smollm2"].model_path(), n_ctx=1024, threads=2))
     prompt = engine.tokenize("<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n")
-    greedy = Sampling(temperature=0.0, max_tokens=40, seed=0)
+    greedy = Decoding(temperature=0.0, max_tokens=40, seed=0)
     plain = b"".join(t.piece for t in engine.generate(prompt, greedy, limit=40))
     engine.reset()
     lazy = greedy.updated(call_schemas=[BUILTIN["run"].schema()])
@@ -423,7 +426,7 @@ def test_once_the_model_writes_the_marker_its_call_keeps_to_the_schema():
     from chatterm.engines import load
     from chatterm.engines.base import LoadOptions
     from chatterm.models.catalog import Catalog
-    from chatterm.settings import Sampling
+    from chatterm.settings import Decoding
     from chatterm.tools.toolbox import check_arguments
 
     engine = load("llama.cpp", LoadOptions(path=Catalog.load().models["smollm2"].model_path(), n_ctx=2048, threads=2))
@@ -434,7 +437,7 @@ def test_once_the_model_writes_the_marker_its_call_keeps_to_the_schema():
     outputs = []
     for schemas in (None, [BUILTIN["run"].schema()]):
         engine.reset()
-        sampling = Sampling(temperature=0.0, max_tokens=60, seed=0, call_schemas=schemas)
+        sampling = Decoding(temperature=0.0, max_tokens=60, seed=0, call_schemas=schemas)
         outputs.append(b"".join(t.piece for t in engine.generate(prompt, sampling, limit=60)).decode())
     free, kept = outputs
     before = free.split("<tool_call>")[0]

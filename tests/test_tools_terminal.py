@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 
-import pexpect
-
-from tests.helpers import raw_escapes, run, session_files
+from tests.helpers import happened_by, raw_escapes, run, session_files, witness
 from tests.scripted_engine import write_script
 
 
@@ -73,18 +71,20 @@ def test_always_runs_the_rest_of_the_session_without_asking(spawn, tmp_path):
 
 
 def test_a_hanging_tool_is_stopped_by_ctrl_c_and_the_chat_goes_on(spawn, tmp_path):
-    env = write_script(tmp_path / "script.json", call("run", command="sleep 60; touch late.txt"),
+    env = write_script(tmp_path / "script.json", call("run", command="sleep 2; touch late.txt"),
                        "still here")
     child = spawn("--tools", "run", env=env, cwd=str(tmp_path))
     child.sendline("wait")
     child.expect(r"run\? \[y\]es")
     child.sendline("y")
     child.expect("running · Ctrl-C stops it")
+    witness(2, tmp_path / "by-now")  # started after the tool: it touches later than the tool would have
     child.sendintr()
     child.expect(r"stopped \(Ctrl-C\)", timeout=10)
     child.expect("›")
     child.ask("are you there?", "still here")
     child.quit()
+    happened_by(tmp_path / "by-now")
     assert not (tmp_path / "late.txt").exists()
 
 

@@ -1,4 +1,4 @@
-"""python -m chatterm.bench [--runs N] [--json FILE] [--quick] ...  (README: 'Performance')"""
+"""python -m chatterm.bench [--runs N] [--json FILE] [--quick] ...  (docs/guide/performance.md)"""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 from chatterm import engines
-from chatterm.models import hardware
 from chatterm.bench import engine as eb
 from chatterm.bench import llama_bench, process, renderer, report
 from chatterm.bench.stats import Figure, Target, ratio
 from chatterm.bench.terminal import PseudoTerminal
 from chatterm.engines.base import default_threads
+from chatterm.models import hardware
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -90,7 +90,11 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
         eb.warm_up(loaded, engine)
         prompt = eb.decode_prompt(loaded, args.decode_tokens)
         long_ids = eb.long_text_ids(engine)
-        raw, worker, pipe, pp, tg = [], [], [], [], []
+        raw: list[float] = []
+        worker: list[float] = []
+        pipe: list[float] = []
+        pp: list[float] = []
+        tg: list[float] = []
         with PseudoTerminal() as terminal:
             for i in range(args.runs):
                 # Interleaved, in alternating order: this machine drifts by 15-20%, and
@@ -122,7 +126,7 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
                 Figure(section, "engine worker / raw engine", "%", ratio(worker, raw, 100)),
                 Figure(section, "chatterm pipeline decode (to a pty)", "tok/s", pipe), share]
     targets.append(Target(f"{name}: pipeline / raw engine decode (%)", share.median, 97, True))
-    if tg:
+    if tg and reference is not None:
         fa = "on" if flash_attn else "off"
         versus = Figure(section, "pipeline / llama-bench tg", "%", ratio(pipe, tg, 100))
         figures += [Figure(section, f"llama-bench tg{args.decode_tokens} @ d{len(prompt)} (fa {fa})", "tok/s",
@@ -143,8 +147,8 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
 def bench_repack(args: argparse.Namespace, figures: list[Figure], targets: list[Target]) -> None:
     """llama.cpp with and without weight repacking, which CPUs with AMX must do without
     (hardware.repack_off_reason): what the others would lose if it were off everywhere."""
-    from chatterm.models.catalog import Catalog
     from chatterm.engines.base import LoadOptions
+    from chatterm.models.catalog import Catalog
 
     if hardware.repack_off_reason():
         print("repack: skipped on this CPU (AMX: repacked weights crash llama.cpp)", file=sys.stderr)
@@ -167,7 +171,8 @@ def bench_repack(args: argparse.Namespace, figures: list[Figure], targets: list[
         for what in ("decode", "prompt"):
             figures += [Figure(section, f"{what}, repacking on", "tok/s", rates[(False, what)]),
                         Figure(section, f"{what}, repacking off", "tok/s", rates[(True, what)]),
-                        Figure(section, f"{what}: off / on", "%", ratio(rates[(True, what)], rates[(False, what)], 100))]
+                        Figure(section, f"{what}: off / on", "%",
+                               ratio(rates[(True, what)], rates[(False, what)], 100))]
 
 
 def bench_process(args: argparse.Namespace, names: list[str], figures: list[Figure],
@@ -178,7 +183,8 @@ def bench_process(args: argparse.Namespace, names: list[str], figures: list[Figu
     targets.append(Target("chatterm --help (s)", statistics.median(helps), 0.15, False))
     setup = one_shot_setup()
     for name in names:
-        ours, theirs = [], []
+        ours: list[process.ProcessRun] = []
+        theirs: list[process.ProcessRun] = []
         for i in range(args.process_runs):  # interleaved, alternating which goes first
             first, second = (ours, theirs) if i % 2 == 0 else (theirs, ours)
             for side in (first, second):
@@ -255,7 +261,8 @@ def bench_tools(args: argparse.Namespace, figures: list[Figure], targets: list[T
     loaded = eb.load("llama.cpp", args.threads)
     try:
         loaded.wait_ready()
-        without, with_tools = [], []
+        without: list[float] = []
+        with_tools: list[float] = []
         with PseudoTerminal() as terminal:
             eb.pipeline_decode(loaded, 8, terminal, "all")  # warm: buffers, pages, the template worker
             for i in range(args.runs):
@@ -275,13 +282,13 @@ def bench_tools(args: argparse.Namespace, figures: list[Figure], targets: list[T
 
 def one_shot_setup() -> dict:
     """What chatterm's one-shot uses, for the minimal scripts to use too."""
-    from chatterm.models import gguf
-    from chatterm.models.catalog import Catalog
     from chatterm.conversation.templates import resolve
     from chatterm.engines.base import context_size
     from chatterm.engines.ctransformers import compat
     from chatterm.engines.ctransformers.bpe_tokenizer import BPETokenizer
     from chatterm.engines.ctransformers.engine import cpu_library
+    from chatterm.models import gguf
+    from chatterm.models.catalog import Catalog
     from chatterm.models.hardware import repack_off_reason
 
     spec = Catalog.load().find(None)

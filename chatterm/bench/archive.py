@@ -11,8 +11,9 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any
 
 from chatterm import sessions
 from chatterm.sessions import archive
@@ -30,7 +31,7 @@ def synthetic(n: int, turns: int = 12, seed: int = 1) -> Iterator[tuple[str, dic
         messages: list[dict] = [{"role": "system", "content": "You are a helpful assistant."}]
         for t in range(turns):
             messages.append({"role": "user", "content": f"Question {t} of session {k}: " + text[:rng.randint(40, 120)]})
-            reply = {"role": "assistant", "content": text * rng.randint(3, 9), "finish": "eog"}
+            reply: dict[str, Any] = {"role": "assistant", "content": text * rng.randint(3, 9), "finish": "eog"}
             if rng.random() < 0.1:
                 reply["rating"] = rng.choice(sessions.RATINGS)
                 reply["alternatives"] = [[{"role": "assistant", "content": text * 2, "finish": "eog"}]]

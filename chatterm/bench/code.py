@@ -21,9 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from chatterm import paths
 from chatterm.tools.intent import code_blocks, written_as_text
@@ -73,7 +74,7 @@ def run(model: str, mode: str, chosen: list[dict[str, Any]], log: Any = None) ->
 
 
 def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
-    from chatterm import loader, roles
+    from chatterm import roles
     from chatterm.loader import RunOptions
     from chatterm.ui.oneshot import one_shot
 
@@ -189,7 +190,7 @@ def bench_code(args: Any, figures: list, targets: list) -> None:
                     Figure(section, f"{mode}: failures chatterm caused", "problems", [len(ours)],
                            note="; ".join(f"{o.task}: {o.failure}" for o in ours))]
         if mode == "loop":
-            calls = [o.calls for o in outcomes]
+            calls = [float(o.calls) for o in outcomes]
             figures += [Figure(section, "loop: tool calls per problem", "calls", calls),
                         Figure(section, "loop: problems with a call", "%", [100 * sum(c > 0 for c in calls) / n])]
             targets.append(Target("code loop: problems that made a call (%)", 100 * sum(c > 0 for c in calls) / n,

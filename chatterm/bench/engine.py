@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from chatterm import engines, loader
+from chatterm.bench.terminal import PseudoTerminal
 from chatterm.conversation import Conversation
 from chatterm.conversation.local import LocalBackend
-from chatterm.engines.base import Engine, LoadOptions, Sampling
+from chatterm.engines.base import Decoding, Engine, LoadOptions, Sampling
 from chatterm.loader import Model, RunOptions
 from chatterm.ui.render import StreamRenderer
-
-from chatterm.bench.terminal import PseudoTerminal
 
 DECODE_QUESTION = "Write a long story about a lighthouse keeper who finds a message in a bottle."
 # Ten questions of similar length that get long answers: with 120-token replies the
@@ -69,10 +68,10 @@ def fresh_chat(loaded: Model, sampling: Sampling) -> Conversation:
                         system=loaded.spec.system, defaults=sampling)
 
 
-def greedy(max_tokens: int, repeat_penalty: float = 1.0) -> Sampling:
+def greedy(max_tokens: int, repeat_penalty: float = 1.0) -> Decoding:
     """The end-of-generation check still runs (it is part of the per-token cost) but
     never ends the reply."""
-    return Sampling(temperature=0.0, repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=0,
+    return Decoding(temperature=0.0, repeat_penalty=repeat_penalty, max_tokens=max_tokens, seed=0,
                     ignore_eog=True)
 
 
@@ -169,7 +168,8 @@ def conversation(loaded: Model, turns: int, reply_tokens: int,
             for chunk in chat.send(question):
                 if first is None:
                     first = time.perf_counter() - start
-                renderer.feed(chunk)
+                if isinstance(chunk, str):
+                    renderer.feed(chunk)
         finally:
             renderer.finish()
         assert chat.last is not None

@@ -11,8 +11,8 @@ import json
 import time
 
 from chatterm import sessions
-from chatterm.sessions import archive
 from chatterm.bench.archive import CHINESE, ENGLISH, saved_sessions
+from chatterm.sessions import archive
 
 
 def messages(n: int) -> list[dict]:

@@ -83,7 +83,7 @@ for chunk in llm.create_chat_completion(a["messages"], stream=True, temperature=
 print()
 """
 
-# ctransformers' own tokenizer mangles byte-level BPE (shared/notes/engines.md), so the
+# ctransformers' own tokenizer mangles byte-level BPE (docs/engines.md), so the
 # script is given the prompt's token ids and prints raw pieces; the work is the same.
 _CTRANSFORMERS_SCRIPT = """
 import json, sys

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import time
 
-from chatterm.ui.render import StreamRenderer
-
 from chatterm.bench.terminal import PseudoTerminal
+from chatterm.ui.render import StreamRenderer
 
 CHARS_PER_TOKEN = 4  # English BPE averages about four characters a token
 
@@ -42,7 +41,8 @@ for f in *.gguf; do echo "$f"; done
 
 
 def synthetic_tokens(n: int) -> list[str]:
-    text, i = [], 0
+    text: list[str] = []
+    i = 0
     while sum(map(len, text)) < n * CHARS_PER_TOKEN:
         text.append(_SECTION.format(i=i))
         i += 1

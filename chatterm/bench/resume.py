@@ -9,6 +9,7 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from chatterm.bench.stats import Figure, Target
 
@@ -44,13 +45,15 @@ def measure(model: str, messages: list[dict], kv: bool, save: bool = False,
         chat.open(Session(name="bench-resume", messages=[dict(m) for m in messages]))
         chat.overrides = {"temperature": 0, "seed": 0, "max_tokens": 4, "compact": False}  # the whole history
         assert chat.ready()
+        backend: Any = chat.backend  # a LocalBackend: the cache's own fields
         if not kv:
-            chat.backend.kv = None
+            backend.kv = None
         for _ in chat.send(QUESTION):
             pass
         if save:
-            chat.backend.save_kv("bench-resume")
-        return chat.last.first_token_s or 0.0, chat.last.prompt_tokens, chat.backend.restored, list(chat.messages)
+            backend.save_kv("bench-resume")
+        assert chat.last is not None
+        return chat.last.first_token_s or 0.0, chat.last.prompt_tokens, backend.restored, list(chat.messages)
     finally:
         loaded.close()
 

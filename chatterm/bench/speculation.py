@@ -1,4 +1,4 @@
-"""Speculative decoding (README: 'Speculative decoding'): chatterm's whole reply path with
+"""Speculative decoding (docs/guide/engines-and-gpu.md): chatterm's whole reply path with
 and without drafts, in the same rounds as llama-bench's decode figure of the same model.
 
 Two tasks. Prompt lookup: "rewrite this 300-line file with one change", the reply copying
@@ -26,7 +26,8 @@ STORY = "Write a long story about a lighthouse keeper who finds a message in a b
 
 def source_file(lines: int = REWRITE_LINES) -> str:
     """A Python module of `lines` lines, the kind of file people ask to have edited."""
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while len(out) < lines:
         out += [f"def scale_{i}(values, factor={i + 2}):",
                 f'    """Multiply each value by {i + 2} and add the offset {i * 3}."""',
@@ -109,10 +110,11 @@ def bench_speculation(args: argparse.Namespace, figures: list[Figure], targets: 
         "draft": (f"Speculation: draft model {draft.name} for {target.name}", target, STORY, ["off", "draft"], draft),
     }
     real, real_draft = _real_pair()
-    if real is not None:  # the model people run, with its own small sibling as the draft
+    if real is not None and real_draft is not None:  # the model people run, with its own small sibling as the draft
         tasks["real"] = (f"Speculation: {real.name}, rewrite a {REWRITE_LINES}-line file, draft {real_draft.name}",
                          real, rewrite_question(), ["off", "auto", "ngram", "draft"], real_draft)
-    loads = {(name, mode): None for name, (_, _, _, modes, _) in tasks.items() for mode in modes}
+    loads: dict[tuple[str, str], loader.Model | None] = {
+        (name, mode): None for name, (_, _, _, modes, _) in tasks.items() for mode in modes}
     rates: dict[tuple[str, str], list[float]] = {}
     same: dict[tuple[str, str], list[bool]] = {}
     depth: dict[str, int] = {}
@@ -127,6 +129,7 @@ def bench_speculation(args: argparse.Namespace, figures: list[Figure], targets: 
                     texts = {}
                     for mode in (modes if i % 2 == 0 else modes[::-1]):  # alternating: drift hits both sides
                         loaded = loads[(name, mode)]
+                        assert loaded is not None
                         rate, texts[mode], depth[name] = _reply(loaded, question, tokens, terminal)
                         rates.setdefault((name, mode), []).append(rate)
                     for mode in modes[1:]:

@@ -49,7 +49,7 @@ class PseudoTerminal:
         self._reader.join(timeout=5)
         os.close(self._master)
 
-    def __enter__(self) -> "PseudoTerminal":
+    def __enter__(self) -> PseudoTerminal:
         return self
 
     def __exit__(self, *exc: Any) -> None:

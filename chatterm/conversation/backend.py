@@ -5,17 +5,25 @@ prompt, streams a reply to it, and remembers what it evaluated."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from chatterm.conversation.reply import Reply
-from chatterm.settings import Sampling
+from chatterm.settings import Decoding
 
 P = TypeVar("P")  # a backend's prompt: token ids, or a request body
 
 
 class Backend(Protocol[P]):
     engine: Any  # the `Engine` interface, or the remote engine's like of it (state, notes, device, n_ctx, close)
-    size_note: str  # how prompt sizes were counted, for the context-overflow error
+    @property
+    def size_note(self) -> str:
+        """How prompt sizes were counted, for the context-overflow error."""
+
+    @property
+    def tool_family(self) -> Any:
+        """The tool-call syntax the model's template teaches (`tools.markup.Family`), or
+        None (a remote model: the server parses calls)."""
 
     @property
     def n_ctx(self) -> int: ...
@@ -34,7 +42,7 @@ class Backend(Protocol[P]):
     def think_switch(self) -> bool:
         """Whether `think` has any effect for this model."""
 
-    def reply(self, prompt: P, sampling: Sampling, cancelled: Callable[[], bool]) -> Reply:
+    def reply(self, prompt: P, sampling: Decoding, cancelled: Callable[[], bool]) -> Reply:
         """A reply to `prompt`, streamed as it is iterated."""
 
     def settle(self, prompt: P, reply: Reply) -> int:

@@ -10,10 +10,11 @@ previous summary and the turns since. Exports and the transcript use the origina
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chatterm.errors import ChattermError
+from chatterm.settings import Decoding
 
 ROLE = "summary"
 KEEP_RECENT = 4  # messages kept verbatim after a summary (the last two exchanges)
@@ -113,8 +114,7 @@ def summarize(backend: Any, sampling: Any, messages: list[dict], point: int, kee
         raise ChattermError("stopped: nothing was summarized")
     text = before + (fitted(turns, room, backend.count) if room > 0 else "")
     _, prompt = backend.measure(request(text, keep), None, False)
-    plain = dataclasses.replace(sampling, temperature=0.0, max_tokens=budget, seed=0, json_schema=None,
-                                call_schemas=None, call_required=False, special_pieces=False, ignore_eog=False)
+    plain = Decoding.of(sampling).updated(temperature=0.0, max_tokens=budget, seed=0)
     reply = backend.reply(prompt, plain, cancelled)
     for _ in reply:
         if cancelled():

@@ -11,7 +11,8 @@ history is measured whole first: it usually fits, in one measure.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from chatterm.errors import ContextOverflowError
 

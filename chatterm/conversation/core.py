@@ -13,33 +13,47 @@ recorded however it ends (cut or failed replies are marked by their `finish`), a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
-from chatterm.conversation import branches, compaction, context_window
+from chatterm import branches
+from chatterm.conversation import compaction, context_window
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.turn import Notice, Turn
 from chatterm.engines.base import never
 from chatterm.errors import ChattermError
+from chatterm.records import Event, Message
+from chatterm.sessions import Session
+from chatterm.settings import SETTINGS, Decoding, Sampling
 from chatterm.tools.calls import ToolCall
-from chatterm.tools.intent import (FAKE_RESULT, FAKED, NOT_RUN, WRITTEN, Repeats, asks_to_run, call_shape,
-                                   example_prints, last_code_block, written_as_text)
-from chatterm.settings import SETTINGS, Sampling
+from chatterm.tools.intent import (
+    FAKE_RESULT,
+    FAKED,
+    NOT_RUN,
+    WRITTEN,
+    Repeats,
+    asks_to_run,
+    call_shape,
+    example_prints,
+    last_code_block,
+    written_as_text,
+)
 
 if TYPE_CHECKING:
-    from chatterm.loader import Model
+    from chatterm.conversation.model import Model
     from chatterm.sessions import Session
+    from chatterm.tools.toolbox import Toolbox
 
 
 class Conversation:
-    def __init__(self, model: "Model", session: "Session | None" = None, *, system: str | None = None,
+    def __init__(self, model: Model, session: Session | None = None, *, system: str | None = None,
                  overrides: dict[str, Any] | None = None, defaults: Sampling | None = None):
-        """`model`: the handle of the model that answers (`loader.Model`); `session`:
+        """`model`: the handle of the model that answers (`conversation.model.Model`); `session`:
         what the conversation is (a new one in memory by default), kept up to date by
         every operation; `system`: the system prompt of a conversation that has no
         messages yet; `overrides`: settings the user chose now, over the session's;
         `defaults`: the sampling under them (the model's, from its entry)."""
         if session is None:
-            from chatterm.sessions import Session  # sessions read conversation modules: imported late
 
             session = Session(name="")
         self.session = session
@@ -49,7 +63,7 @@ class Conversation:
         self.last: Reply | None = None
         self.dropped = 0  # oldest messages left out of the last prompt to fit the window
         self.on_change: Callable[[], None] = lambda: None
-        self.toolbox: Any = None  # `tools.toolbox.Toolbox`: the tools the model may call (None: off)
+        self.toolbox: Toolbox | None = None  # the tools the model may call (None: off)
         self.schema: dict | None = None  # replies are JSON matching this JSON Schema (--schema, /schema)
         self._used: int | None = None  # tokens in the window; None: to be measured
         self._use(model, defaults)
@@ -84,6 +98,14 @@ class Conversation:
     @property
     def last_message(self) -> dict | None:
         return self.messages[-1] if self.messages else None
+
+    def records(self) -> list[Message]:
+        """The messages on the current path as records: what front ends read."""
+        return [Message.of(m) for m in self.messages]
+
+    def record(self, i: int) -> Message:
+        """Message `i` (negative: from the end) as a record."""
+        return Message.of(self.messages[i])
 
     @property
     def think_ignored(self) -> bool:
@@ -174,7 +196,7 @@ class Conversation:
         sampling = self.sampling
         if sampling.seed is not None:
             sampling = sampling.updated(seed=(sampling.seed + len(old.get("alternatives") or []) + 1) % 2**31)
-        return Turn(lambda turn: self._reply(turn, again, add, sampling), cancelled)
+        return Turn(lambda turn: self._reply(turn, again, add, Decoding.of(sampling)), cancelled)
 
     def edit(self, question: int, text: str, cancelled: Callable[[], bool] = never) -> Turn:
         """Ask question number `question` (from 1) again as `text`, and the reply: a new
@@ -289,14 +311,14 @@ class Conversation:
                                   size_note=backend.size_note)
 
     def _reply(self, turn: Turn, prepare: Callable[[Turn], Any], record: Callable[[Reply], bool],
-               sampling: Sampling | None = None) -> Iterator[Any]:
+               sampling: Decoding | None = None) -> Iterator[Any]:
         """The turn's replies: one, or with tools on, one per round of calls (each call
         yielded for the consumer to decide, its result yielded once it ran or did not,
         then the model answers again), until a reply makes no call."""
         prompt = prepare(turn)
         yield from turn.notices  # told before the reply (older turns compacted)
         toolbox = self.toolbox or None
-        sampling = sampling or self.sampling
+        sampling = Decoding.of(sampling or self.sampling)
         if self.schema is not None:  # the answer is JSON: no tool calls in it
             toolbox = None
             sampling = sampling.updated(json_schema=self.schema)
@@ -385,10 +407,11 @@ class Conversation:
                 message["content"] = head_and_tail(message["content"], room, backend.count)
         self.measure_again()
 
-    def _calls(self, turn: Turn, toolbox: Any, calls: list[Any], made: int, repeats: Repeats) -> Iterator[Any]:
+    def _calls(self, turn: Turn, toolbox: Toolbox, calls: list[ToolCall], made: int,
+               repeats: Repeats) -> Generator[Event, None, int]:
         """Each call decided (beforehand, or by the consumer when it is yielded), run
         or not, and its result recorded and yielded; returns the calls made so far."""
-        from chatterm.tools.toolbox import declined_for_limit, declined_as_repeat
+        from chatterm.tools.toolbox import declined_as_repeat, declined_for_limit
 
         told = False
         for call in calls:
@@ -400,7 +423,8 @@ class Conversation:
                 result = declined_for_limit(call, toolbox.limit)
                 if not told:
                     told = True
-                    yield Notice(f"this turn reached its limit of {toolbox.limit} tool calls; the model is told to answer")
+                    yield Notice(f"this turn reached its limit of {toolbox.limit} tool calls; "
+                                 "the model is told to answer")
             elif turn.cancelled():
                 call.decline("stopped")
                 result = toolbox.run(call, turn.cancelled)
@@ -424,7 +448,8 @@ class Conversation:
         if role is not None and number is not None:
             i = branches.index_of(messages, role, number)
             if i is None:
-                raise ChattermError(f"no {_NOUNS[role]} {number}: this conversation has {branches.count(messages, role)}")
+                has = branches.count(messages, role)
+                raise ChattermError(f"no {_NOUNS[role]} {number}: this conversation has {has}")
             if not messages[i].get("alternatives"):
                 raise ChattermError(f"{_NOUNS[role]} {number} has no alternatives")
             return i
@@ -495,7 +520,7 @@ class Conversation:
             self.overrides[name] = SETTINGS[name].check(value)
         self._changed()
 
-    def open(self, session: "Session", keep_system: bool = False) -> None:
+    def open(self, session: Session, keep_system: bool = False) -> None:
         """Another session in this one's place (/new, /load): its messages and
         settings; saved from its first turn on, like any new one. `keep_system`: an
         empty one starts with this one's system prompt and settings (/new)."""
@@ -509,20 +534,20 @@ class Conversation:
         self.dropped = 0
         self.measure_again()
 
-    def move_to(self, session: "Session") -> None:
+    def move_to(self, session: Session) -> None:
         """This conversation goes on in `session` (a one-shot answer continued in a
         chat, `-i`): its turns after the session's own, its settings over the session's."""
         session.messages += [m for m in self.messages if m["role"] != "system" or not session.messages]
         session.sampling = {**session.sampling, **self.overrides}
         self.open(session)
 
-    def switch(self, model: "Model") -> None:
+    def switch(self, model: Model) -> None:
         """Another model answers from now on; messages and the user's settings stay."""
         self._use(model)
         self.last = None
         self.measure_again()
 
-    def _use(self, model: "Model", defaults: Sampling | None = None) -> None:
+    def _use(self, model: Model, defaults: Sampling | None = None) -> None:
         self.model, self.backend = model, model.backend
         self.defaults = defaults or model.defaults
         self._name_model()
@@ -536,7 +561,7 @@ class Conversation:
 _NOUNS = {"user": "question", "assistant": "reply"}
 
 
-def _hint_missing_call(reply: Reply, toolbox: Any, owed: str | None) -> bool:
+def _hint_missing_call(reply: Reply, toolbox: Toolbox, owed: str | None) -> bool:
     """A reply that wrote a call as text, or owed a run (`owed`: what to tell it) and
     made none, gets a call that did not parse whose error shows the model a real one
     (with its own last code block); it answers again, held to a call. True when it did."""
@@ -579,7 +604,7 @@ def _stored(finish: Finish | None) -> str | None:
 def _message(reply: Reply) -> dict:
     """A reply as the session keeps it: the answer, its finish, its tool calls, and any
     thinking apart (never sent back to the model: `backend.wire` takes the answer only)."""
-    message = {"role": "assistant", "content": reply.text, "finish": _stored(reply.finish)}
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text, "finish": _stored(reply.finish)}
     if reply.calls:
         message["tool_calls"] = [call.as_message() for call in reply.calls]
     if reply.thinking:

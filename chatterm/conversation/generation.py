@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import codecs
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from chatterm.conversation.reply import Finish, Reply
-from chatterm.engines.base import Engine, Sampling, never
+from chatterm.engines.base import Decoding, Engine, never
 from chatterm.errors import EngineError
 
 EOG, STOP, LENGTH, CONTEXT, CANCELLED, ERROR = (Finish.EOG, Finish.STOP, Finish.LENGTH, Finish.CONTEXT,
@@ -23,7 +23,7 @@ class Generation(Reply):
     """A reply from a local engine; `tokens` are its sampled ids (the end-of-generation
     one too), which the prompt cache keeps."""
 
-    def __init__(self, engine: Engine, prompt: Sequence[int], sampling: Sampling,
+    def __init__(self, engine: Engine, prompt: Sequence[int], sampling: Decoding,
                  stop: Sequence[str] = (), cancelled: Callable[[], bool] = never, thinking: bool = False):
         super().__init__(len(prompt), thinking)
         self.engine = engine
@@ -68,8 +68,7 @@ class Generation(Reply):
                 else:
                     out, pending = pending, ""
                 if out:
-                    for piece in self._take(out):
-                        yield piece
+                    yield from self._take(out)
             else:  # the stream ended: cancelled, the budget spent, or the model had nothing more
                 self.finish = (CANCELLED if self.cancelled() else
                                (LENGTH if budget == self.sampling.max_tokens else CONTEXT)

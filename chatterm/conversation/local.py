@@ -4,8 +4,9 @@ feeds the engine only its new text."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from chatterm.conversation import templates, thinking
 from chatterm.conversation.backend import wire, with_tools
@@ -13,7 +14,8 @@ from chatterm.conversation.generation import Generation
 from chatterm.conversation.plain_text import PlainText
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.templates import ChatTemplate
-from chatterm.engines.base import Engine, Sampling
+from chatterm.engines.base import Decoding, Engine
+from chatterm.models.chat_templates import PRESET_STOPS
 from chatterm.tools.intent import FAKE_RESULT
 
 
@@ -62,7 +64,7 @@ class LocalBackend:
 
     def stops(self) -> list[str]:
         """The model's stop strings and those its template's preset needs."""
-        return self.stop + [s for s in templates.PRESET_STOPS.get(self.template.name, []) if s not in self.stop]
+        return self.stop + [s for s in PRESET_STOPS.get(self.template.name, []) if s not in self.stop]
 
     def count(self, text: str) -> int:
         return len(self.engine.tokenize(text, special=False))
@@ -176,7 +178,7 @@ class LocalBackend:
             ids.insert(0, engine.bos_id)
         return ids
 
-    def reply(self, prompt: tuple[str, list[int]], sampling: Sampling, cancelled: Callable[[], bool]) -> Reply:
+    def reply(self, prompt: tuple[str, list[int]], sampling: Decoding, cancelled: Callable[[], bool]) -> Reply:
         # With tools on, a model that starts writing a tool's result itself is stopped there.
         stops = self.stops() + [FAKE_RESULT] if sampling.special_pieces else self.stops()
         return Generation(self.engine, prompt[1], sampling, stops, cancelled,

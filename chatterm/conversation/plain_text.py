@@ -18,7 +18,8 @@ tokenizer always makes one token, as the model was trained.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 BASE = 0xF0000  # the first placeholder (Supplementary Private Use Area-A)
 LIMIT = 0xFFFE  # placeholders there are
@@ -34,7 +35,7 @@ class PlainText:
         self._placeholder = re.compile(f"([{chr(BASE)}-{last}])")
 
     @classmethod
-    def of(cls, markup: dict[str, list[str]], template: str) -> "PlainText":
+    def of(cls, markup: dict[str, list[str]], template: str) -> PlainText:
         """From an engine's `markup` ({"control": [...], "user": [...]}) and the chat
         template's source."""
         user = [t for t in markup.get("user", []) if t.strip() and t in template]

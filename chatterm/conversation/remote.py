@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
+from chatterm.conversation import thinking
 from chatterm.conversation.backend import wire, with_tools
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.templates import ChatTemplate
-from chatterm.conversation import thinking
 from chatterm.conversation.thinking import Thought
 from chatterm.engines.remote.engine import RemoteEngine
 from chatterm.engines.remote.errors import RemoteError
 from chatterm.engines.remote.events import CallDelta, End
 from chatterm.errors import EngineError
-from chatterm.settings import Sampling
+from chatterm.settings import Decoding
 
 MESSAGE_OVERHEAD = 4  # role and separators per message, as OpenAI's own counting adds
 MAX_CALL_BYTES = 8 << 20  # of a reply's streamed tool-call arguments
@@ -45,7 +46,6 @@ class RemoteReply(Reply):
         super().__init__(request.size, thinking=isinstance(prompt, str) and thinking.opened(prompt))
         self.engine, self.request, self.payload, self.cancelled = engine, request, payload, cancelled
         self._server_calls: dict[int, dict[str, Any]] = {}
-        self.notes: list[str] = []  # what this reply has to say (a fallback it took)
         self._call_bytes = 0
 
     def __iter__(self) -> Iterator[str]:
@@ -175,7 +175,7 @@ class RemoteBackend:
         size = self.engine.count_tokens(prompt)
         return size, Request("completions", {"prompt": prompt}, size)
 
-    def reply(self, prompt: Request, sampling: Sampling, cancelled: Callable[[], bool]) -> Reply:
+    def reply(self, prompt: Request, sampling: Decoding, cancelled: Callable[[], bool]) -> Reply:
         payload: dict[str, Any] = {
             "model": self.engine.model, "temperature": sampling.temperature, "top_p": sampling.top_p,
             "max_tokens": max(1, min(sampling.max_tokens, self.n_ctx - prompt.size)), **prompt.body}

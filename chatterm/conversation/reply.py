@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Any, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
-from chatterm.conversation.thinking import Splitter, Thought
-
-
-class Finish(str, Enum):
-    """Why a reply ended; the value is what session files store."""
-
-    EOG = "eog"  # the model ended its turn
-    STOP = "stop"  # a stop string
-    LENGTH = "length"  # max_tokens
-    CONTEXT = "context"  # the context window is full
-    CANCELLED = "cancelled"  # Ctrl-C
-    ERROR = "error"  # the engine or server failed mid-reply (the text so far is kept)
-
-    @property
-    def cut(self) -> bool:
-        """A reply `/continue` can carry on."""
-        return self in (Finish.LENGTH, Finish.CANCELLED, Finish.ERROR)
-
-    @classmethod
-    def of(cls, value: object) -> "Finish | None":
-        """The finish a session file stored (None when it stored none, or garbage)."""
-        try:
-            return cls(value)
-        except ValueError:
-            return None
+from chatterm.conversation.thinking import Splitter
+from chatterm.records import Finish, Thought, ToolCall
 
 
 class Reply:
@@ -46,7 +23,8 @@ class Reply:
         self.stopped_by: str | None = None  # the stop string that ended it (Finish.STOP)
         self.first_token_s: float | None = None  # from start to the first token
         self.elapsed_s = 0.0
-        self.calls: list[Any] = []  # `tools.calls.ToolCall`s the reply made
+        self.calls: list[ToolCall] = []  # the calls the reply made
+        self.notes: list[str] = []  # what this reply has to say (a fallback a server reply took)
         self._chunks: list[str] = []
         self._thoughts: list[str] = []
         self._splitter = Splitter(inside=thinking)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import sys
 from datetime import datetime
 from functools import lru_cache
@@ -100,7 +101,6 @@ def _die_with_parent() -> None:
     """A render stuck in a loop must not outlive the chat that asked for it (Linux)."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

@@ -12,73 +12,19 @@ chatterm's own presets render in this process.
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import subprocess
 import threading
 import time
 from typing import Any
 
+from chatterm import child
 from chatterm.conversation import template_worker
 from chatterm.errors import TemplateError
+from chatterm.models.chat_templates import CHOICES, PRESETS
 
-PRESETS: dict[str, str] = {
-    "chatml": (
-        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"),
-    "llama2": (
-        "{% if messages and messages[0].role == 'system' %}"
-        "{% set sys = '<<SYS>>\n' + messages[0].content + '\n<</SYS>>\n\n' %}"
-        "{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
-        "{% for m in msgs %}{% if m.role == 'user' %}{{ bos_token }}[INST] "
-        "{{ (sys if loop.first else '') + m.content }} [/INST]"
-        "{% else %} {{ m.content }} {{ eos_token }}{% endif %}{% endfor %}"),
-    "llama3": (
-        "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n"
-        "{{ m.content }}<|eot_id|>{% endfor %}"
-        "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"),
-    "mistral": (
-        "{% if messages and messages[0].role == 'system' %}{% set sys = messages[0].content + '\n\n' %}"
-        "{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
-        "{{ bos_token }}{% for m in msgs %}{% if m.role == 'user' %}"
-        "[INST] {{ (sys if loop.first else '') + m.content }} [/INST]"
-        "{% else %}{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}"),
-    "vicuna": (
-        "{% if messages and messages[0].role == 'system' %}{{ messages[0].content }}\n\n"
-        "{% set msgs = messages[1:] %}{% else %}A chat between a curious user and an artificial "
-        "intelligence assistant. The assistant gives helpful, detailed, and polite answers to the "
-        "user's questions.\n\n{% set msgs = messages %}{% endif %}"
-        "{% for m in msgs %}{% if m.role == 'user' %}USER: {{ m.content }}\n"
-        "{% else %}ASSISTANT: {{ m.content }}{{ eos_token }}\n{% endif %}{% endfor %}"
-        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"),
-    "alpaca": (
-        "{% if messages and messages[0].role == 'system' %}{{ messages[0].content }}\n\n"
-        "{% set msgs = messages[1:] %}{% else %}Below is an instruction that describes a task. "
-        "Write a response that appropriately completes the request.\n\n{% set msgs = messages %}{% endif %}"
-        "{% for m in msgs %}{% if m.role == 'user' %}### Instruction:\n{{ m.content }}\n\n"
-        "{% else %}### Response:\n{{ m.content }}\n\n{% endif %}{% endfor %}"
-        "{% if add_generation_prompt %}### Response:\n{% endif %}"),
-    "zephyr": (
-        "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{{ eos_token }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"),
-    "gemma": (
-        "{{ bos_token }}{% if messages and messages[0].role == 'system' %}"
-        "{% set sys = messages[0].content + '\n\n' %}{% set msgs = messages[1:] %}"
-        "{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}"
-        "{% for m in msgs %}<start_of_turn>{{ 'model' if m.role == 'assistant' else m.role }}\n"
-        "{{ (sys if loop.first else '') + m.content }}<end_of_turn>\n{% endfor %}"
-        "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"),
-    "phi3": (
-        "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"),
-}
-
-# Stop strings each preset needs, beyond the model's end-of-generation tokens.
-PRESET_STOPS: dict[str, list[str]] = {
-    "chatml": ["<|im_end|>", "<|im_start|>"], "llama2": ["[INST]"], "llama3": ["<|eot_id|>"],
-    "mistral": ["[INST]"], "vicuna": ["\nUSER:"], "alpaca": ["### Instruction:"],
-    "zephyr": ["<|user|>", "</s>"], "gemma": ["<end_of_turn>"], "phi3": ["<|end|>", "<|user|>"],
-}
-
-
-CHOICES = ("gguf", *PRESETS)  # gguf: the model file's own template
 _PRESET_SOURCES = frozenset(PRESETS.values())
 
 
@@ -98,8 +44,6 @@ class Renderer:
         self._lock = threading.Lock()
 
     def render(self, source: str, context: dict[str, Any]) -> dict[str, str]:
-        import json
-
         body = json.dumps({"source": source, "context": context})  # ASCII: nothing fails to encode
         budget = OUTPUT + 4 * len(body)
         request = body[:-1] + f', "budget": {budget}}}'
@@ -133,10 +77,6 @@ class Renderer:
             self._spawn()
 
     def _spawn(self) -> None:
-        import subprocess
-
-        from chatterm import child
-
         if self._process is None or self._process.poll() is not None:
             # Its own session: the terminal's Ctrl-C and hangup are the chat's to handle
             # (the worker dies with the chat: PR_SET_PDEATHSIG).
@@ -160,9 +100,6 @@ class Renderer:
     @staticmethod
     def _read_line(process: Any, deadline: float, most: int) -> bytes | None:
         """The answer, or None when the worker took too long (or sent too much)."""
-        import os
-        import select
-
         fd = process.stdout.fileno()
         chunks: list[bytes] = []
         size = 0

@@ -11,25 +11,18 @@ answer has started each chunk passes through untouched (no per-token search).
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
+
+from chatterm.records import Thought
 
 MARKERS = {"<think>": "</think>",
            "<|channel|>analysis<|message|>": "<|end|><|start|>assistant<|channel|>final<|message|>"}
 OPENED_BY_PROMPT = "<think>"  # a prompt that ends with this has opened the block for the model
 
 
-class Thought(str):
-    """A chunk of the model's reasoning, not of its answer."""
-
-
 def opened(prompt_text: str) -> bool:
     """Whether the rendered prompt leaves the model inside a thinking block."""
     return prompt_text.rstrip().endswith(OPENED_BY_PROMPT)
-
-
-def wrapped(thinking: str, answer: str) -> str:
-    """The reply as reasoning models are trained on it: thinking in its block first."""
-    return f"<think>\n{thinking.strip()}\n</think>\n\n{answer}" if thinking.strip() else answer
 
 
 class Splitter:

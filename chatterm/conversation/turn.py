@@ -20,28 +20,21 @@ the conversation's state:
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.engines.base import never
-
-
-class Notice:
-    """Something the conversation tells the user mid-turn (older turns compacted, the
-    tool-call limit reached)."""
-
-    def __init__(self, text: str):
-        self.text = text
+from chatterm.records import Event, Notice
 
 
 class Turn:
-    def __init__(self, run: Callable[["Turn"], Iterator[str]], cancelled: Callable[[], bool] = never):
+    def __init__(self, run: Callable[[Turn], Iterator[Event]], cancelled: Callable[[], bool] = never):
         """`run(turn)`: the conversation's generator for this turn, which fills in the
         turn's outcome as it goes; `cancelled`: another way to stop it (a caller's flag)."""
         self._run = run
         self._also_cancelled = cancelled
         self._cancelled = False
-        self._events: Iterator[str] | None = None
+        self._events: Iterator[Event] | None = None
         self.recorded = False
         self.reply: Reply | None = None
         self.kept = False
@@ -49,14 +42,14 @@ class Turn:
         self.compacted = 0  # older messages summarized before this reply (compaction)
         self.notices: list[Notice] = []  # told by the conversation before the reply streams
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[Event]:
         """The conversation's generator itself: a `for` loop over a turn costs nothing
         per event over the reply's own stream."""
         if self._events is None:
             self._events = self._run(self)
         return self._events
 
-    def __next__(self) -> str:
+    def __next__(self) -> Event:
         return next(iter(self))
 
     def cancel(self) -> None:

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TYPE_CHECKING, Callable, ClassVar, Iterator, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from chatterm.settings import Sampling
+from chatterm.models.fit import context_size
+from chatterm.settings import Decoding, Sampling
 
 if TYPE_CHECKING:
     from chatterm.models.gguf import GGUFFile
 
-__all__ = ["Engine", "LoadOptions", "Sampling", "Token", "context_size", "default_threads", "never"]
+__all__ = ["Decoding", "Engine", "LoadOptions", "Sampling", "Token", "context_size", "default_threads", "never"]
 
-DEFAULT_CTX_CAP = 4096  # for models without a context_length entry: memory stays modest
 
 
 @dataclass
@@ -41,14 +42,6 @@ class LoadOptions:
     reproducible: bool = False  # batch-invariant kernels: greedy replies the same with and without drafts
 
 
-def context_size(requested: int | None, trained: int | None) -> int:
-    """The context window to allocate: the request (--ctx, else the catalogue entry's),
-    else the model's trained size capped at DEFAULT_CTX_CAP; never above what the
-    model was trained for."""
-    n_ctx = requested or min(trained or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
-    return min(n_ctx, trained) if trained else n_ctx
-
-
 SAFE_SETTINGS = "safe settings after repeated crashes: CPU only, no weight repacking"
 
 
@@ -58,7 +51,7 @@ def never() -> bool:
 
 def default_threads() -> int:
     """Cores this process may use. More threads than cores is catastrophic for decode
-    speed (4 threads on 2 cores: 42 vs 120 tokens/s, shared/notes/engines.md)."""
+    speed (4 threads on 2 cores: 42 vs 120 tokens/s; docs/engines.md)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -77,7 +70,7 @@ class Token(NamedTuple):
 class Engine(ABC):
     """A loaded model. Not thread-safe: one generation at a time."""
 
-    name: ClassVar[str]
+    name: str  # "llama.cpp", "ctransformers" (an isolated engine: the one its worker runs now)
 
     n_ctx: int
     device: str  # for people: "CPU" or "CUDA (30/30 layers)"
@@ -87,11 +80,15 @@ class Engine(ABC):
     eos_text: str
     add_bos: bool
     bos_id: int | None
-    speculation: dict | None = None  # speculative decoding's tally (`speculation.Tally.report`), if any
     # The texts `tokenize(special=True)` makes special tokens: "control" ones, and
     # "user" (user-defined) ones, which llama.cpp matches even without `special`.
     markup: dict[str, list[str]] = {"control": [], "user": []}
     reused: int | None = None  # tokens of the last prompt taken from the cache, not evaluated (None: unknown)
+
+    @property
+    def speculation(self) -> dict | None:
+        """Speculative decoding's tally (`speculation.Tally.report`), if any."""
+        return None
 
     @abstractmethod
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
@@ -105,7 +102,7 @@ class Engine(ABC):
     def is_eog(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, end-of-turn, ...)."""
 
-    def sample(self, prompt: Sequence[int], sampling: Sampling,
+    def sample(self, prompt: Sequence[int], sampling: Decoding,
                cancelled: Callable[[], bool] = never) -> Iterator[int]:
         """Evaluate `prompt` and yield sampled token ids until the consumer stops (what
         each engine in this process implements; `generate` is what callers use).
@@ -117,8 +114,8 @@ class Engine(ABC):
         a long history): once it is true the generator ends without a token."""
         raise NotImplementedError
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling, cancelled: Callable[[], bool] = never,
-                 limit: int | None = None) -> Iterator[Token]:
+    def generate(self, prompt: Sequence[int], sampling: Decoding, cancelled: Callable[[], bool] = never,
+                 limit: int | None = None) -> Generator[Token, None, None]:
         """The reply's tokens, each with its bytes and end flag: at most `limit` (the
         caller's budget, decided once: `Generation`), ending after an end-of-generation
         token unless `sampling.ignore_eog`, and when `cancelled` (checked per token)."""

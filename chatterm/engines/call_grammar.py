@@ -14,6 +14,8 @@ import json
 import re
 from typing import Any
 
+from chatterm.engines.libraries import import_bare
+
 MARKER = b"<tool_call>"
 
 
@@ -112,8 +114,6 @@ def _remaining(written: str) -> list[str] | None:
 def _converter() -> Any:
     """llama-cpp-python's JSON Schema to GBNF converter, from its pure-Python module (not
     the package's numpy-heavy __init__)."""
-    from chatterm.engines.libraries import import_bare
-
     grammar = import_bare("llama_cpp", "llama_grammar")
     if grammar is None:
         raise RuntimeError("llama-cpp-python is not installed")
@@ -189,7 +189,8 @@ def check_bounds(schema: Any) -> None:
         for key in _COUNTS:
             value = node.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value > REPEAT_CAP:
-                raise SchemaTooLarge(f"{where}: {key} {value:,.0f} is more than the {REPEAT_CAP:,} a grammar can spell out")
+                raise SchemaTooLarge(f"{where}: {key} {value:,.0f} is more than the {REPEAT_CAP:,} "
+                                     "a grammar can spell out")
         pattern = node.get("pattern")
         if isinstance(pattern, str):
             for low, high in _PATTERN_COUNT.findall(pattern):
@@ -217,7 +218,8 @@ def _ranges(schema: Any) -> Any:
         return schema
     out = {k: _ranges(v) for k, v in schema.items()}
     low, high = out.get("minimum"), out.get("maximum")
-    if out.get("type") == "integer" and isinstance(low, int) and isinstance(high, int) and 0 <= high - low <= RANGE_AS_ENUM:
+    if (out.get("type") == "integer" and isinstance(low, int) and isinstance(high, int)
+            and 0 <= high - low <= RANGE_AS_ENUM):
         out = {k: v for k, v in out.items() if k not in ("type", "minimum", "maximum")}
         out["enum"] = list(range(low, high + 1))
     return out

@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from chatterm import errors
 from chatterm.engines import wire
-from chatterm.engines.base import Engine, LoadOptions, Sampling, Token, never
+from chatterm.engines.base import Decoding, Engine, LoadOptions, Token, never
 from chatterm.engines.recovery import GENERATING, IDLE, LOADING, PROMPT, Attempt, Recovery
 from chatterm.engines.worker import start_request
 from chatterm.engines.worker_process import STOP_GRACE_S, WorkerGone, WorkerProcess, exit_text, log_path
@@ -140,6 +141,8 @@ class IsolatedEngine(Engine):
 
     def _ended(self, message: dict[str, Any]) -> None:
         """A generation's end: the worker's speculation tally comes with it."""
+        if self._info is None:
+            return
         if "speculation" in message:
             self._info["speculation"] = message["speculation"]
         self._info["reused"] = message.get("reused")
@@ -189,17 +192,17 @@ class IsolatedEngine(Engine):
         assert self._info is not None
         return self._info[key]
 
-    n_ctx = property(lambda self: self._describe("n_ctx"))  # type: ignore[assignment]
-    device = property(lambda self: self._describe("device"))  # type: ignore[assignment]
-    notes = property(lambda self: self._describe("notes"))  # type: ignore[assignment]
-    chat_template = property(lambda self: self._describe("chat_template"))  # type: ignore[assignment]
-    bos_text = property(lambda self: self._describe("bos_text"))  # type: ignore[assignment]
-    eos_text = property(lambda self: self._describe("eos_text"))  # type: ignore[assignment]
-    add_bos = property(lambda self: self._describe("add_bos"))  # type: ignore[assignment]
-    bos_id = property(lambda self: self._describe("bos_id"))  # type: ignore[assignment]
-    speculation = property(lambda self: self._describe("speculation"))  # type: ignore[assignment]
-    markup = property(lambda self: self._describe("markup"))  # type: ignore[assignment]
-    reused = property(lambda self: (self._info or {}).get("reused"))  # type: ignore[assignment]
+    n_ctx = property(lambda self: self._describe("n_ctx"))
+    device = property(lambda self: self._describe("device"))
+    notes = property(lambda self: self._describe("notes"))
+    chat_template = property(lambda self: self._describe("chat_template"))
+    bos_text = property(lambda self: self._describe("bos_text"))
+    eos_text = property(lambda self: self._describe("eos_text"))
+    add_bos = property(lambda self: self._describe("add_bos"))
+    bos_id = property(lambda self: self._describe("bos_id"))
+    speculation = property(lambda self: self._describe("speculation"))
+    markup = property(lambda self: self._describe("markup"))
+    reused = property(lambda self: (self._info or {}).get("reused"))
 
     # ------------------------------------------------------------ requests
     def _call(self, op: str, **args: Any) -> Any:
@@ -252,8 +255,8 @@ class IsolatedEngine(Engine):
     def reset(self) -> None:
         self._call("reset")
 
-    def generate(self, prompt: Sequence[int], sampling: Sampling, cancelled: Callable[[], bool] = never,
-                 limit: int | None = None) -> Iterator[Token]:
+    def generate(self, prompt: Sequence[int], sampling: Decoding, cancelled: Callable[[], bool] = never,
+                 limit: int | None = None) -> Generator[Token, None, None]:
         """The worker's tokens as they arrive (it keeps the limits: `Engine.generate`)."""
         if not self.wait_ready(cancelled) or cancelled():
             return

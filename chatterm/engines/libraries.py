@@ -3,7 +3,7 @@
 Both libraries' `__init__` modules import far more than chatterm uses: llama-cpp-python's
 pulls in numpy, jinja2 and its high-level `Llama` (0.14 s against 0.03 s for the ctypes
 bindings alone), ctransformers' pulls in huggingface_hub for hub downloads chatterm never
-does (0.27 s, shared/notes/engines.md).
+does (0.27 s; docs/engines.md).
 """
 
 from __future__ import annotations

@@ -21,13 +21,13 @@ import os
 import queue
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from chatterm import engines
-from chatterm.engines import wire
-from chatterm.engines.base import Engine, LoadOptions, Sampling
+from chatterm.engines import loading, wire
+from chatterm.engines.base import Decoding, Engine, LoadOptions
 from chatterm.errors import ChattermError
 
 
@@ -72,7 +72,7 @@ def error_of(e: BaseException) -> dict[str, str]:
     return {"type": "EngineError", "message": f"unexpected error in the engine: {type(e).__name__}: {e}"}
 
 
-def stream(engine: Engine, channel: Channel, rid: int, prompt: list[int], sampling: Sampling,
+def stream(engine: Engine, channel: Channel, rid: int, prompt: list[int], sampling: Decoding,
            limit: int | None) -> None:
     """A pump: the engine's tokens into frames as they come, ahead of the reader
     (chatterm renders one token while the engine computes the next), until the
@@ -107,7 +107,7 @@ def serve(engine: Engine, channel: Channel) -> None:
         rid, op = request.pop("id"), request.pop("op")
         try:
             if op == "generate":
-                stream(engine, channel, rid, request["prompt"], Sampling(**request["sampling"]),
+                stream(engine, channel, rid, request["prompt"], Decoding(**request["sampling"]),
                        request["limit"])
                 continue
             if op == "close":
@@ -130,7 +130,7 @@ def main() -> None:
     channel = Channel(requests_fd, frames_fd)
     options = LoadOptions(**{**start["options"], "path": Path(start["options"]["path"]), "native_logs": True})
     try:
-        engine = engines.load(start["engine"], options)
+        engine = loading.load(start["engine"], options)
     except Exception as e:
         channel.send(wire.json_frame(wire.READY, {"error": error_of(e)}))
         return

@@ -8,9 +8,10 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from chatterm import child, paths
 from chatterm.engines import wire

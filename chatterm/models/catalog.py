@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatterm import paths, settings
-from chatterm.conversation.templates import CHOICES
-from chatterm.engines import ENGINE_NAMES
+from chatterm import paths, safe_files, settings
 from chatterm.errors import ConfigError, ModelFileError
+from chatterm.models.chat_templates import CHOICES
+from chatterm.models.engine_names import ENGINE_NAMES
 from chatterm.models.hub import refs
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class ModelSpec:
     def downloadable(self) -> bool:
         return self.source == "hf_repo"
 
-    def downloaded(self) -> "LocalModel | None":
+    def downloaded(self) -> LocalModel | None:
         from chatterm.models.hub import store
 
         return store.local(self.location, str(self.file)) if self.downloadable else None
@@ -119,8 +119,6 @@ MAX_TOML = 4 << 20  # bytes: a configuration file, not a data set
 
 
 def load_toml(path: Path) -> dict[str, Any]:
-    from chatterm import safe_files
-
     try:
         return tomllib.loads(safe_files.read_bytes(path, MAX_TOML, what="configuration file").decode("utf-8"))
     except safe_files.RefusedFile as e:
@@ -165,7 +163,8 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
         api_key_env = typed("api_key_env", str)
         if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
             raise ConfigError(f"{where}: api_key_env must name an environment variable, not hold the key")
-        template = _template(where, typed("template", str, "gguf"))  # gguf: the server's own; a preset enables /continue
+        # gguf: the server's own; a preset enables /continue
+        template = _template(where, typed("template", str, "gguf"))
         return ModelSpec(name=name, source=source, location=location, engines=["remote"],
                          template=template, context_length=typed("context_length", int),
                          sampling=_sampling(where, typed("sampling", dict, {})),
@@ -234,7 +233,7 @@ class Catalog:
         self.default = default
 
     @classmethod
-    def load(cls, user_file: Path | None = None) -> "Catalog":
+    def load(cls, user_file: Path | None = None) -> Catalog:
         models: dict[str, ModelSpec] = {}
         default = "smollm2"
         files = [packaged_toml()]

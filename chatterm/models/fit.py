@@ -1,5 +1,5 @@
 """Will a model fit this machine, and how much of it fits the GPU? Estimated from the
-GGUF file before anything is loaded, the way ollama does (llm/memory.go): the bytes of
+GGUF file before anything is loaded, the way ollama does (docs/engines.md, "Memory estimate"): the bytes of
 each layer's tensors, the KV cache the context needs, and a working-memory margin.
 
 llama.cpp offloads the *last* N repeating layers (`n_gpu_layers`); the output layer
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatterm.errors import ChattermError
-from chatterm.models.gguf import GGUFFile
+from chatterm.models.gguf import GGUFFile, read, sniff
+from chatterm.units import size_text
 
 KV_BYTES = 2  # f16 K and V caches, llama.cpp's default
 UBATCH = 512  # llama.cpp's micro-batch: the attention scores of one are the compute buffer's bulk
@@ -74,8 +75,6 @@ class Footprint:
         return k
 
     def breakdown(self) -> str:
-        from chatterm.units import size_text
-
         return (f"weights {size_text(self.weights)}, KV cache {size_text(sum(self.kv_per_layer))}, "
                 f"working memory {size_text(self.compute + RAM_MARGIN)}")
 
@@ -83,10 +82,21 @@ class Footprint:
         return self.n_layers + 1 if gpu_layers < 0 or gpu_layers > self.n_layers else gpu_layers
 
 
+DEFAULT_CTX_CAP = 4096  # for models without a context_length entry: memory stays modest
+
+
+def context_size(requested: int | None, trained: int | None) -> int:
+    """The context window to allocate: the request (--ctx, else the catalogue entry's),
+    else the model's trained size capped at DEFAULT_CTX_CAP; never above what the
+    model was trained for."""
+    n_ctx = requested or min(trained or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
+    return min(n_ctx, trained) if trained else n_ctx
+
+
 def _per_layer(value: object, n_layers: int) -> list[int]:
     if isinstance(value, (list, tuple)):
         return [int(v) for v in value][:n_layers] + [0] * max(0, n_layers - len(value))
-    return [int(value or 0)] * n_layers
+    return [int(value) if isinstance(value, (int, float, str)) and value else 0] * n_layers
 
 
 def footprint(parts: list[GGUFFile], n_ctx: int) -> Footprint:
@@ -133,8 +143,6 @@ def size_estimate(size: int, n_ctx: int) -> Footprint:
 
 def check_ram(fp: Footprint, gpu_layers: int, available: int | None, name: str) -> None:
     """Refuse, with the numbers, a model that cannot fit the RAM available now."""
-    from chatterm.units import size_text
-
     if available is None or os.environ.get(SKIP_ENV):
         return
     need = fp.in_ram(gpu_layers)
@@ -148,9 +156,6 @@ def check_ram(fp: Footprint, gpu_layers: int, available: int | None, name: str) 
 def of_file(path: Path, n_ctx: int | None) -> Footprint:
     """The footprint of the model at `path` (every part, if split) at the context chatterm
     would use for the request `n_ctx`; a missing part or a corrupt file is a ModelFileError."""
-    from chatterm.engines.base import context_size
-    from chatterm.models.gguf import read, sniff
-
     if sniff(path) != "gguf":
         return file_footprint(path.stat().st_size, context_size(n_ctx, None))
     parts = [read(p) for p in split_parts(path)]

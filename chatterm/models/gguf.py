@@ -10,12 +10,13 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
-from contextlib import contextmanager
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO
 
+from chatterm import safe_files
 from chatterm.errors import ModelFileError
 
 MAGIC = b"GGUF"
@@ -50,7 +51,7 @@ class LazyStrings(Sequence):
     """A large string array of a GGUF file, read from disk on first use."""
 
     def __init__(self, path: Path, offset: int, count: int, nbytes: int):
-        self.path, self.offset, self.count, self.nbytes = path, offset, count, nbytes
+        self.path, self.offset, self.length, self.nbytes = path, offset, count, nbytes
         self._items: list[str] | None = None
 
     def _load(self) -> list[str]:
@@ -60,11 +61,11 @@ class LazyStrings(Sequence):
                 data = f.read(self.nbytes)
             if len(data) != self.nbytes:
                 raise ModelFileError(f"{self.path}: truncated (the file changed while in use)")
-            self._items = _strings(data, self.count)
+            self._items = _strings(data, self.length)
         return self._items
 
     def __len__(self) -> int:
-        return self.count
+        return self.length
 
     def __getitem__(self, index: Any) -> Any:
         return self._load()[index]
@@ -203,8 +204,6 @@ class _Reader:
 def _regular(path: str | os.PathLike[str], what: str) -> None:
     """A FIFO, a device or a symlink loop is refused before it is opened (opening a FIFO
     blocks; reading a device may never end)."""
-    from chatterm import safe_files
-
     why = safe_files.why_unreadable(Path(path))
     if why not in (None, "no such file", "a folder"):  # those two: _open_errors' own words
         raise ModelFileError(f"{what}: {why}, not a model file")

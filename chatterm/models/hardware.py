@@ -33,7 +33,7 @@ def repack_off_reason(flags: frozenset[str] | None = None) -> str | None:
 
     On CPUs with AMX, a native llama.cpp build routes matrix products of repacked
     weights through `ggml_backend_amx_mul_mat`, which crashes (SIGSEGV) on the first
-    decode (ggml-org/llama.cpp#20824, unfixed; shared/notes/engines.md). Without extra
+    decode (llama.cpp issue 20824, unfixed; docs/engines.md). Without extra
     buffer types the same CPU decodes at full speed with the AVX-512 kernels. Other CPUs
     keep repacking: it speeds up Q4_0, IQ4_NL and Q4_K there."""
     flags = cpu_flags() if flags is None else flags
@@ -119,8 +119,9 @@ def llamacpp_gpu_layers(requested: int | str, build_has_cuda: bool,
     if requested == "auto":
         if build_has_cuda and cuda_device_count() > 0:
             return fitted, fitted_note(fitted)
-        return 0, "running on the CPU (" + ("no CUDA GPU found" if build_has_cuda else
-                                            "this llama-cpp-python build has no CUDA; see README, 'GPU'") + ")"
+        why = ("no CUDA GPU found" if build_has_cuda
+               else "this llama-cpp-python build has no CUDA; see docs/guide/engines-and-gpu.md")
+        return 0, f"running on the CPU ({why})"
     if requested and not build_has_cuda:
         return 0, "this llama-cpp-python build has no GPU support; running on the CPU"
     return int(requested), None

@@ -11,9 +11,24 @@ The store's names are the package's: `sessions.Session`, `sessions.load`, ...
 """
 
 from chatterm.sessions.markdown import RATINGS, rating_text, versions_text
-from chatterm.sessions.store import (FORMAT, MAX_FILE, NAME, Session, SessionError, atomic_write,
-                                     clean_leftovers, ensure_private_dir, file_stamp, load, most_recent,
-                                     mtime, new_name, path_of, read, sessions_dir)
+from chatterm.sessions.store import (
+                                     FORMAT,
+                                     MAX_FILE,
+                                     NAME,
+                                     Session,
+                                     SessionError,
+                                     atomic_write,
+                                     clean_leftovers,
+                                     ensure_private_dir,
+                                     file_stamp,
+                                     load,
+                                     most_recent,
+                                     mtime,
+                                     new_name,
+                                     path_of,
+                                     read,
+                                     sessions_dir,
+)
 
 __all__ = ["FORMAT", "MAX_FILE", "NAME", "RATINGS", "Session", "SessionError", "atomic_write", "clean_leftovers",
            "ensure_private_dir", "file_stamp", "load", "most_recent", "mtime", "new_name", "path_of", "read",

@@ -5,13 +5,12 @@ choice of sessions by name or date (for `chatterm sessions`, `/sessions` and
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from chatterm import safe_files, sessions
-from chatterm.conversation import branches
+from chatterm import branches, safe_files, sessions
 from chatterm.errors import ChattermError
 
 SNIPPET = 70  # characters of context around a search hit
@@ -72,9 +71,13 @@ def _read(path: Path, data: bytes | None = None) -> sessions.Session | Unreadabl
 
 def partition(items: Iterable[object]) -> tuple[list, list[Unreadable]]:
     """(what was read, the files that could not be)."""
-    read, unreadable = [], []
+    read: list = []
+    unreadable: list[Unreadable] = []
     for item in items:
-        (unreadable if isinstance(item, Unreadable) else read).append(item)
+        if isinstance(item, Unreadable):
+            unreadable.append(item)
+        else:
+            read.append(item)
     return read, unreadable
 
 

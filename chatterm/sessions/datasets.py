@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
-from chatterm.conversation import branches, thinking
-from chatterm.conversation.reply import Finish
+from chatterm import branches
+from chatterm.records import Finish
 
 FORMATS = ("sft", "dpo", "kto")
 
@@ -154,6 +154,11 @@ def _kto(messages: list[dict], options: Options, skipped: Counter) -> Iterator[d
             yield {"prompt": _wire(history, options), "completion": _wire([m], options), "label": m["rating"] == "good"}
 
 
+def _wrapped(thinking: str, answer: str) -> str:
+    """The reply as reasoning models are trained on it: thinking in its block first."""
+    return f"<think>\n{thinking.strip()}\n</think>\n\n{answer}" if thinking.strip() else answer
+
+
 def _wire(messages: Iterable[dict], options: Options) -> list[dict]:
     """Messages as the formats take them: role and content (with the thinking, if
     asked); an assistant's tool calls and a tool's name as TRL's tool-calling format has them."""
@@ -161,7 +166,7 @@ def _wire(messages: Iterable[dict], options: Options) -> list[dict]:
     for m in messages:
         if m["role"] == "summary":  # exports are the original turns (compaction's summaries left out)
             continue
-        wired: dict = {"role": m["role"], "content": thinking.wrapped(m.get("thinking", ""), m["content"])
+        wired: dict = {"role": m["role"], "content": _wrapped(m.get("thinking", ""), m["content"])
                        if options.thinking and m["role"] == "assistant" else m["content"]}
         if m.get("tool_calls"):
             wired["tool_calls"] = [{"type": "function", "function": {"name": c["function"]["name"],
@@ -188,7 +193,7 @@ def _with_tools(record: dict) -> dict:
     return {**record, "tools": schemas}
 
 
-def _replies(messages: list[dict]) -> Iterator[tuple[tuple[dict, ...], list[dict], int]]:
+def _replies(messages: list[dict]) -> Iterator[tuple[Sequence[dict], list[dict], int]]:
     """The points of the tree that are replies to a question."""
     for history, firsts, current in branches.walk(messages):
         if firsts[0]["role"] == "assistant" and history and history[-1]["role"] in ("user", "tool"):

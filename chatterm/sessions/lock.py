@@ -13,18 +13,18 @@ import fcntl
 import os
 from pathlib import Path
 
+from chatterm.sessions import ensure_private_dir
+
 
 class SessionLock:
     def __init__(self, fd: int | None):
         self._fd = fd
 
     @classmethod
-    def take(cls, session_file: Path) -> "SessionLock | int":
+    def take(cls, session_file: Path) -> SessionLock | int:
         """The lock of the session in `session_file`, or the pid of the chat holding it
         (0 when unknown). Where no lock can be made (a read-only folder), an empty lock:
         saving will fail there, and say so."""
-        from chatterm.sessions import ensure_private_dir
-
         folder = session_file.parent / ".locks"
         try:
             ensure_private_dir(session_file.parent)

@@ -5,27 +5,29 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from chatterm.conversation import branches
-from chatterm.conversation.reply import Finish
+from chatterm.records import RATINGS, Finish, Message
 
-if TYPE_CHECKING:
-    from chatterm.sessions.store import Session
+__all__ = ["RATINGS", "rating_text", "transcript", "versions_text"]
 
-RATINGS = ("good", "bad")
+
+class Transcribed(Protocol):
+    """What a transcript shows of a session (`store.Session` is one)."""
+
+    name: str
+    model: str
+    engine: str
+    messages: list[dict[str, Any]]
 
 
 def rating_text(message: dict) -> str:
     """"✓ good: NOTE" / "✗ bad" for a rated reply, "" otherwise."""
-    rating = message.get("rating")
-    if rating not in RATINGS:
-        return ""
-    note = message.get("note")
-    return f"{'✓' if rating == 'good' else '✗'} {rating}{': ' + note if note else ''}"
+    rating = Message.of(message).rating
+    return rating.text if rating else ""
 
 
-def transcript(session: "Session") -> str:
+def transcript(session: Transcribed) -> str:
     """The session as a Markdown transcript (`/save NAME.md`, `chatterm export -f md`)."""
     out = [f"# chatterm session {session.name}", "",
            f"Model: {session.model} ({session.engine})", ""]
@@ -76,10 +78,7 @@ def _fence_left_open(text: str) -> str:
 
 def versions_text(message: dict) -> str:
     """"version 2 of 3" for a message with alternatives, "" otherwise."""
-    others = message.get("alternatives")
-    if not others:
-        return ""
-    return f"version {branches.current_version(message)} of {len(others) + 1}"
+    return Message.of(message).versions_text
 
 
 def _fenced(text: str, language: str = "") -> str:

@@ -22,12 +22,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chatterm import paths, settings, surrogates
-from chatterm.sessions import markdown
-from chatterm.sessions.markdown import RATINGS
+from chatterm import paths, safe_files, settings, surrogates
 from chatterm.errors import ChattermError
+from chatterm.records import RATINGS
+from chatterm.sessions import markdown
 
-FORMAT = 3  # 2: alternatives and ratings; 3: tool calls and results (written only by sessions with them; 1 and 2 read as they are)
+# 2: alternatives and ratings; 3: tool calls and results (written only by sessions with
+# them; 1 and 2 read as they are). docs/sessions-format.md has the whole format.
+FORMAT = 3
 NAME = re.compile(r"^[\w.@-]{1,100}$")
 
 
@@ -162,8 +164,6 @@ MAX_FILE = 1 << 30  # bytes: a session file larger than this is not one chatterm
 def read(path: Path, data: bytes | None = None) -> Session:
     """The session in `path` (its bytes `data`, when already read), checked whole:
     SessionError says what is wrong with it. Only regular files are read."""
-    from chatterm import safe_files
-
     stamp = file_stamp(path)
     try:
         if data is None:
@@ -190,7 +190,7 @@ def read(path: Path, data: bytes | None = None) -> Session:
         problem = _tree_problem(messages) if isinstance(messages, list) else "no messages"
     except RecursionError:
         problem = "nested too deeply"
-    if problem:
+    if problem or not isinstance(messages, list):
         raise SessionError(f"session file {path} is corrupt ({problem})")
     try:
         sampling = settings.validated(raw.get("sampling", {}), f"session file {path}")
@@ -211,11 +211,11 @@ def _mend(value: Any) -> tuple[Any, int]:
         mended = surrogates.mend(value)
         return mended, int(mended is not value)
     if isinstance(value, list):
-        items = [_mend(v) for v in value]
-        return [v for v, _ in items], sum(n for _, n in items)
+        parts = [_mend(v) for v in value]
+        return [v for v, _ in parts], sum(n for _, n in parts)
     if isinstance(value, dict):
-        items = {k: _mend(v) for k, v in value.items()}
-        return {k: v for k, (v, _) in items.items()}, sum(n for _, n in items.values())
+        entries = {k: _mend(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in entries.items()}, sum(n for _, n in entries.values())
     return value, 0
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from chatterm import safe_files
+from chatterm.engines.call_grammar import schema_gbnf
 from chatterm.errors import ConfigError
 
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -40,8 +41,6 @@ def parse(text: str) -> dict[str, Any]:
 
 def check(schema: dict[str, Any], source: str = "the schema") -> None:
     """ConfigError when `schema` cannot become a grammar."""
-    from chatterm.engines.call_grammar import schema_gbnf
-
     try:
         schema_gbnf(schema)
     except Exception as e:  # the converter raises whatever it meets

@@ -5,8 +5,14 @@ is checked with it; the first mismatch is said with where it is ($.items[2].name
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Callable
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
 
@@ -70,7 +76,8 @@ def _object(value: dict, schema: dict, root: Any, where: str) -> str:
             found = problem(item, properties[key], root, f"{where}.{key}")
         else:
             extra = schema.get("additionalProperties", True)
-            found = f"{where}: {key!r} is not allowed" if extra is False else problem(item, extra, root, f"{where}.{key}")
+            found = (f"{where}: {key!r} is not allowed" if extra is False
+                     else problem(item, extra, root, f"{where}.{key}"))
         if found:
             return found
     return ""
@@ -91,7 +98,8 @@ def _array(value: list, schema: dict, root: Any, where: str) -> str:
 
 def _is(value: Any, kind: str) -> bool:
     if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool) or (isinstance(value, float) and value.is_integer())
+        return (isinstance(value, int) and not isinstance(value, bool)
+                or (isinstance(value, float) and value.is_integer()))
     if kind == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     wanted = _TYPES.get(kind)
@@ -120,10 +128,6 @@ def answer_problem(text: str, schema: Any, cancelled: Callable[[], bool] = lambd
     expression match holds the interpreter, signals included, until it ends."""
     if not _has_pattern(schema):
         return _answer_problem(text, schema)
-    import json
-    import subprocess
-    import sys
-    import time
 
     request = json.dumps({"text": text, "schema": schema}, ensure_ascii=False).encode("utf-8", "surrogatepass")
     proc = subprocess.Popen([sys.executable, "-I", "-m", "chatterm.structured.validate"], stdin=subprocess.PIPE,
@@ -142,9 +146,6 @@ def answer_problem(text: str, schema: Any, cancelled: Callable[[], bool] = lambd
 
 def _exchange(proc: Any, request: bytes, cancelled: Callable[[], bool], deadline: float) -> bytes | None:
     """What the checking process answers (None: it ran past `deadline`, or was stopped)."""
-    import threading
-    import time
-
     box: list[bytes] = []
     talk = threading.Thread(target=lambda: box.append(proc.communicate(request)[0]), daemon=True)
     talk.start()
@@ -169,8 +170,6 @@ def _has_pattern(schema: Any) -> bool:
 
 
 def _answer_problem(text: str, schema: Any) -> str:
-    import json
-
     try:
         value = json.loads(text)
     except (ValueError, RecursionError) as e:

@@ -11,9 +11,10 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chatterm import safe_files
 from chatterm.tools.intent import example_prints

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from chatterm.tools.calls import ToolCall
 
@@ -69,7 +70,8 @@ def example_prints(code: str, most: int = 5) -> list[str]:
     out = []
     for example in _EXAMPLE.findall(code):
         example = example.strip()
-        if re.match(r"(import|from|def|class|for|while|if|with|print)\b", example) or re.search(r"[^=!<>]=[^=]", example):
+        if (re.match(r"(import|from|def|class|for|while|if|with|print)\b", example)
+                or re.search(r"[^=!<>]=[^=]", example)):
             continue
         out.append(f"print({example})")
     return out[:most]

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from chatterm.tools.calls import ToolCall, call_of, guess_name
 from chatterm.tools.json_calls import FENCE, Candidate, opens_call

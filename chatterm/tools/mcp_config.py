@@ -45,7 +45,7 @@ class ServerConfig:
     def kind(self) -> str:
         return "http" if self.url else "stdio"
 
-    def expanded(self) -> "ServerConfig":
+    def expanded(self) -> ServerConfig:
         """This server with `${NAME}` replaced by the environment's NAME (ConfigError
         naming the variable when it is not set)."""
         def expand(text: str) -> str:

@@ -18,16 +18,24 @@ import asyncio
 import builtins
 import concurrent.futures
 import functools
+import hashlib
+import importlib.util
+import logging
+import os
 import re
+import shutil
+import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chatterm import paths
 from chatterm.engines.call_grammar import SchemaTooLarge, check_bounds
+from chatterm.errors import ChattermError
 from chatterm.tools.builtin import Done, Tool
 from chatterm.tools.mcp_config import ServerConfig
 
@@ -39,8 +47,6 @@ INSTALL = "MCP servers need the mcp package: pip install 'chatterm[mcp]'"
 
 
 def sdk_installed() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("mcp") is not None
 
 
@@ -65,8 +71,6 @@ def tool_name(server: str, tool: str, taken: dict[str, tuple[str, str]] | None =
     accept, fits NAME_CAP and the server's name holds no "__" (so "a"+"b__c" and
     "a__b"+"c" cannot meet); otherwise the sanitized, cut name with a digest of the two
     names ("a.b" and "a b" stay apart)."""
-    import hashlib
-
     taken = {} if taken is None else taken
     whole = (server, tool)
     plain = f"{server}__{tool}"
@@ -177,7 +181,6 @@ class McpHub:
             client = await stack.enter_async_context(create_mcp_http_client(headers=config.headers or None))
             streams = await stack.enter_async_context(streamable_http_client(config.url, http_client=client))
         else:
-            import shutil
 
             from mcp import StdioServerParameters
             from mcp.client.stdio import stdio_client
@@ -218,7 +221,8 @@ class McpHub:
             schema = {"type": "object", "properties": {}}
         check_bounds(schema)  # a grammar is made of it when the model calls
         description = " ".join(str(tool.description or "").split())[:1024] or f"{tool.name} (MCP server {config.name})"
-        strings = [k for k, v in (schema.get("properties") or {}).items() if isinstance(v, dict) and v.get("type") == "string"]
+        strings = [k for k, v in (schema.get("properties") or {}).items()
+                   if isinstance(v, dict) and v.get("type") == "string"]
 
         def run(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
             return self._call(config, session, tool.name, arguments, cancelled)
@@ -243,7 +247,10 @@ class McpHub:
                     # it is started again, which also ends what it was sending.
                     future.cancel()
                     self._tell(f"MCP server {config.name} did not answer within {config.timeout_s:g} s: restarting it")
-                    threading.Thread(target=self.restart, args=(config.name,), daemon=True).start()
+                    # Starting now, as the caller sees it (`settled` waits for it); the old
+                    # task is waited for on a thread of its own.
+                    old = self._begin_restart(config.name)
+                    threading.Thread(target=self._finish_restart, args=(config.name, old), daemon=True).start()
                     return Done(f"[no answer from MCP server {config.name} after {config.timeout_s:g} s]",
                                 f"no answer after {config.timeout_s:g} s", ok=False)
             except BaseException as e:  # the server went away, or refused
@@ -285,11 +292,13 @@ class McpHub:
     # ------------------------------------------------------------ control
     def restart(self, name: str, cancelled: Callable[[], bool] = lambda: False) -> None:
         if name not in self.states:
-            from chatterm.errors import ChattermError
-
             raise ChattermError(f"no MCP server {name!r}; /mcp lists them")
+        self._finish_restart(name, self._begin_restart(name), cancelled)
+
+    def _begin_restart(self, name: str) -> Any:
+        """Server `name` is starting again from now on: its tools leave the toolbox, the
+        old task is told to stop. Returns the old task, for `_finish_restart`."""
         stop = self._stops.get(name)
-        task = self._tasks.get(name)
         state = self.states[name]
         if state.tools:  # gone from the toolbox now, not when the old task has ended
             self._on_tools([], [t.name for t in state.tools])
@@ -297,6 +306,10 @@ class McpHub:
         state.status, state.tools = "starting", []
         if stop is not None:
             self._loop.call_soon_threadsafe(stop.set)
+        return self._tasks.get(name)
+
+    def _finish_restart(self, name: str, task: Any, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """The old task ended (or given up on after STOP_S), the server launched again."""
         if task is not None:
             task.cancel()  # one still starting (never answered initialize) waits for nothing
             deadline = time.monotonic() + STOP_S
@@ -335,9 +348,6 @@ class McpHub:
 def _end_reapers() -> None:
     """SIGTERM to this process's children that are reapers (`tools/reaper.py`): each
     ends the tree below it and exits."""
-    import os
-    import signal
-
     from chatterm.tools.reaper import descendants
     from chatterm.tools.runner import REAPER
 
@@ -376,8 +386,6 @@ def _log_at(path: Path | None) -> Any:
 def _quiet_sdk_logs() -> None:
     """The SDK logs what servers do wrong (garbage on stdout, say) with tracebacks: into
     the MCP log, never onto the chat's terminal."""
-    import logging
-
     from chatterm.tools.mcp_log import LogHandler
 
     logger = logging.getLogger("mcp")

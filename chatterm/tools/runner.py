@@ -13,9 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 OUTPUT_CAP = 32 << 10  # bytes of output the model reads back (half from the start, half from the end)
 POLL_S = 0.05
@@ -159,7 +159,7 @@ def _end_group(proc: subprocess.Popen) -> None:
     the child may not have left chatterm's group yet (posix_spawn's setsid comes later),
     and a lookup would name chatterm's own group. The process itself is signalled by pid."""
     for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
-        for send in (lambda: os.killpg(proc.pid, sig), lambda: proc.send_signal(sig)):
+        for send in (lambda s=sig: os.killpg(proc.pid, s), lambda s=sig: proc.send_signal(s)):
             try:
                 send()
             except (ProcessLookupError, PermissionError):

@@ -4,7 +4,8 @@ per-turn limit. A call runs only once decided YES: by the user, or by one of tho
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from chatterm.errors import ConfigError
 from chatterm.tools.builtin import BUILTIN, Done, Tool
@@ -96,7 +97,8 @@ class Toolbox:
         return ToolResult(call, done.text, done.summary, done.ok)
 
 
-_TYPES = {"string": str, "integer": int, "boolean": bool, "number": (int, float), "object": dict, "array": list}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str, "integer": int, "boolean": bool, "number": (int, float), "object": dict, "array": list}
 
 
 def check_arguments(tool: Tool, arguments: dict[str, Any]) -> str:

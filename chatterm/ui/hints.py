@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from chatterm.models.catalog import ModelSpec
+from chatterm.errors import ChattermError
+from chatterm.models.catalog import Catalog, ModelSpec
 
 SUGGESTED = "qwen2.5-1.5b-instruct"  # README's pick: Chinese and English on 2 GB of RAM
 _HAN = re.compile("[\u3400-\u9fff\uf900-\ufaff]")
@@ -25,8 +26,6 @@ def chinese_hint(text: str, spec: ModelSpec, switch: str) -> str | None:
     `switch` is how to change models here ("/model" or "-m")."""
     if not spec.languages or CHINESE in spec.languages or not _HAN.search(text):
         return None
-    from chatterm.models.catalog import Catalog
-    from chatterm.errors import ChattermError
 
     try:
         models = list(Catalog.load().models.values())

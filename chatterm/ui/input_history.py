@@ -4,7 +4,7 @@ and `problem` says why, for the chat to tell once."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 

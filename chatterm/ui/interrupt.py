@@ -11,11 +11,14 @@ progress first as Ctrl-C does: what streamed is kept, marked cut, and saved.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
-from types import FrameType
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
+from typing import Any
 
 
 class CancelFlag:
@@ -39,7 +42,6 @@ def no_echo() -> Iterator[None]:
     the streamed output, where they would shift the live region and corrupt it (a
     line of it stays on the screen, printed twice). The terminal is the first of
     stdin, stdout and stderr that is one: a one-shot answer may have a pipe for stdin."""
-    import sys
     try:
         import termios
         fd = next(s.fileno() for s in (sys.stdin, sys.stdout, sys.stderr) if s is not None and s.isatty())
@@ -137,8 +139,6 @@ def _end_prompt() -> bool:
 
 
 def _detach_terminal() -> None:
-    import os
-
     try:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):

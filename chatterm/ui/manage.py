@@ -5,19 +5,26 @@ command fails with the choices listed."""
 from __future__ import annotations
 
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
+from chatterm.errors import InputError, ModelFileError
+from chatterm.models import hardware
+from chatterm.models.catalog import Catalog
+
+if TYPE_CHECKING:
+    from chatterm.models.hub.client import RemoteFile
+    from chatterm.models.hub.store import LocalModel
 from chatterm.ui.guard import guarded
-from chatterm.errors import InputError
+from chatterm.units import size_text
 
 
 def interactive() -> bool:
     return sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
 
 
-def choose_file(repo: str, candidates: list) -> object:
+def choose_file(repo: str, candidates: list[RemoteFile]) -> RemoteFile:
     """On a terminal: which of several matching files to pull."""
     from chatterm.models.hub.pull import describe
 
@@ -28,13 +35,10 @@ def choose_file(repo: str, candidates: list) -> object:
     return candidates[index - 1]
 
 
-def pull_model(target: str, out: IO[str], ask: bool) -> object:
+def pull_model(target: str, out: IO[str], ask: bool) -> LocalModel:
     """Plan and fetch `target` with a progress display on `out`; the LocalModel."""
-    from chatterm.models import hardware
-    from chatterm.models.catalog import Catalog
     from chatterm.models.hub import pull, store
-    from chatterm.models.hub.progress import for_stream
-    from chatterm.units import size_text
+    from chatterm.ui.download_progress import for_stream
 
     catalog = Catalog.load()
     plan = pull.plan(target, catalog, choose_file if ask else None)
@@ -75,9 +79,6 @@ def pull(target: str) -> None:
     file itself. HF_TOKEN authenticates (gated repositories), HF_ENDPOINT picks a mirror.
     """
     def run() -> None:
-        from chatterm.models.catalog import Catalog
-        from chatterm.units import size_text
-
         model = pull_model(target, sys.stderr, interactive())
         entry = Catalog.load().by_file(model.repo, model.file)
         name = entry.name if entry else model.ref
@@ -91,7 +92,6 @@ def models() -> None:
     """The catalogue and the models on disk: size, quantization, languages, and whether
     each fits this machine's memory (RAM, and VRAM with a CUDA GPU)."""
     def run() -> None:
-        from chatterm.models.catalog import Catalog
         from chatterm.ui.model_views import rows, table
 
         click.echo(table(rows(Catalog.load())))
@@ -104,8 +104,8 @@ def show(model: str) -> None:
     """A model's architecture, parameters, quantization, context, chat template, stop
     tokens, file and size, and the memory it needs here."""
     def run() -> None:
-        from chatterm.models.catalog import Catalog
-        from chatterm.ui.model_views import show as facts, spec_for
+        from chatterm.ui.model_views import show as facts
+        from chatterm.ui.model_views import spec_for
 
         click.echo(facts(spec_for(Catalog.load(), model)))
     guarded(run)
@@ -117,10 +117,7 @@ def show(model: str) -> None:
 def rm(model: str, yes: bool) -> None:
     """Delete a downloaded model (and any stopped download of it)."""
     def run() -> None:
-        from chatterm.models.catalog import Catalog
-        from chatterm.errors import ModelFileError
         from chatterm.models.hub import refs, store
-        from chatterm.units import size_text
 
         catalog = Catalog.load()
         spec = catalog.models.get(model)

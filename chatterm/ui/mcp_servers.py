@@ -4,16 +4,17 @@ Nothing here imports the SDK (or starts anything) when no server is configured."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chatterm.conversation import Conversation
+from chatterm.errors import ChattermError
 
 
 def start(conversation: Conversation, config: str | None, note: Callable[[str], None]) -> Any:
     """The running `tools.mcp_hub.McpHub` (None: no server configured, or no SDK: said
     in one line). A configuration that does not load is one line too; the chat goes on."""
-    from chatterm.errors import ChattermError
     from chatterm.tools import mcp_config
 
     try:

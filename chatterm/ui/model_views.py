@@ -4,12 +4,14 @@ disk, and whether each fits this machine; one model's facts from its file."""
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatterm.engines.base import context_size
+from chatterm.errors import ModelFileError
 from chatterm.models import fit, gguf, hardware
 from chatterm.models.catalog import Catalog, ModelSpec
-from chatterm.engines.base import context_size
 from chatterm.models.hub import refs, store
 from chatterm.units import size_text
 
@@ -129,8 +131,6 @@ def table(found: list[Row]) -> str:
 
 
 def _width(text: str) -> int:
-    import unicodedata
-
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
@@ -203,7 +203,6 @@ def _stops(spec: ModelSpec, model: gguf.GGUFFile) -> list[str]:
 def spec_for(catalog: Catalog, name_or_path: str) -> ModelSpec:
     spec = catalog.find(name_or_path)
     if spec.source == "path" and not os.path.exists(spec.location):
-        from chatterm.errors import ModelFileError
 
         raise ModelFileError(f"{name_or_path}: no such model (not in the catalogue, not pulled, not a file)")
     return spec

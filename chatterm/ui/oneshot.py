@@ -14,7 +14,10 @@ import click
 
 from chatterm import loader
 from chatterm.conversation import Conversation, Finish
+from chatterm.conversation.turn import Notice
+from chatterm.errors import ChattermError
 from chatterm.loader import Model, RunOptions
+from chatterm.ui.after_reply import after_reply
 from chatterm.ui.hints import chinese_hint, schema_unheld, think_ignored
 from chatterm.ui.interrupt import ctrl_c_cancels, no_echo
 from chatterm.ui.render import StreamRenderer, make_console, styled
@@ -83,23 +86,17 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
         loaded.close()  # the worker exits now, not whenever it notices chatterm is gone
     if turn.finish == Finish.CANCELLED:
         sys.exit(130)
-    for note in getattr(turn.reply, "notes", []):
-        click.echo(f"chatterm: {note}", err=True)
-    if structured and turn.reply is not None:
-        from chatterm.structured.validate import answer_problem
-
-        problem = answer_problem(turn.reply.text, conversation.schema)
-        if problem:
-            from chatterm.errors import ChattermError
-
-            raise ChattermError(problem)
+    for line in after_reply(turn, conversation.schema):
+        if line.kind == "error":
+            raise ChattermError(line.text)
+        if line.kind == "note":  # an ending is the exit status's to tell
+            click.echo(f"chatterm: {line.text}", err=True)
     return loaded, conversation
 
 
 def _tool_event(event: object, declined: list[str]) -> None:
     """Tools without a terminal: only pre-approved calls run (the conversation decided
     those); any other is declined. What ran is said on stderr, the answer alone on stdout."""
-    from chatterm.conversation.turn import Notice
     from chatterm.tools.calls import YES, ToolCall, ToolResult
 
     if isinstance(event, ToolCall) and event.decision is None:

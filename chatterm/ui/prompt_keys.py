@@ -3,7 +3,8 @@ arguments, Alt+Enter for a newline, Alt-←/→ through a reply's alternatives."
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prompt_toolkit.application import get_app
 from prompt_toolkit.completion import Completer, Completion
@@ -23,9 +24,9 @@ class SlashCompleter(Completer):
             return
         name, space, arg = text[1:].partition(" ")
         if not space:
-            for cmd in commands.COMMANDS.values():
-                if cmd.name.startswith(name.lower()):
-                    yield Completion("/" + cmd.name, start_position=-len(text), display_meta=cmd.help)
+            for each in commands.COMMANDS.values():
+                if each.name.startswith(name.lower()):
+                    yield Completion("/" + each.name, start_position=-len(text), display_meta=each.help)
             return
         cmd = commands.COMMANDS.get(name.lower())
         if cmd is not None and cmd.complete is not None:

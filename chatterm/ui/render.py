@@ -23,11 +23,12 @@ Markdown and Syntax render it literally, links show their address.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from chatterm.conversation.thinking import Thought
 from chatterm.ui.sanitize import clean
@@ -56,7 +57,7 @@ class CodeBlock:
 class _Tail:
     """The open block, rendered only when the Live region repaints."""
 
-    def __init__(self, renderer: "StreamRenderer"):
+    def __init__(self, renderer: StreamRenderer):
         self.renderer = renderer
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
@@ -86,8 +87,6 @@ def make_console(color: str = "auto", file: Any = None, **options: Any) -> Conso
     unless --color always says otherwise. On a terminal its size is
     asked of the terminal at every paint, never taken from COLUMNS/LINES, which a
     resize does not change."""
-    import os
-
     from chatterm.ui import terminal
 
     out = file or sys.stdout
@@ -234,7 +233,7 @@ class StreamRenderer:
         self.markdown = console is not None and console.is_terminal
         from chatterm.ui import terminal
 
-        self.file: TextIO = terminal.cleaning(console.file if console is not None else file or sys.stdout)
+        self.file: IO[str] = terminal.cleaning(console.file if console is not None else file or sys.stdout)
         self._newline = True  # plain mode: the output so far ends a line
         self.code_blocks: list[CodeBlock] = []
         self._partial: list[str] = []  # the unfinished line, as chunks
@@ -242,6 +241,7 @@ class StreamRenderer:
         self._fence: tuple[str, str] | None = None  # (marker, language) inside a code fence
         self._code: list[str] = []
         self._live: Any = None
+        self._next_paint = 0.0
         self._printed = False  # a block of this reply is on the screen (the next one is spaced)
         self._continued = False  # the last block printed was a part of the open one
         self._thinking: _Thinking | None = None  # a reasoning model is thinking

@@ -12,31 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import Any, Callable
+import functools
+from collections.abc import Callable
+from typing import Any
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import get_app, run_in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
 from rich.console import Console
-from rich.text import Text
 
 from chatterm import attachments, loader, sessions
 from chatterm.attachments import Attachment
-from chatterm.conversation import Conversation, Finish, Turn
-from chatterm.errors import ChattermError, ContextOverflowError, EngineError
+from chatterm.conversation import Conversation, Turn
+from chatterm.errors import ChattermError, ContextOverflowError
 from chatterm.loader import Model, RunOptions
+from chatterm.records import Message
 from chatterm.ui import commands, editor, terminal
+from chatterm.ui.after_reply import after_reply
 from chatterm.ui.input_history import open_history
+from chatterm.ui.interrupt import CancelFlag, ctrl_c_cancels, ended_by_signals
 from chatterm.ui.prompt_keys import SlashCompleter, key_bindings
+from chatterm.ui.render import CodeBlock, make_console
+from chatterm.ui.reply_view import ReplyView
 from chatterm.ui.session_keeper import SessionKeeper
 from chatterm.ui.toolbar import Toolbar
 from chatterm.ui.transcript import Transcript
-from chatterm.ui.interrupt import CancelFlag, ctrl_c_cancels, ended_by_signals, no_echo
-from chatterm.ui.render import CodeBlock, StreamRenderer, make_console
 
-ENDINGS = {Finish.CANCELLED: "reply cut: /continue resumes it",
-           Finish.LENGTH: "reached max_tokens: /continue resumes it",
-           Finish.CONTEXT: "the context window is full"}
 WATCH_S = 0.1  # how often the prompt looks at a loading engine
 PROMPT_FAILURES = 3  # the prompt failing this often in a row ends the chat (saved) rather than spin
 
@@ -68,9 +69,10 @@ class Repl:
         self._started = False  # a first input was handled: the chat is under way
         self.ending = CancelFlag()  # SIGTERM or SIGHUP arrived: the chat ends after this input
         self.toolbar = Toolbar(self)
+        self.reply_view = ReplyView(self.console, self.note, self._io)
         self.mcp: Any = None  # the MCP servers' hub (`ui.mcp_servers`), once started
         self.history = open_history()
-        self.prompt = PromptSession(
+        self.prompt: PromptSession[str] = PromptSession(
             history=self.history, auto_suggest=AutoSuggestFromHistory(),
             completer=SlashCompleter(), complete_while_typing=True,
             key_bindings=key_bindings(), bottom_toolbar=self.toolbar, multiline=False,
@@ -158,8 +160,8 @@ class Repl:
         self.keeper.release()
 
     def banner(self) -> None:
-        l = self.loaded
-        self.note(f"chatterm · {l.spec.name} on {l.engine_name} · "
+        model = self.loaded
+        self.note(f"chatterm · {model.spec.name} on {model.engine_name} · "
                   f"session {self.session.name}{' (read-only)' if self.read_only else ''} · "
                   "/help for commands, Ctrl-D to quit")
         if self.attached:
@@ -204,7 +206,7 @@ class Repl:
                     message = str(e)
                     if message not in self._told:  # a failed load is told once, not at every prompt
                         self._told.add(message)
-                        await run_in_terminal(lambda: self.error(message))
+                        await run_in_terminal(functools.partial(self.error, message))
                 get_app().invalidate()
                 if state == "failed":
                     return
@@ -221,7 +223,7 @@ class Repl:
         failed, and why), above the prompt when it happens."""
         while True:
             for line in self.mcp.news():
-                await run_in_terminal(lambda line=line: self.note(line))
+                await run_in_terminal(functools.partial(self.note, line))
             await asyncio.sleep(WATCH_S * (5 if self.mcp.settled() else 1))
 
     def tell_notes(self) -> None:
@@ -299,119 +301,28 @@ class Repl:
 
     def show_reply(self, turn: Turn) -> None:
         """Render a turn's reply as it streams (after waiting for the model to load;
-        if the user stops waiting, the turn is left unsent: `turn.recorded` is False).
-        Ctrl-C cancels the turn; what streamed is kept."""
+        if the user stops waiting, the turn is left unsent: `turn.recorded` is False),
+        then say how it ended (`after_reply`)."""
         if not self.wait_for_engine(self.loaded):
             self.note("(stopped waiting for the model)")
             return
         self.tell_notes()
-        renderer = StreamRenderer(self.console)
-        blocks: list[CodeBlock] = []
-        failure: EngineError | None = None
-        try:
-            with ctrl_c_cancels(turn.cancel), no_echo():
-                try:
-                    for event in turn:
-                        if isinstance(event, str):  # text or thinking: nearly every event
-                            renderer.feed(event)
-                            continue
-                        renderer.finish()  # a tool call or its result: shown between the texts
-                        blocks += renderer.code_blocks
-                        self._tool_event(event, turn)
-                        renderer = StreamRenderer(self.console)
-                finally:
-                    turn.close()  # however this ends, the reply is recorded (and saved) now
-                    renderer.finish()
-        except KeyboardInterrupt:  # a second Ctrl-C during a long prompt evaluation
-            pass
-        except EngineError as e:
-            if not turn.started:
-                raise  # no reply started: the caller keeps what was asked
-            failure = e  # the reply so far is kept: said on the error's line
-        self.transcript.code_blocks = blocks + renderer.code_blocks
-        if turn.dropped:
-            self.note(f"({turn.dropped} oldest messages left out to fit the context window)")
+        failure = self.reply_view.show(turn, self.conversation)
+        self.transcript.code_blocks = self.reply_view.code_blocks
+        failed = None
         if failure is not None:
             kept = turn.reply is not None and turn.reply.text
-            self.error(failure.adding("; the reply so far is kept: /continue resumes it" if kept
-                                      else "; /retry asks again"))
-        elif turn.finish in ENDINGS:
-            self.note(f"({ENDINGS[turn.finish]})")
-        for note in getattr(turn.reply, "notes", []):
-            self._once(note, self.note)
-        if self.conversation.schema is not None and turn.reply is not None and failure is None:
-            from chatterm.structured.validate import answer_problem
-
-            with ctrl_c_cancels() as stop:  # a pattern may take long: Ctrl-C and the signals end the check
-                problem = answer_problem(turn.reply.text, self.conversation.schema, stop)
-            if problem:
-                self.error(problem)
-
-    def _tool_event(self, event: Any, turn: Turn) -> None:
-        """A call to decide (asked here unless decided beforehand), a call's result
-        (one collapsed line), or a notice."""
-        from chatterm.conversation.turn import Notice
-        from chatterm.tools.calls import YES, ToolCall, ToolResult
-        from chatterm.ui import tool_views
-
-        toolbox = self.conversation.toolbox
-        if isinstance(event, ToolCall):
-            if event.decision is not None:
-                if event.said_by and event.decision == YES:
-                    self.note(f"▸ {event.name} ({event.said_by}) · running, Ctrl-C stops it")
-                return
-            tool = toolbox.tools.get(event.name)
-            answer = tool_views.ask(event, tool, self._show_plain, self.note,
-                                    lambda q: self._key(q, turn), self._edit_call)
-            if answer == "a":
-                toolbox.allow_always(event)
-            elif answer == "y":
-                event.approve()
+            failed = str(failure.adding("; the reply so far is kept: /continue resumes it" if kept
+                                        else "; /retry asks again"))
+        with ctrl_c_cancels() as stop:  # a schema's pattern may take long: Ctrl-C ends the check
+            said = after_reply(turn, self.conversation.schema, failed, stop)
+        for line in said:
+            if line.kind == "error":
+                self.error(line.text)
+            elif line.once:
+                self._once(line.text, self.note)
             else:
-                event.decline("you")
-            if event.decision == YES:
-                self.note("  running · Ctrl-C stops it")
-        elif isinstance(event, ToolResult):
-            number = sum(1 for m in self.conversation.messages if m["role"] == "tool")
-            tool = toolbox.tools.get(event.call.name) if toolbox else None
-            self.note(tool_views.collapsed(event.call.name, event.call.arguments if event.call.arguments is not None
-                                           else event.call.raw, event.summary, number, getattr(tool, "headline", "")))
-        elif isinstance(event, Notice):
-            self.note(f"({event.text})")
-
-    def _show_plain(self, text: str) -> None:
-        """Text as it is (a call's arguments): no Markdown, never a control sequence."""
-        self.console.print(Text(text), soft_wrap=True)
-
-    def _key(self, question: str, turn: Turn) -> str | None:
-        """The user's answer to a tool call's question; None at Ctrl-C (which also
-        stops the turn) or the end of input."""
-        try:
-            return self._ask_inside_reply(f"{question} ")
-        except KeyboardInterrupt:
-            turn.cancel()
-            return None
-        except EOFError:
-            return None
-
-    def _edit_call(self, text: str) -> str | None:
-        try:
-            return self._ask_inside_reply("edit (Alt+Enter: new line, Enter: done)› ", default=text,
-                                          key_bindings=key_bindings())
-        except (EOFError, KeyboardInterrupt):
-            return None
-
-    def _ask_inside_reply(self, message: str, **kw: Any) -> str:
-        """A prompt while a turn streams (a tool call's question): the turn's Ctrl-C
-        handler is put back afterwards, whatever the prompt's event loop did with it, so
-        a Ctrl-C during the tool that follows stops the tool, never chatterm."""
-        import signal
-
-        handler = signal.getsignal(signal.SIGINT)
-        try:
-            return PromptSession(**{**self._io, **kw}).prompt(message, handle_sigint=False)
-        finally:
-            signal.signal(signal.SIGINT, handler)
+                self.note(line.text)
 
     # ------------------------------------------------------------ sessions
     def open_session(self, session: sessions.Session, keep_system: bool = False) -> None:
@@ -446,7 +357,7 @@ class Repl:
         """One of `letters` (the first is the default; the last at the end of input)."""
         while True:
             try:
-                answer = PromptSession(**self._io).prompt(f"{question} ").strip().lower()
+                answer = str(PromptSession(**self._io).prompt(f"{question} ")).strip().lower()
             except (EOFError, KeyboardInterrupt):
                 return letters[-1]
             if not answer:
@@ -463,7 +374,7 @@ class Repl:
     def show_question(self, text: str) -> None:
         self.transcript.question(text)
 
-    def show_message(self, message: dict) -> None:
+    def show_message(self, message: Message) -> None:
         self.transcript.message(message)
 
     def switch_model(self, name: str) -> None:
@@ -498,7 +409,7 @@ class Repl:
     def confirm(self, question: str) -> bool:
         """Yes unless the user says no; no at the end of input."""
         try:
-            answer = PromptSession(**self._io).prompt(f"{question} [Y/n] ")
+            answer: str = PromptSession(**self._io).prompt(f"{question} [Y/n] ")
         except EOFError:
             return False
         return answer.strip().lower() in ("", "y", "yes")

@@ -20,6 +20,7 @@ that is not printable and visible becomes an escape (see its docstring).
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from chatterm.surrogates import mend
 
@@ -56,8 +57,6 @@ _LOOKS_ESCAPED = re.compile(r"\\[\\abvfrxuU]")  # text that would read as an esc
 
 
 def _hidden(char: str) -> bool:
-    import unicodedata
-
     code = ord(char)
     return code < 0x20 or 0x7F <= code <= 0x9F or code in _IGNORABLE or \
         unicodedata.category(char) in _HIDDEN_CATEGORIES

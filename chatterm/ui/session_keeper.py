@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chatterm import sessions
 from chatterm.conversation import Conversation
 from chatterm.errors import ChattermError
+from chatterm.records import Message
 from chatterm.sessions.lock import SessionLock
 
 
@@ -124,7 +126,7 @@ class SessionKeeper:
         refuses it, and said where), its lock released."""
         try:
             if self._lock is not None and not self.read_only and any(
-                    m["role"] != "system" for m in self.session.messages):
+                    Message.of(m).role != "system" for m in self.session.messages):
                 self.autosave()
                 if self.problem:
                     self._save_fallback()

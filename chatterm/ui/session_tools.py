@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from chatterm.ui.guard import guarded
 from chatterm.errors import InputError
+from chatterm.sessions import archive, datasets, kv_cache, sessions_dir, store
+from chatterm.ui.guard import guarded
 
 DATE = click.DateTime(["%Y-%m-%d"])
 
@@ -34,8 +35,6 @@ def sessions(search: str | None, limit: int | None, prune_cache: bool) -> None:
 
 
 def _prune_cache() -> None:
-    from chatterm.sessions import kv_cache, sessions_dir
-
     names = {p.stem for p in sessions_dir().glob("*.json")}
     gone = sum(kv_cache.forget_session(s) for s in {s for _, _, _, s in kv_cache.pairs()} if s not in names)
     gone += kv_cache.evict(kv_cache.limit_bytes())
@@ -45,8 +44,6 @@ def _prune_cache() -> None:
 
 
 def _sessions(search: str | None, limit: int | None) -> None:
-    from chatterm.sessions import archive
-    from chatterm.sessions import sessions_dir
     from chatterm.ui.session_views import report
 
     if search is not None and not search.strip():
@@ -68,22 +65,20 @@ def _sessions(search: str | None, limit: int | None) -> None:
 @click.option("--until", type=DATE, metavar="YYYY-MM-DD", help="Sessions last written on or before this day.")
 @click.option("--include-cut", is_flag=True, help="Keep replies that were stopped, failed or ran out of tokens.")
 @click.option("--include-empty", is_flag=True, help="Keep empty questions and replies.")
-@click.option("--thinking", is_flag=True, help="Keep reasoning models' thinking, as <think>...</think> before the answer.")
+@click.option("--thinking", is_flag=True,
+              help="Keep reasoning models' thinking, as <think>...</think> before the answer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSONL here (atomically) instead of stdout.")
 def export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None, until: datetime | None,
            include_cut: bool, include_empty: bool, thinking: bool, output: Path | None) -> None:
     """Training data from saved sessions (all, or NAMEs), as JSONL in TRL's
-    conversational formats; a summary goes to stderr (README: 'Ratings, alternatives and datasets')."""
+    conversational formats; a summary goes to stderr (docs/guide/datasets.md)."""
     kept = {"include_cut": include_cut, "include_empty": include_empty, "thinking": thinking}
     guarded(_export, names, fmt, only, since, until, kept, output)
 
 
 def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None,
             until: datetime | None, kept: dict[str, bool], output: Path | None) -> None:
-    from chatterm import sessions
-    from chatterm.sessions import archive, datasets
-
     if only and fmt != "sft":
         raise InputError(f"--only good is for --format sft ({fmt} uses the ratings themselves)")
     paths = archive.select(names, since and since.date(), until and until.date())
@@ -103,7 +98,7 @@ def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime 
             else:
                 lines.append(line)
     if output is not None:
-        sessions.atomic_write(output, "".join(line + "\n" for line in lines).encode("utf-8"))
+        store.atomic_write(output, "".join(line + "\n" for line in lines).encode("utf-8"))
     sys.stdout.flush()
     click.echo(_summary(fmt, only, tally, read, output), err=True)
 

@@ -3,8 +3,8 @@ Everything shown was typed by someone or written by a model: it goes through `cl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from rich.cells import cell_len, set_cell_size
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import io
 import sys
-from typing import IO, Any
+from typing import IO, Any, TextIO, cast
 
 from chatterm.ui.sanitize import clean
 
@@ -70,7 +70,7 @@ def raw(stream: IO[str] | None) -> IO[str]:
 
 def cleaning(stream: IO[str]) -> IO[str]:
     """`stream`, cleaned (a CleanStream as it is)."""
-    return stream if isinstance(stream, CleanStream) else CleanStream(stream)
+    return stream if isinstance(stream, CleanStream) else cast(IO[str], CleanStream(stream))
 
 
 def console(file: IO[str] | None = None, **options: Any) -> Any:
@@ -100,7 +100,7 @@ def prompt_output(stream: IO[str] | None = None) -> Any:
     """prompt_toolkit's output on the terminal beneath `stream` (sys.stdout)."""
     from prompt_toolkit.output import create_output
 
-    return create_output(stdout=raw(stream))
+    return create_output(stdout=cast(TextIO, raw(stream)))
 
 
 def control(sequence: str, stream: IO[str] | None = None) -> None:

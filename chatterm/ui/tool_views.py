@@ -12,8 +12,10 @@ many there are. In the transcript each call is one collapsed line
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from chatterm.records import Message
 from chatterm.tools.calls import ToolCall
 from chatterm.ui.sanitize import hidden_count, visible
 
@@ -65,7 +67,8 @@ def others(call: ToolCall, key: str = "") -> list[str]:
 def folded(text: str, lines: int = FOLD) -> tuple[str, int]:
     """The first `lines` lines of `text` (each cut at WIDE), and how many were left out."""
     every = text.split("\n")
-    shown = [line if len(line) <= WIDE else line[:WIDE] + f"… (+{len(line) - WIDE} characters)" for line in every[:lines]]
+    shown = [line if len(line) <= WIDE else line[:WIDE] + f"… (+{len(line) - WIDE} characters)"
+             for line in every[:lines]]
     return "\n".join(shown), max(0, len(every) - lines)
 
 
@@ -134,16 +137,11 @@ def ask(call: ToolCall, tool: Any, show: Callable[[str], None], note: Callable[[
         call.arguments = value
 
 
-def find_call(messages: list[dict], result_at: int) -> ToolCall | None:
+def find_call(messages: list[Message], result_at: int) -> ToolCall | None:
     """The call whose result is `messages[result_at]`: in the assistant message before it."""
-    from chatterm.tools.calls import from_message
-
-    wanted = messages[result_at].get("tool_call_id")
+    wanted = messages[result_at].tool_call_id
     for i in range(result_at - 1, -1, -1):
         m = messages[i]
-        if m["role"] == "assistant":
-            for call in m.get("tool_calls") or []:
-                if call.get("id") == wanted:
-                    return from_message(call)
-            return None
+        if m.role == "assistant":
+            return next((call for call in m.tool_calls if call.id == wanted), None)
     return None

@@ -7,21 +7,35 @@ toolbar that cannot be drawn shows the model's name alone."""
 from __future__ import annotations
 
 import concurrent.futures
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from chatterm.ui.repl import Repl
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+
+from chatterm.attachments import Attachment
+from chatterm.conversation import Conversation
+from chatterm.conversation.model import Model
+
+
+class Shown(Protocol):
+    """What the toolbar reads (the REPL is one): the model, the conversation and the
+    files going with the next message, as they are now."""
+
+    loaded: Model
+    conversation: Conversation
+    attached: list[Attachment]
+
+    def attached_tokens(self) -> int: ...
 
 
 class Toolbar:
-    def __init__(self, chat: "Repl"):
+    def __init__(self, chat: Shown):
         """`chat`: where the model, the conversation and the attached files are now."""
         self.chat = chat
         self.refused = ""  # why the text in the input was not sent ("" when it was)
         self._counting: concurrent.futures.Future | None = None
         self._counter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="chatterm-count")
 
-    def __call__(self) -> list[tuple[str, str]]:
+    def __call__(self) -> StyleAndTextTuples:
         try:
             return [("class:bottom-toolbar", self._text())]
         except Exception as e:

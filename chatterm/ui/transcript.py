@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 from chatterm import sessions
+from chatterm.records import Message
 from chatterm.ui.render import CodeBlock, StreamRenderer
 
 REPLAYED = 20  # messages of a resumed session shown again (the newest)
@@ -29,48 +30,49 @@ class Transcript:
     def question(self, text: str) -> None:
         self.console.print(Text("› " + text, style="bold"))
 
-    def message(self, message: dict) -> None:
+    def message(self, message: Message) -> None:
         """A reply as the transcript shows it: rendered, then its rating and versions."""
-        if message.get("thinking"):
-            self.note(f"▸ thought ({len(message['thinking'].split())} words) · /think show")
+        if message.thinking:
+            self.note(f"▸ thought ({len(message.thinking.split())} words) · /think show")
         renderer = StreamRenderer(self.console)
-        renderer.feed(message["content"])
+        renderer.feed(message.content)
         renderer.finish()
         self.code_blocks = renderer.code_blocks
-        versions = sessions.versions_text(message)
-        marks = [sessions.rating_text(message), versions and f"{versions} (/alt)"]
+        versions = message.versions_text
+        marks = [message.rating.text if message.rating else "", versions and f"{versions} (/alt)"]
         if any(marks):
             self.note("  ·  ".join(m for m in marks if m))
 
     def replay(self, session: sessions.Session) -> None:
         """The newest messages of `session` again (a long one is not replayed whole:
         its file holds it all)."""
-        messages = session.messages
-        shown = messages[-REPLAYED:]
-        if len(messages) > len(shown):
-            self.note(f"… {len(messages) - len(shown):,} earlier messages (in {session.path})")
-        calls = sum(1 for m in messages[:len(messages) - len(shown)] if m["role"] == "tool")
-        for i, m in enumerate(shown, len(messages) - len(shown)):
-            if m["role"] == "user":
-                self.question(m["content"])
-            elif m["role"] == "assistant":
+        stored = session.messages
+        first = max(0, len(stored) - REPLAYED)
+        if first:
+            self.note(f"… {first:,} earlier messages (in {session.path})")
+        calls = sum(1 for m in stored[:first] if Message.of(m).role == "tool")
+        messages = [Message.of(m) for m in stored]
+        for i, m in enumerate(messages[first:], first):
+            if m.role == "user":
+                self.question(m.content)
+            elif m.role == "assistant":
                 self.message(m)
-            elif m["role"] == "tool":
+            elif m.role == "tool":
                 calls += 1
                 self.tool_result(messages, i, calls)
-            elif m["role"] == "summary":
-                self.note(f"▸ the turns above are summarized for the model ({len(m['content'].split())} words) · "
+            elif m.role == "summary":
+                self.note(f"▸ the turns above are summarized for the model ({len(m.content.split())} words) · "
                           "/compact show")
         self.note(f"session {session.name}: {len(messages):,} messages")
 
-    def tool_result(self, messages: list[dict], i: int, number: int) -> None:
+    def tool_result(self, messages: list[Message], i: int, number: int) -> None:
         """Tool call `number`, whose result is `messages[i]`, as one collapsed line."""
         from chatterm.tools.builtin import BUILTIN
         from chatterm.ui import tool_views
 
         result = messages[i]
         call = tool_views.find_call(messages, i)
-        name = result.get("name") or (call.name if call else "?")
+        name = result.name or (call.name if call else "?")
         tool = BUILTIN.get(name)
-        self.note(tool_views.collapsed(name, call.arguments if call else {}, str(result.get("summary", "")), number,
+        self.note(tool_views.collapsed(name, call.arguments if call else {}, result.summary, number,
                                        tool.headline if tool else ""))

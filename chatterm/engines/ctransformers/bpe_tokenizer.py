@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from chatterm.errors import ModelFileError
 from chatterm.engines.ctransformers.pretokenize import SPLITTERS
+from chatterm.errors import ModelFileError
 
 # GGUF `tokenizer.ggml.token_type` values.
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -84,7 +84,7 @@ class BPETokenizer:
         self._word_cache: dict[str, list[int]] = {}
 
     @classmethod
-    def from_gguf(cls, gguf: Any) -> "BPETokenizer":
+    def from_gguf(cls, gguf: Any) -> BPETokenizer:
         md = gguf.metadata
         try:
             tokens = md["tokenizer.ggml.tokens"]

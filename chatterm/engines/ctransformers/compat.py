@@ -2,7 +2,7 @@
 
 ctransformers 0.2.27 bundles a llama.cpp from Sept 2023 that reads GGUF v1/v2 only,
 requires `tokenizer.ggml.scores` and an `output.weight` tensor, and aborts on a
-byte-level BPE vocabulary (see shared/notes/engines.md). The copy fixes each of those
+byte-level BPE vocabulary (docs/engines.md). The copy fixes each of those
 and nothing else: weights are copied byte for byte. chatterm does the tokenizing for
 such files itself (`bpe_tokenizer.py`), so the relabelled vocabulary only has to load.
 
@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from chatterm import paths
-from chatterm.models import gguf
 from chatterm.errors import EngineError, ModelFileError
+from chatterm.models import gguf
 
 COMPAT_FORMAT = 1  # bump when the rewrite changes, to invalidate old copies
 CTRANSFORMERS_ARCHITECTURES = {"llama"}

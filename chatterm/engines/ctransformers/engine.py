@@ -10,15 +10,16 @@ crash is one line.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
-from chatterm.models import gguf, hardware
+from chatterm.engines.base import SAFE_SETTINGS, Decoding, Engine, LoadOptions, context_size, never
 from chatterm.engines.ctransformers import compat
 from chatterm.engines.ctransformers.bpe_tokenizer import CONTROL, USER_DEFINED, BPETokenizer, partition, special_tokens
-from chatterm.engines.base import SAFE_SETTINGS, Engine, LoadOptions, Sampling, context_size, never
 from chatterm.engines.libraries import import_bare
 from chatterm.errors import EngineError
+from chatterm.models import gguf, hardware
 
 GGML_MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "dolly-v2", "falcon", "llama", "mpt",
                     "replit", "starcoder", "gpt_bigcode")
@@ -64,10 +65,12 @@ class CTransformersEngine(Engine):
             self.markup = {"control": [t for t, _ in special_tokens(tokens, types, (CONTROL,))],
                            "user": [t for t, _ in special_tokens(tokens, types, (USER_DEFINED,))]}
             self.chat_template = model.chat_template
-            self._eog = {md.get(f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot", "eom")} - {None}
-            self.bos_id = md.get("tokenizer.ggml.bos_token_id")
+            ends = (md.get(f"tokenizer.ggml.{k}_token_id") for k in ("eos", "eot", "eom"))
+            self._eog = {t for t in ends if isinstance(t, int)}
+            bos = md.get("tokenizer.ggml.bos_token_id")
+            self.bos_id = bos if isinstance(bos, int) else None
             self.add_bos = bool(md.get("tokenizer.ggml.add_bos_token", self.tokenizer is None))
-            model_type = "gguf"
+            model_type: str | None = "gguf"
             n_layers = model.block_count
             trained_ctx = model.context_length
         else:
@@ -95,7 +98,7 @@ class CTransformersEngine(Engine):
         if not self._eog:
             self._eog = {self.llm.eos_token_id}
         self.bos_text = self._text(self.bos_id)
-        eos = next(iter(sorted(self._eog)))
+        eos = min(self._eog)
         self.eos_text = self._text(eos)
         self._pieces: dict[int, bytes] = {}
 
@@ -123,7 +126,7 @@ class CTransformersEngine(Engine):
     def is_eog(self, token: int) -> bool:
         return token in self._eog or self.llm.is_eos_token(token)
 
-    def sample(self, prompt: Sequence[int], sampling: Sampling,
+    def sample(self, prompt: Sequence[int], sampling: Decoding,
                cancelled: Callable[[], bool] = never) -> Iterator[int]:
         llm = self.llm
         pending = list(llm.prepare_inputs_for_generation(list(prompt), reset=True))

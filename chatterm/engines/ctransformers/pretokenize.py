@@ -9,8 +9,8 @@ category, \\p{N} any N* category, and \\s is llama.cpp's whitespace set.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 WHITESPACE = frozenset(
     [0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),

@@ -10,13 +10,15 @@ environment when a request is made and is never stored, logged or shown.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import queue
 import re
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from chatterm.engines.remote import sse
@@ -144,11 +146,14 @@ class RemoteEngine:
             try:
                 status, answer = self._fetch("POST", url, json=body(sample), timeout=min(self.timeout, 5.0))
                 if status == 200 and _token_count(json.loads(answer)) is not None:
-                    return lambda t, url=url, body=body: self._count_with(url, body(t))
+                    return functools.partial(self._count_body, url, body)
             except (self._httpx.HTTPError, RemoteError, ValueError):
                 continue
         self.counts_exactly = False
         return estimate_tokens
+
+    def _count_body(self, url: str, body: Callable[[str], dict], text: str) -> int:
+        return self._count_with(url, body(text))
 
     def _count_with(self, url: str, body: dict) -> int:
         count = _token_count(self._request("POST", url, json=body))
@@ -198,7 +203,8 @@ class RemoteEngine:
                 put(("error", RemoteError(f"malformed stream from {self.base_url}: {e}")))
             except self._httpx.HTTPError as e:
                 if not stop.is_set():
-                    put(("error", RemoteError(network_error(self._httpx, e, self.base_url, self.timeout, during_reply=True))))
+                    said = network_error(self._httpx, e, self.base_url, self.timeout, during_reply=True)
+                    put(("error", RemoteError(said)))
             except Exception as e:  # anything else on the worker must still reach the user
                 put(("error", RemoteError(f"{type(e).__name__}: {e}")))
 

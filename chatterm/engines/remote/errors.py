@@ -34,7 +34,8 @@ def http_error(status: int, body: str, where: str, api_key_env: str | None, mode
                 else "set the key's environment variable with --api-key-env")
         return f"{where}: the server refused the request (HTTP {status}{detail}): {hint}"
     if status == 404:
-        return f"{where}: not found (HTTP 404{detail}): check base_url (usually ending in /v1) and the model name {model!r}"
+        return (f"{where}: not found (HTTP 404{detail}): check base_url (usually ending in /v1) "
+                f"and the model name {model!r}")
     if status == 429:
         return f"{where}: rate limited (HTTP 429{detail}); wait and try again"
     if status >= 500:

@@ -3,7 +3,8 @@ thinking (`Delta`) and its end (`End`), whichever server's dialect it is in."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from chatterm import surrogates
 from chatterm.engines.remote.errors import RemoteError, message_detail
@@ -20,7 +21,7 @@ class CallDelta(NamedTuple):
     """A piece of a tool call the server parsed (OpenAI's streamed `tool_calls`): the
     call at `index` gains `name` and `arguments` text (JSON, split over many events)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # OpenAI's field name, over tuple.index
     id: str
     name: str
     arguments: str
@@ -95,7 +96,7 @@ def call_deltas(event: Any) -> list[CallDelta]:
     for position, call in enumerate(calls):
         if not isinstance(call, dict):
             continue
-        function = call.get("function") if isinstance(call.get("function"), dict) else {}
+        function: dict = call["function"] if isinstance(call.get("function"), dict) else {}
         index = call.get("index", position)
         out.append(CallDelta(index if isinstance(index, int) else position, _text(call.get("id")),
                              _text(function.get("name")), _text(function.get("arguments"))))

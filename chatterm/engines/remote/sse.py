@@ -9,7 +9,8 @@ make the client buffer without limit.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 MAX_LINE = 1 << 20  # 1 MiB: far above any real event
 MAX_EVENT = 4 << 20  # bytes of one event's data lines together

@@ -4,9 +4,9 @@ happens before the first byte is fetched."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from chatterm.models.catalog import Catalog, ModelSpec
 from chatterm.models.hub import client, download, refs, store

@@ -41,7 +41,7 @@ def shards(first: str) -> list[str]:
 
 def is_later_shard(name: str) -> bool:
     m = _SHARD.match(name)
-    return bool(m) and int(m["no"]) > 1
+    return m is not None and int(m["no"]) > 1
 
 
 def quantization(name: str) -> str | None:

@@ -4,6 +4,7 @@ leaves it. A file is there only once complete and verified; downloads in progres
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,6 @@ def root() -> Path:
 def free_space(folder: Path | None = None) -> tuple[Path, int]:
     """Free bytes where `folder` (the models folder) is or will be: (the nearest existing
     folder, its free bytes)."""
-    import shutil
-
     folder = folder or root()
     existing = next(f for f in [folder, *folder.parents] if f.exists())
     return existing, shutil.disk_usage(existing).free

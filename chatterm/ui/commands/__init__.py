@@ -8,13 +8,14 @@ and Ctrl-D share one path. The modules below register their commands when import
 in the order /help lists them.
 """
 
-from chatterm.ui.commands.registry import COMMANDS, Command, CommandContext, UnknownCommand, command, dispatch
-
 # Imported for what they register, in /help's order.
-from chatterm.ui.commands import chat  # noqa: E402,F401
-from chatterm.ui.commands import versions  # noqa: E402,F401
-from chatterm.ui.commands import models  # noqa: E402,F401
-from chatterm.ui.commands import files  # noqa: E402,F401
-from chatterm.ui.commands import tools  # noqa: E402,F401
+from chatterm.ui.commands import (
+    chat,  # noqa: E402,F401
+    files,  # noqa: E402,F401
+    models,  # noqa: E402,F401
+    tools,  # noqa: E402,F401
+    versions,  # noqa: E402,F401
+)
+from chatterm.ui.commands.registry import COMMANDS, Command, CommandContext, UnknownCommand, command, dispatch
 
 __all__ = ["COMMANDS", "Command", "CommandContext", "UnknownCommand", "command", "dispatch"]

@@ -3,16 +3,16 @@ prompt and role, its settings, a reasoning model's thinking; help and exit."""
 
 from __future__ import annotations
 
-from typing import Iterator
+import json
+from collections.abc import Iterator
 
 from prompt_toolkit.completion import Completion
 from rich.text import Text
 
-from chatterm import sessions
-from chatterm.conversation import Finish
+from chatterm import roles, sessions
 from chatterm.errors import ChattermError
 from chatterm.settings import SETTINGS
-from chatterm.ui.commands.registry import COMMANDS, CommandContext, complete_words, command, complete_setting
+from chatterm.ui.commands.registry import COMMANDS, CommandContext, command, complete_setting, complete_words
 from chatterm.ui.sanitize import clean
 
 
@@ -53,10 +53,9 @@ def _exit(ctx: CommandContext, arg: str) -> None:
 @command("continue")
 def _continue(ctx: CommandContext, arg: str) -> None:
     """Continue the last reply from where it stopped."""
-    last = ctx.conversation.last_message
-    if last and last["role"] == "assistant":
-        finish = Finish.of(last.get("finish"))
-        if finish is None or not finish.cut:
+    last = ctx.conversation.record(-1) if ctx.conversation.messages else None
+    if last and last.role == "assistant":
+        if last.finish is None or not last.finish.cut:
             ctx.note("the last reply was complete; continuing anyway")
     ctx.show_reply(ctx.conversation.continue_reply())
 
@@ -87,8 +86,6 @@ def _system(ctx: CommandContext, arg: str) -> None:
 
 
 def complete_role(arg: str) -> Iterator[Completion]:
-    from chatterm import roles
-
     try:
         return complete_words(arg, ((r.name, r.description) for r in roles.load().values()))
     except ChattermError:
@@ -115,8 +112,6 @@ def _compact(ctx: CommandContext, arg: str) -> None:
 @command("schema", "[JSON|FILE|json|off]")
 def _schema(ctx: CommandContext, arg: str) -> None:
     """Answer with JSON matching a JSON Schema (json: any JSON object; off: prose again; none: show it)."""
-    import json
-
     from chatterm.structured import schema
 
     conversation = ctx.conversation
@@ -139,8 +134,6 @@ def _schema(ctx: CommandContext, arg: str) -> None:
 @command("role", "[NAME]", complete=complete_role)
 def _role(ctx: CommandContext, arg: str) -> None:
     """Use a named system prompt (no NAME: list them)."""
-    from chatterm import roles
-
     if arg:
         role = roles.find(arg)
         ctx.conversation.set_system(role.prompt)
@@ -170,9 +163,9 @@ def _set(ctx: CommandContext, arg: str) -> None:
     name, _, value = arg.partition(" ")
     if not name:
         sampling = conversation.sampling
-        for setting in SETTINGS.values():
-            chosen = "  (set)" if setting.name in conversation.overrides else ""
-            ctx.note(f"{setting.name:<15} {setting.show(getattr(sampling, setting.name))}{chosen}")
+        for each in SETTINGS.values():
+            chosen = "  (set)" if each.name in conversation.overrides else ""
+            ctx.note(f"{each.name:<15} {each.show(getattr(sampling, each.name))}{chosen}")
         return
     setting = SETTINGS.get(name)
     if setting is None or not value.strip():
@@ -194,8 +187,8 @@ def _think(ctx: CommandContext, arg: str) -> None:
     """Reasoning models: show the last reply's thinking, or turn thinking on or off."""
     conversation = ctx.conversation
     if arg in ("", "show"):
-        last = next((m for m in reversed(conversation.messages) if m["role"] == "assistant"), None)
-        text = (last or {}).get("thinking", "")
+        last = next((m for m in reversed(conversation.records()) if m.role == "assistant"), None)
+        text = last.thinking if last else ""
         if not text.strip():
             raise ChattermError("the last reply has no thinking")
         ctx.console.print(Text(clean(text.strip()), style="dim italic"))

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from prompt_toolkit.completion import Completion
 
 from chatterm import attachments, sessions
 from chatterm.errors import ChattermError
+from chatterm.sessions import archive
 from chatterm.ui.commands.registry import CommandContext, command, complete_path
 
 SESSIONS_SHOWN = 30  # /sessions without TEXT
@@ -45,8 +47,6 @@ def complete_paths(arg: str) -> Iterator[Completion]:
 @command("file", "[PATH|GLOB|FOLDER...|clear]", complete=complete_paths)
 def _file(ctx: CommandContext, arg: str) -> None:
     """Add text files to your next message (no PATH: list them; clear: drop them)."""
-    import shlex
-
     if arg.strip() == "clear":
         ctx.attached.clear()
         ctx.note("no files attached")
@@ -80,7 +80,6 @@ def _file(ctx: CommandContext, arg: str) -> None:
 @command("sessions", "[TEXT]")
 def _sessions(ctx: CommandContext, arg: str) -> None:
     """List saved sessions, newest first; with TEXT, find it in all of them."""
-    from chatterm.sessions import archive
     from chatterm.ui.session_views import report
 
     paths = archive.files()

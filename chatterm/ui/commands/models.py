@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from chatterm.engines.speculation import describe
 from chatterm.errors import ChattermError
+from chatterm.models.catalog import Catalog, NotDownloaded
 from chatterm.ui.commands.registry import CommandContext, command, complete_model, model_names
 
 
@@ -13,7 +15,6 @@ def _model(ctx: CommandContext, arg: str) -> None:
         ctx.note(f"model: {ctx.loaded.spec.name} ({ctx.loaded.engine_name}); "
                  f"available: {', '.join(model_names())} (/models for details)")
         return
-    from chatterm.models.catalog import NotDownloaded
 
     try:
         ctx.switch_model(arg)
@@ -48,7 +49,6 @@ def _models(ctx: CommandContext, arg: str) -> None:
     """The catalogue and the models on disk, and whether each fits this machine."""
     from rich.text import Text
 
-    from chatterm.models.catalog import Catalog
     from chatterm.ui.model_views import rows, table
 
     ctx.console.print(Text(table(rows(Catalog.load()))), soft_wrap=True)
@@ -74,7 +74,6 @@ def _stats(ctx: CommandContext, arg: str) -> None:
             disk = f" (the session's saved cache gave {restored:,} when it opened)" if restored else ""
             lines.append(f"cache     {min(reused, reply.prompt_tokens):,} prompt tokens reused{disk}, "
                          f"{max(0, reply.prompt_tokens - reused):,} read")
-    from chatterm.engines.speculation import describe
 
     lines += [f"speculate {line}" for line in describe(loaded.speculation)]
     for line in lines:

@@ -4,9 +4,10 @@ never the REPL itself."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 from prompt_toolkit.completion import CompleteEvent, Completion, PathCompleter
 from prompt_toolkit.document import Document
@@ -17,6 +18,8 @@ from chatterm.attachments import Attachment
 from chatterm.conversation import Conversation, Turn
 from chatterm.errors import ChattermError
 from chatterm.loader import Model
+from chatterm.models.catalog import Catalog
+from chatterm.records import Message
 from chatterm.settings import SETTINGS
 from chatterm.ui.render import CodeBlock
 
@@ -25,9 +28,13 @@ class CommandContext(Protocol):
     """What a command may use (the REPL provides it)."""
 
     conversation: Conversation
-    session: sessions.Session
     loaded: Model  # the model answering now
-    code_blocks: list[CodeBlock]  # of the last reply shown
+
+    @property
+    def session(self) -> sessions.Session: ...
+
+    @property
+    def code_blocks(self) -> list[CodeBlock]: ...  # of the last reply shown
     console: Console
     attached: list[Attachment]  # files for the next message
     mcp: Any  # the MCP servers' hub (`tools.mcp_hub.McpHub`), None without servers
@@ -42,7 +49,7 @@ class CommandContext(Protocol):
     def pull(self, name: str) -> None: ...
     def open_session(self, session: sessions.Session, keep_system: bool = False) -> None: ...
     def replay(self) -> None: ...
-    def show_message(self, message: dict) -> None: ...  # a reply as the transcript shows it
+    def show_message(self, message: Message) -> None: ...  # a reply as the transcript shows it
     def show_question(self, text: str) -> None: ...  # a question as the transcript shows it
     def begin_edit(self, question: int, text: str) -> None: ...  # the question, in the input, to edit
     def attached_tokens(self) -> int: ...
@@ -107,7 +114,6 @@ def complete_words(arg: str, words: Iterable[tuple[str, str]]) -> Iterator[Compl
 
 
 def model_names() -> list[str]:
-    from chatterm.models.catalog import Catalog
     try:
         return sorted(Catalog.load().models)
     except ChattermError:
@@ -127,4 +133,5 @@ def complete_setting(arg: str) -> Iterator[Completion]:
         return iter(())
     if setting.kind is bool:
         return complete_words(value, [("on", ""), ("off", ""), ("default", "as the model decides")])
-    return complete_words(value, [("default", "the model's value"), *([("none", "random")] if setting.optional else [])])
+    none = [("none", "random")] if setting.optional else []
+    return complete_words(value, [("default", "the model's value"), *none])

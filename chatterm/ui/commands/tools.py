@@ -3,7 +3,7 @@ and its result whole."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from prompt_toolkit.completion import Completion
 from rich.text import Text
@@ -24,7 +24,8 @@ def complete_tools(arg: str) -> Iterator[Completion]:
 
 @command("tools", "[on|off] [NAME ...] | N", complete=complete_tools, aliases=("tool",))
 def _tools(ctx: CommandContext, arg: str) -> None:
-    """Tools the model may call, each call asked first: list them, switch them on|off [NAME ...], or (N, /tool N) show call N whole."""
+    """Tools the model may call, each call asked first: list them, switch them on|off
+    [NAME ...], or (N, /tool N) show call N whole."""
     from chatterm.tools.builtin import BUILTIN
     from chatterm.tools.toolbox import Toolbox, select
 
@@ -56,16 +57,16 @@ def _tools(ctx: CommandContext, arg: str) -> None:
 
             ctx.note(tools_as_text())
         elif syntax != "…":
-            ctx.note(f"calls are read in the {syntax} syntax" + (" (the server's parser first)" if syntax == "server" else
-                                                                " (the model's template)"))
+            where = " (the server's parser first)" if syntax == "server" else " (the model's template)"
+            ctx.note(f"calls are read in the {syntax} syntax{where}")
 
 
 def _show_call(ctx: CommandContext, arg: str) -> None:
     """Tool call N of this conversation whole: its arguments and result."""
     from chatterm.ui import tool_views
 
-    messages = ctx.conversation.messages
-    results = [i for i, m in enumerate(messages) if m["role"] == "tool"]
+    messages = ctx.conversation.records()
+    results = [i for i, m in enumerate(messages) if m.role == "tool"]
     if not results:
         raise ChattermError("no tool has been called in this conversation")
     number = int(arg)
@@ -75,7 +76,7 @@ def _show_call(ctx: CommandContext, arg: str) -> None:
     call = tool_views.find_call(messages, results[number - 1])
     from chatterm.ui.sanitize import visible
 
-    ctx.note(f"▸ call {number}: {visible(str(result.get('name', '?')))} · {result.get('summary', '')}")
+    ctx.note(f"▸ call {number}: {visible(result.name or '?')} · {result.summary}")
     if call is not None:
         from chatterm.tools.builtin import BUILTIN
 
@@ -85,7 +86,7 @@ def _show_call(ctx: CommandContext, arg: str) -> None:
         for text in (tool_views.body(call, key), *tool_views.others(call, key)):
             ctx.console.print(Text(visible(text)), soft_wrap=True)
     ctx.note("result:")
-    ctx.console.print(Text(visible(str(result["content"]))), soft_wrap=True)
+    ctx.console.print(Text(visible(result.content)), soft_wrap=True)
 
 
 @command("mcp", "[restart NAME]")

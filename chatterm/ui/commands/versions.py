@@ -3,14 +3,14 @@ switches, /edit branches, /good /bad /unrate rate a reply."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from prompt_toolkit.completion import Completion
 
-from chatterm import sessions
-from chatterm.conversation import branches
+from chatterm import branches, sessions
 from chatterm.errors import ChattermError
-from chatterm.ui.commands.registry import CommandContext, complete_words, command
+from chatterm.records import Message
+from chatterm.ui.commands.registry import CommandContext, command, complete_words
 
 
 @command("retry")
@@ -23,7 +23,7 @@ def _retry(ctx: CommandContext, arg: str) -> None:
     every = branches.versions(messages, len(messages) - 1) if turn.kept else []
     if len(every) > 1:  # the new reply is the newest version, and the current one
         ctx.note(f"(alternative {len(every)} of {len(every)}: /alt N switches, Alt-←/→ too)")
-        if any(v[0]["content"] == messages[-1]["content"] for v in every[:-1]):
+        if any(Message.of(v[0]).content == conversation.record(-1).content for v in every[:-1]):
             ctx.note("(the same text as before: with temperature 0 every retry gives the same reply)"
                      if conversation.sampling.temperature == 0 else "(the same text as before)")
 
@@ -71,9 +71,9 @@ def _alt(ctx: CommandContext, arg: str) -> None:
         raise ChattermError(f"{what} has {len(every)} versions; this is {current}")
     conversation.choose(i, number)
     ctx.note(f"{what}: version {number} of {len(every)}")
-    for message in conversation.messages[i:]:  # the conversation from there on, as it now goes
-        if message["role"] == "user":
-            ctx.show_question(message["content"])
+    for message in conversation.records()[i:]:  # the conversation from there on, as it now goes
+        if message.role == "user":
+            ctx.show_question(message.content)
         else:
             ctx.show_message(message)
 
@@ -107,7 +107,8 @@ def _edit(ctx: CommandContext, arg: str) -> None:
         ctx.show_reply(conversation.edit(number, text))
         return
     i = branches.index_of(conversation.messages, "user", number)
-    ctx.begin_edit(number, conversation.messages[i]["content"])
+    assert i is not None  # 1 <= number <= asked
+    ctx.begin_edit(number, conversation.record(i).content)
 
 
 def _rating(ctx: CommandContext, arg: str, rating: str | None) -> None:
@@ -117,8 +118,9 @@ def _rating(ctx: CommandContext, arg: str, rating: str | None) -> None:
     if rating is None:
         ctx.note(f"reply {number}: rating removed")
     else:
-        message = ctx.conversation.messages[branches.index_of(ctx.conversation.messages, "assistant", number)]
-        ctx.note(f"reply {number}: {sessions.rating_text(message)}")
+        i = branches.index_of(ctx.conversation.messages, "assistant", number)
+        given = ctx.conversation.record(i).rating if i is not None else None
+        ctx.note(f"reply {number}: {given.text if given else ''}")
 
 
 @command("good", "[N] [NOTE]")

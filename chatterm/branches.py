@@ -15,8 +15,8 @@ the last). Nesting grows with the number of forks taken, not with the conversati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 TREE_KEYS = ("alternatives", "version")
 
@@ -72,7 +72,7 @@ class Prefix(Sequence):
     `parent`, then `path[:end]`; `role_count` without counting. Making one costs the
     same however long the conversation is."""
 
-    def __init__(self, parent: "Prefix | None", path: list[dict], end: int, counts: dict[str, int]):
+    def __init__(self, parent: Prefix | None, path: list[dict], end: int, counts: dict[str, int]):
         self._parent, self._path, self._end, self._counts = parent, path, end, counts
         self._len = (len(parent) if parent is not None else 0) + end
 

@@ -15,9 +15,16 @@ class Bar:
     """rich's progress bar on the terminal (stderr)."""
 
     def __init__(self, file: IO[str]):
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         from chatterm.ui import terminal
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TimeRemainingColumn, TransferSpeedColumn)
 
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                   TransferSpeedColumn(), TimeRemainingColumn(),
@@ -45,7 +52,8 @@ class Lines:
 
     def __init__(self, file: IO[str], every_s: float = PLAIN_EVERY_S):
         self._file, self._every = file, every_s
-        self._name, self._total, self._done = "", None, 0
+        self._name, self._done = "", 0
+        self._total: int | None = None
         self._started = self._last = 0.0
         self._resumed_at = 0
         self._said = ""
