@@ -164,7 +164,7 @@ def test_kill_9_at_any_moment_leaves_a_whole_session(spawn):
             child = spawn("--base-url", fake.url, "--session", "killed", threads=False)
             child.sendline(f"question {attempt}")
             child.expect("w1")
-            time.sleep(0.05 * attempt)
+            time.sleep(0.05 * attempt)  # the kill lands at another point of the save each time: not a wait
             os.kill(child.pid, signal.SIGKILL)
             child.expect(pexpect.EOF)
             contents = saved("killed")  # parses: whole

@@ -104,7 +104,7 @@ def bench_engine(name: str, args: argparse.Namespace, figures: list[Figure], tar
                     if side is pipe:
                         side.append(eb.pipeline_decode(loaded, args.decode_tokens, terminal)[0])
                     else:  # the same bare loop, in this process or through the worker's pipe
-                        side.append(eb.raw_decode(engine if side is raw else loaded.backend.engine, prompt,
+                        side.append(eb.raw_decode(engine if side is raw else eb.local_engine(loaded), prompt,
                                                   args.decode_tokens))
                 pp.append(eb.raw_prompt(engine, long_ids))
                 if reference:

@@ -53,10 +53,16 @@ def load(engine: str, threads: int) -> Model:
     return loaded
 
 
+def local_engine(loaded: Model) -> Engine:
+    """The engine of a local model (isolated in its worker)."""
+    backend = loaded.backend
+    assert isinstance(backend, LocalBackend)
+    return backend.engine
+
+
 def load_raw(loaded: Model, threads: int) -> Engine:
     """The same engine and model in this process, with the same context size."""
-    return engines.load(loaded.engine_name, LoadOptions(path=Path(loaded.path), n_ctx=loaded.backend.engine.n_ctx,
-                                                        threads=threads))
+    return engines.load(loaded.engine_name, LoadOptions(path=Path(loaded.path), n_ctx=loaded.n_ctx, threads=threads))
 
 
 def fresh_chat(loaded: Model, sampling: Sampling) -> Conversation:

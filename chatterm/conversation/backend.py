@@ -14,8 +14,25 @@ from chatterm.settings import Decoding
 P = TypeVar("P")  # a backend's prompt: token ids, or a request body
 
 
+class Runner(Protocol):
+    """What front ends ask of whatever runs the model, through a backend: a local
+    `Engine` (isolated in its worker) or a server (`engines.remote.RemoteEngine`)."""
+
+    name: str  # "llama.cpp", "ctransformers", "remote"
+    device: str  # for people: "CPU", "CUDA (30/30 layers)", the server's address
+    notes: list[str]  # settings chosen for this machine, and why
+
+    def state(self) -> str: ...
+
+    def wait_ready(self, cancelled: Callable[[], bool] = ...) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class Backend(Protocol[P]):
-    engine: Any  # the `Engine` interface, or the remote engine's like of it (state, notes, device, n_ctx, close)
+    @property
+    def engine(self) -> Runner:
+        """What runs the model."""
     @property
     def size_note(self) -> str:
         """How prompt sizes were counted, for the context-overflow error."""

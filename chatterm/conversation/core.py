@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatterm import branches
 from chatterm.conversation import compaction, context_window
+from chatterm.conversation.backend import Runner
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.turn import Notice, Turn
 from chatterm.engines.base import never
@@ -83,7 +84,7 @@ class Conversation:
         self.session.sampling = dict(value)
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Runner:
         return self.backend.engine
 
     @property
@@ -311,7 +312,7 @@ class Conversation:
                                   size_note=backend.size_note)
 
     def _reply(self, turn: Turn, prepare: Callable[[Turn], Any], record: Callable[[Reply], bool],
-               sampling: Decoding | None = None) -> Iterator[Any]:
+               sampling: Decoding | None = None) -> Iterator[Event]:
         """The turn's replies: one, or with tools on, one per round of calls (each call
         yielded for the consumer to decide, its result yielded once it ran or did not,
         then the model answers again), until a reply makes no call."""

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chatterm.conversation.thinking import Splitter
 from chatterm.records import Finish, Thought, ToolCall
+
+if TYPE_CHECKING:
+    from chatterm.tools.markup import CallParser
 
 
 class Reply:
@@ -28,13 +31,13 @@ class Reply:
         self._chunks: list[str] = []
         self._thoughts: list[str] = []
         self._splitter = Splitter(inside=thinking)
-        self._parser: Any = None
+        self._parser: CallParser | None = None
         self._pieces = 0  # answer pieces taken (what n_tokens counts; calls leave `_chunks`)
 
     def __iter__(self) -> Iterator[str]:
         raise NotImplementedError
 
-    def parse_calls(self, parser: Any) -> None:
+    def parse_calls(self, parser: CallParser) -> None:
         """Take tool calls out of the answer with `parser` (`tools.markup.CallParser`)."""
         self._parser = parser
 
@@ -70,7 +73,7 @@ class Reply:
                 out.append(piece)
         return out
 
-    def _shown(self, events: Iterable[Any]) -> list[str]:
+    def _shown(self, events: Iterable[str | ToolCall]) -> list[str]:
         """The parser's events: text is shown and recorded, calls are kept apart."""
         out = []
         for event in events:

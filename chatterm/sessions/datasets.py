@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from chatterm import branches
-from chatterm.records import Finish
+from chatterm.records import Finish, Message
 
 FORMATS = ("sft", "dpo", "kto")
 
@@ -71,21 +71,23 @@ def records(messages: list[dict], options: Options, tally: Tally) -> Iterator[di
     tally.sessions += bool(produced)
 
 
-def problem(message: dict, options: Options) -> str | None:
+def problem(stored: dict, options: Options) -> str | None:
     """Why a message cannot be training data, or None."""
-    if message["role"] in ("tool", "summary"):
+    message = Message.of(stored)
+    if message.role in ("tool", "summary"):
         return None  # a tool's result is what it is; a summary is not part of the records
-    if not options.include_empty and not message["content"].strip() and not message.get("tool_calls"):
-        return "empty reply" if message["role"] == "assistant" else "empty question"
-    finish = Finish.of(message.get("finish"))
+    if not options.include_empty and not message.content.strip() and not message.tool_calls:
+        return "empty reply" if message.role == "assistant" else "empty question"
+    finish = message.finish
     if not options.include_cut and finish is not None and (finish.cut or finish is Finish.CONTEXT):
         return "cut reply"
     return None
 
 
-def _unfit(message: dict, options: Options) -> str | None:
+def _unfit(stored: dict, options: Options) -> str | None:
     """Why a message cannot be part of an SFT record."""
-    return problem(message, options) or ("reply rated bad" if message.get("rating") == "bad" else None)
+    rating = Message.of(stored).rating
+    return problem(stored, options) or ("reply rated bad" if rating and rating.value == "bad" else None)
 
 
 def _sft(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
@@ -163,17 +165,17 @@ def _wire(messages: Iterable[dict], options: Options) -> list[dict]:
     """Messages as the formats take them: role and content (with the thinking, if
     asked); an assistant's tool calls and a tool's name as TRL's tool-calling format has them."""
     out: list[dict] = []
-    for m in messages:
-        if m["role"] == "summary":  # exports are the original turns (compaction's summaries left out)
+    for stored in messages:
+        m = Message.of(stored)
+        if m.role == "summary":  # exports are the original turns (compaction's summaries left out)
             continue
-        wired: dict = {"role": m["role"], "content": _wrapped(m.get("thinking", ""), m["content"])
-                       if options.thinking and m["role"] == "assistant" else m["content"]}
-        if m.get("tool_calls"):
-            wired["tool_calls"] = [{"type": "function", "function": {"name": c["function"]["name"],
-                                                                     "arguments": c["function"].get("arguments", {})}}
-                                   for c in m["tool_calls"]]
-        if m["role"] == "tool":
-            wired["name"] = m.get("name", "")
+        wired: dict = {"role": m.role, "content": _wrapped(m.thinking, m.content)
+                       if options.thinking and m.role == "assistant" else m.content}
+        if m.tool_calls:
+            wired["tool_calls"] = [{"type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                                   for c in m.tool_calls]
+        if m.role == "tool":
+            wired["name"] = m.name
         out.append(wired)
     return out
 

@@ -33,23 +33,23 @@ def transcript(session: Transcribed) -> str:
            f"Model: {session.model} ({session.engine})", ""]
     titles = {"system": "System", "user": "You", "assistant": "Assistant", "tool": "Tool result",
               "summary": "Summary (what the model sees in place of the turns above)"}
-    for m in session.messages:
-        title = titles[m["role"]] + (f" ({m.get('name')}: {m.get('summary', '')})" if m["role"] == "tool" else "")
+    for stored in session.messages:
+        m = Message.of(stored)
+        title = titles[m.role] + (f" ({m.name}: {m.summary})" if m.role == "tool" else "")
         out.append(f"## {title}")
         out.append("")
-        if m["role"] == "tool":
-            out.append(_fenced(m["content"]))
+        if m.role == "tool":
+            out.append(_fenced(m.content))
         else:
-            out.append(m["content"] + _fence_left_open(m["content"]))
-        for call in m.get("tool_calls") or []:
-            function = call.get("function", {})
+            out.append(m.content + _fence_left_open(m.content))
+        for call in m.tool_calls:
             out.append("")
-            out.append(f"Calls `{function.get('name', '?')}`:")
-            out.append(_fenced(json.dumps(function.get("arguments", {}), ensure_ascii=False, indent=1), "json"))
-        if Finish.of(m.get("finish")) in (Finish.CANCELLED, Finish.ERROR):
+            out.append(f"Calls `{call.name or '?'}`:")
+            out.append(_fenced(json.dumps(call.arguments or {}, ensure_ascii=False, indent=1), "json"))
+        if m.finish in (Finish.CANCELLED, Finish.ERROR):
             out.append("")
             out.append("*(reply cut)*")
-        marks = [text for text in (rating_text(m), versions_text(m)) if text]
+        marks = [text for text in (m.rating.text if m.rating else "", m.versions_text) if text]
         if marks:
             out.append("")
             out.append(f"*({'; '.join(marks)})*")

@@ -68,7 +68,7 @@ class CallParser:
         self._line_start = True  # the text shown so far ends a line (or is none)
         self._in_fence = False  # the text shown so far has a code fence open
 
-    def feed(self, text: str) -> list[Any]:
+    def feed(self, text: str) -> list[str | ToolCall]:
         if not self._inside and not self._held and not self._bare and self._candidate is None:
             for lead in self._leads:
                 if lead in text:
@@ -79,9 +79,9 @@ class CallParser:
                 return [text]
         return self._scan(text)
 
-    def finish(self) -> list[Any]:
+    def finish(self) -> list[str | ToolCall]:
         """The reply ended: a call still open is parsed as it stands."""
-        out: list[Any] = []
+        out: list[str | ToolCall] = []
         while self._candidate is not None:
             out += self._judge(final=True)
         if self._inside:
@@ -92,8 +92,8 @@ class CallParser:
         self._held = ""
         return out
 
-    def _scan(self, text: str) -> list[Any]:
-        out: list[Any] = []
+    def _scan(self, text: str) -> list[str | ToolCall]:
+        out: list[str | ToolCall] = []
         if self._inside:
             self._body.append(text)
             return self._close_if_ended(out)
@@ -149,7 +149,7 @@ class CallParser:
                 return at, 0
         return None, 0
 
-    def _judge(self, final: bool = False) -> list[Any]:
+    def _judge(self, final: bool = False) -> list[str | ToolCall]:
         """The candidate's verdict: undecided (held on), a call, or text; what follows
         the part decided is scanned again."""
         candidate = self._candidate
@@ -158,7 +158,7 @@ class CallParser:
         if verdict.call is None and not verdict.text:
             return []
         self._candidate = None
-        out: list[Any] = []
+        out: list[str | ToolCall] = []
         if verdict.call is not None:
             out.append(verdict.call)
             self._line_start = True
@@ -167,7 +167,7 @@ class CallParser:
         rest = candidate.text[verdict.end:]
         return out + (self._scan(rest) if rest else [])
 
-    def _show(self, text: str, out: list[Any]) -> None:
+    def _show(self, text: str, out: list[str | ToolCall]) -> None:
         """`text` shown: the line and fence it leaves open are remembered."""
         if not text:
             return
@@ -178,7 +178,7 @@ class CallParser:
                     self._in_fence = not self._in_fence
         self._line_start = text[-1] == "\n"
 
-    def _close_if_ended(self, out: list[Any]) -> list[Any]:
+    def _close_if_ended(self, out: list[str | ToolCall]) -> list[str | ToolCall]:
         """Inside a call whose closing marker may have arrived: the call, then the
         text after it scanned again."""
         close = self._close
