@@ -86,6 +86,9 @@ def main(args: list[str] | None = None) -> None:
                    "checked by the model in one batch. auto: where it pays (a GPU; on the CPU it does not).")
 @click.option("--reproducible", is_flag=True, help="Batch-invariant kernels on the CPU (slower): greedy replies are "
               "identical to the bit with and without speculation.")
+@click.option("--lora", "adapters", metavar="PATH[:SCALE]", multiple=True,
+              help="A LoRA adapter (GGUF, llama.cpp's format) over the model, at SCALE (default 1); repeatable. "
+                   "/lora switches and scales them in the chat.")
 @click.option("--draft", metavar="NAME|PATH", help="A small model of the same vocabulary that drafts tokens for "
               "the model (default: the entry's draft).")
 @click.option("-f", "--file", "files", multiple=True, metavar="PATH",
@@ -151,7 +154,8 @@ def _run_options(opts: dict[str, Any]) -> Any:
                       tools=_tools(opts["tools"], opts["preapproved"]), preapproved=tuple(opts["preapproved"]),
                       tool_choice=opts["tool_choice"], mcp=opts["mcp_config"],
                       schema=_schema(opts["schema"], opts["any_json"]),
-                      speculate=opts["speculate"], draft=opts["draft"], reproducible=opts["reproducible"])
+                      speculate=opts["speculate"], draft=opts["draft"], reproducible=opts["reproducible"],
+                      adapters=tuple(opts["adapters"]))
 
 
 def _schema(text: str | None, any_json: bool) -> dict | None:

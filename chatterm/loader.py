@@ -8,6 +8,8 @@ conversation waits for the model when it first needs it (`IsolatedEngine.wait_re
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from chatterm.conversation.local import LocalBackend
 from chatterm.conversation.model import Model
 from chatterm.engines.base import LoadOptions, default_threads
 from chatterm.errors import ChattermError, ConfigError
+from chatterm.models import adapters as lora
 from chatterm.models import fit, gguf, hardware
 from chatterm.models.catalog import Catalog, ModelSpec, remote_spec
 
@@ -44,6 +47,7 @@ class RunOptions:
     speculate: str = "auto"  # speculative decoding (llama.cpp): auto, ngram, draft, off
     draft: str | None = None  # --draft NAME|PATH: the draft model (default: the entry's draft)
     reproducible: bool = False  # --reproducible: batch-invariant kernels (slower), bit-identical greedy replies
+    adapters: tuple[str, ...] = ()  # --lora PATH[:SCALE]: LoRA adapters, after the entry's own
 
 
 def conversation(loaded: Model, options: RunOptions, session: Any = None) -> Conversation:
@@ -70,6 +74,12 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
     path = spec.model_path()
     kind = gguf.sniff(path)  # a missing or unreadable file is one line now, not in the worker
     allowed = spec.engines
+    requested = _requested_adapters(options, spec)
+    if requested:  # llama.cpp alone applies them
+        if kind != "gguf" or options.engine == "ctransformers" or "llama.cpp" not in allowed:
+            raise ConfigError(f"LoRA adapters need the llama.cpp engine; {spec.name!r} would run on "
+                              "ctransformers, which cannot load one")
+        allowed = ["llama.cpp"]
     if options.schema is not None and "llama.cpp" in allowed:  # the engine with a grammar, for JSON that parses
         allowed = ["llama.cpp", *[e for e in allowed if e != "llama.cpp"]]
     name = engines.choose(options.engine, path, allowed)
@@ -80,22 +90,36 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
         raise ConfigError("--ctx must be at least 16 tokens")
     choice = templates.check(options.template or spec.template)  # before a worker starts
     draft = _draft_path(options, spec, catalog, path, name)
+    adapters = lora.load(requested, gguf.read(path)) if requested else []
     fitted, draft_layers = _fit(spec.name, path, n_ctx, options.gpu_layers, draft)
     load_options = LoadOptions(path=path, n_ctx=n_ctx, threads=options.threads or default_threads(),
                                gpu_layers=options.gpu_layers, fitted_layers=fitted,
                                model_type=spec.model_type, speculate=options.speculate,
                                draft=str(draft) if draft else None, draft_gpu_layers=draft_layers,
-                               reproducible=options.reproducible)
+                               reproducible=options.reproducible,
+                               adapters=tuple((a.path, a.scale) for a in adapters))
     if options.isolated:
-        engine = engines.start(name, load_options, spec.name, spec.engines, restart=options.restart)
+        engine = engines.start(name, load_options, spec.name, allowed, restart=options.restart)
     else:
         engine = engines.load(name, load_options)
     backend = LocalBackend(engine, choice, list(spec.stop))
     if name == "llama.cpp" and options.isolated:
         from chatterm.sessions.kv_cache import KvStore, model_key
 
-        backend.kv = KvStore(model_key(str(path), name, n_ctx or 0, "reproducible" if options.reproducible else "fast"))
-    return Model(backend, spec, str(path))
+        mode = "reproducible" if options.reproducible else "fast"
+        backend.kv_key = functools.partial(model_key, str(path), name, n_ctx or 0, mode)
+        backend.kv = KvStore(backend.kv_key(lora.in_effect(adapters)))
+    return Model(backend, spec, str(path), adapters)
+
+
+def _requested_adapters(options: RunOptions, spec: ModelSpec) -> list[tuple[str, float]]:
+    """The entry's adapters (paths relative to its models.toml), then --lora's."""
+    folder = Path(spec.origin).parent if spec.origin else Path.cwd()
+    entry = [(str(folder / os.path.expanduser(p)), s) for p, s in spec.adapters]
+    try:
+        return entry + [lora.parse(text) for text in options.adapters]
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _draft_path(options: RunOptions, spec: ModelSpec, catalog: Catalog, path: Path, engine: str) -> Path | None:
@@ -151,6 +175,9 @@ def _load_remote(spec: ModelSpec, options: RunOptions) -> Model:
     from chatterm.conversation.remote import RemoteBackend
     from chatterm.engines.remote.engine import RemoteEngine
 
+    if options.adapters:
+        raise ConfigError(f"--lora needs a local model on the llama.cpp engine; {spec.name!r} is on a server "
+                          "(which loads its own adapters)")
     # A server drafts (or not) by its own settings: asking for it here would be ignored.
     if options.draft:
         raise ConfigError(f"--draft needs a local model on the llama.cpp engine; {spec.name!r} is on a server")

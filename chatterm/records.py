@@ -137,6 +137,29 @@ class Rating:
 
 
 @dataclass(frozen=True)
+class AdapterUse:
+    """A LoRA adapter that made a reply: its name, its file's SHA-256, its scale."""
+
+    name: str
+    sha256: str
+    scale: float
+
+    @classmethod
+    def of(cls, stored: object) -> AdapterUse | None:
+        if not isinstance(stored, Mapping):
+            return None
+        scale = stored.get("scale")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            return None
+        return cls(str(stored.get("name", "")), str(stored.get("sha256", "")), float(scale))
+
+    @property
+    def text(self) -> str:
+        """"NAME×0.5"."""
+        return f"{self.name}×{self.scale:g}"
+
+
+@dataclass(frozen=True)
 class Message:
     """One message of a conversation, as front ends and exports read it. Versions
     (`/retry`, `/edit`) live in the stored tree (`records_tree`): `version` is this
@@ -151,6 +174,7 @@ class Message:
     name: str = ""  # tool results: the tool
     summary: str = ""  # tool results: one line for the transcript
     rating: Rating | None = None
+    adapters: tuple[AdapterUse, ...] = ()  # replies: the LoRA adapters that made it (none: the base model)
     version: int = 1
     versions: int = 1
 
@@ -166,6 +190,7 @@ class Message:
                    tool_call_id=str(stored.get("tool_call_id") or ""), name=str(stored.get("name") or ""),
                    summary=str(stored.get("summary") or ""),
                    rating=Rating(rating, str(stored.get("note") or "")) if rating in RATINGS else None,
+                   adapters=tuple(a for a in map(AdapterUse.of, _list(stored.get("adapters"))) if a is not None),
                    version=int(stored.get("version", len(others) + 1)), versions=len(others) + 1)
 
     def stored(self) -> dict[str, Any]:
@@ -184,9 +209,15 @@ class Message:
             out["rating"] = self.rating.value
             if self.rating.note:
                 out["note"] = self.rating.note
+        if self.adapters:
+            out["adapters"] = [{"name": a.name, "sha256": a.sha256, "scale": a.scale} for a in self.adapters]
         return out
 
     @property
     def versions_text(self) -> str:
         """"version 2 of 3" for a message with other versions, "" otherwise."""
         return f"version {self.version} of {self.versions}" if self.versions > 1 else ""
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []

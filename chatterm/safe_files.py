@@ -6,6 +6,7 @@ blocks (a FIFO), never a read that does not end (/dev/zero, a link to it).
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -84,3 +85,14 @@ def _os_reason(error: OSError) -> str:
     if error.errno == errno.ENOENT:
         return "no such file"
     return error.strerror or str(error)
+
+
+def sha256(path: str | os.PathLike[str], what: str = "file") -> str:
+    """The SHA-256 of a regular file, read in 1 MiB chunks (a FIFO or device is refused
+    before it is opened for reading)."""
+    fd, _ = open_regular(Path(path), what)
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

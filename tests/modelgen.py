@@ -76,3 +76,26 @@ def tiny_model(path: Path, vocab_from: gguf.GGUFFile, *, architecture: str = "ll
     with open(path, "wb") as out:
         gguf.write(out, version, md, types, tensors)
     return path
+
+
+def tiny_lora(path: Path, base: gguf.GGUFFile, pairs: dict[str, tuple[np.ndarray, np.ndarray]], *,
+              alpha: float | None = None, architecture: str | None = None,
+              metadata: dict | None = None) -> Path:
+    """A LoRA adapter in llama.cpp's GGUF format: for each weight named in `pairs`,
+    (A, B) as numpy matrices of shapes (rank, inputs) and (outputs, rank), so that the
+    weight gains alpha / rank * B @ A (alpha: the rank unless given, a scale of 1)."""
+    rank = next(iter(pairs.values()))[0].shape[0]
+    md: dict = {"general.type": "adapter", "general.architecture": architecture or base.architecture,
+                "general.name": "tiny-lora", "adapter.type": "lora",
+                "adapter.lora.alpha": float(alpha if alpha is not None else rank)}
+    md.update(metadata or {})
+    types = {k: gguf.infer_type(v) for k, v in md.items()}
+    tensors = []
+    for name, (a, b) in pairs.items():
+        for part, matrix in (("lora_a", a), ("lora_b", b)):
+            data = np.ascontiguousarray(matrix, np.float32).tobytes()
+            # numpy (rows, columns) is GGUF's (columns, rows): innermost first
+            tensors.append(gguf.NewTensor(f"{name}.{part}", tuple(reversed(matrix.shape)), F32, len(data), data=data))
+    with open(path, "wb") as out:
+        gguf.write(out, 3, md, types, tensors)
+    return path

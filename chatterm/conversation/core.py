@@ -188,9 +188,9 @@ class Conversation:
             if not (reply.text or reply.finish not in (Finish.ERROR, Finish.CANCELLED)) or self.messages[-1] is not old:
                 return False
             if old["content"]:
-                branches.add_version(self.messages, len(self.messages) - 1, _message(reply))
+                branches.add_version(self.messages, len(self.messages) - 1, self._message(reply))
             else:  # a reply that failed before its first word is not worth keeping
-                self.messages[-1] = {**_message(reply), **{k: old[k] for k in branches.TREE_KEYS if k in old}}
+                self.messages[-1] = {**self._message(reply), **{k: old[k] for k in branches.TREE_KEYS if k in old}}
             return True
         # A fixed seed would give the same reply again: each alternative gets its own
         # (seed + alternatives so far), so a session still replays the same.
@@ -232,7 +232,7 @@ class Conversation:
         return last
 
     def _append(self, reply: Reply) -> bool:
-        self.messages.append(_message(reply))
+        self.messages.append(self._message(reply))
         return True
 
     def _prompt(self, messages: list[dict], tail: str | None, turn: Turn) -> Any:
@@ -440,6 +440,20 @@ class Conversation:
             yield result
         return made
 
+    def _message(self, reply: Reply) -> dict:
+        """A reply as the session keeps it: the answer, its finish, its tool calls, any
+        thinking apart (never sent back to the model: `backend.wire` takes the answer
+        only), and the LoRA adapters that made it."""
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text, "finish": _stored(reply.finish)}
+        if reply.calls:
+            message["tool_calls"] = [call.as_message() for call in reply.calls]
+        if reply.thinking:
+            message["thinking"] = reply.thinking
+        adapters = self.model.adapters_in_effect()
+        if adapters:
+            message["adapters"] = adapters
+        return message
+
     # ------------------------------------------------------------ alternatives, ratings
     def fork(self, role: str | None = None, number: int | None = None) -> int:
         """Index of the message `/alt` switches: message `number` of `role` ("user" or
@@ -602,12 +616,3 @@ def _stored(finish: Finish | None) -> str | None:
     return finish.value if finish is not None else None
 
 
-def _message(reply: Reply) -> dict:
-    """A reply as the session keeps it: the answer, its finish, its tool calls, and any
-    thinking apart (never sent back to the model: `backend.wire` takes the answer only)."""
-    message: dict[str, Any] = {"role": "assistant", "content": reply.text, "finish": _stored(reply.finish)}
-    if reply.calls:
-        message["tool_calls"] = [call.as_message() for call in reply.calls]
-    if reply.thinking:
-        message["thinking"] = reply.thinking
-    return message

@@ -43,6 +43,8 @@ class LocalBackend:
         self.cache = PromptCache()
         self._plain: PlainText | None = None  # control-token texts kept plain (`plain_text`)
         self.kv: Any = None  # `sessions.kv_cache.KvStore`: caches saved with sessions (None: off)
+        # The store's key for a set of LoRA adapters in effect (`kv_cache.model_key`).
+        self.kv_key: Callable[[list], str] | None = None
         self.restored = 0  # tokens the saved cache gave when this backend first measured
         self._restore_tried = False
         # A one-shot answer's question: the tokens of the prompt before it (system prompt,

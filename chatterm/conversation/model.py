@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from chatterm.conversation.backend import Backend
 from chatterm.conversation.local import LocalBackend
 from chatterm.engines.base import Sampling, never
+from chatterm.errors import ChattermError
+from chatterm.models import adapters as lora
+from chatterm.models.adapters import Adapter
 from chatterm.models.catalog import ModelSpec
 
 
@@ -20,6 +24,7 @@ class Model:
     backend: Backend
     spec: ModelSpec
     path: str
+    adapters: list[Adapter] = field(default_factory=list)  # LoRA adapters loaded with it, at their scales now
 
     @property
     def name(self) -> str:
@@ -103,6 +108,55 @@ class Model:
         """(prompt tokens of the last reply taken from the cache, not read (None:
         unknown), tokens the session's saved cache gave when it opened)."""
         return getattr(self.backend.engine, "reused", None), getattr(self.backend, "restored", 0)
+
+    def adapter(self, name: str) -> Adapter:
+        found = next((a for a in self.adapters if a.name == name), None)
+        if found is None:
+            loaded = ", ".join(a.name for a in self.adapters) or "none (chatterm --lora PATH loads one)"
+            raise ChattermError(f"no LoRA adapter {name!r}; loaded: {loaded}")
+        return found
+
+    def set_adapter(self, name: str, scale: float) -> bool:
+        """Adapter `name` at `scale` (0: off) from the next reply on, the base model
+        untouched. Returns whether the set in effect changed (the cache then starts over:
+        an adapter changes every position)."""
+        try:
+            lora.check_scale(scale, f"scale {scale:g}")
+        except ValueError as e:
+            raise ChattermError(str(e)) from None
+        chosen = self.adapter(name)
+        return self._scale({a.name: scale if a is chosen else a.scale for a in self.adapters})
+
+    @contextlib.contextmanager
+    def base_only(self) -> Iterator[None]:
+        """The base model alone while the block runs (`/retry --base`), the adapters at
+        their scales again afterwards."""
+        before = {a.name: a.scale for a in self.adapters}
+        self._scale(dict.fromkeys(before, 0.0))
+        try:
+            yield
+        finally:
+            self._scale(before)
+
+    def _scale(self, scales: dict[str, float]) -> bool:
+        backend = self.backend
+        assert isinstance(backend, LocalBackend)  # adapters load with local models only
+        old = {a.name: a.scale for a in self.adapters}
+        for a in self.adapters:
+            a.scale = scales[a.name]
+        try:
+            changed = backend.engine.set_adapters([a.scale for a in self.adapters])
+        except BaseException:
+            for a in self.adapters:
+                a.scale = old[a.name]
+            raise
+        if changed and backend.kv is not None and backend.kv_key is not None:
+            backend.kv = type(backend.kv)(backend.kv_key(lora.in_effect(self.adapters)))
+        return changed
+
+    def adapters_in_effect(self) -> list[dict[str, object]]:
+        """What a reply records of the adapters that made it (name, file digest, scale)."""
+        return lora.in_effect(self.adapters)
 
     def close(self) -> None:
         self.backend.engine.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from chatterm.errors import EngineError
 from chatterm.models.fit import context_size
 from chatterm.settings import Decoding, Sampling
 
@@ -40,6 +41,9 @@ class LoadOptions:
     draft: str | None = None  # the draft model's file (--draft; a catalogue entry's `draft`)
     draft_gpu_layers: int = 0  # its layers on the GPU, as the memory fit placed it (-1: all)
     reproducible: bool = False  # batch-invariant kernels: greedy replies the same with and without drafts
+    # LoRA adapters (llama.cpp): (file, scale) each, checked against the model
+    # (`models.adapters`) before a worker starts; scale 0 loads one switched off.
+    adapters: tuple[tuple[str, float], ...] = ()
 
 
 SAFE_SETTINGS = "safe settings after repeated crashes: CPU only, no weight repacking"
@@ -159,6 +163,14 @@ class Engine(ABC):
         """The cache saved at `path` loaded, when the file has `digest` and the tokens it
         holds are a prefix of `expected`: how many (0: nothing loaded, the cache empty)."""
         return 0
+
+    def set_adapters(self, scales: list[float]) -> bool:
+        """The LoRA adapters loaded with the model (`LoadOptions.adapters`, in order) at
+        `scales` (0: off). What was evaluated is forgotten when the set in effect changes
+        (an adapter changes every position); returns whether it did."""
+        if any(scales):
+            raise EngineError(f"the {self.name} engine cannot apply LoRA adapters")
+        return False
 
     def reset(self) -> None:
         """Forget what was evaluated: the next prompt is evaluated in full."""

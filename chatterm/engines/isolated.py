@@ -235,6 +235,13 @@ class IsolatedEngine(Engine):
     def load_state(self, path: str, digest: str, expected: list[int]) -> int:
         return self._call("load_state", path=path, digest=digest, expected=expected)
 
+    def set_adapters(self, scales: list[float]) -> bool:
+        changed = bool(self._call("set_adapters", scales=scales))
+        # A restarted worker loads them at these scales.
+        self.options = dataclasses.replace(
+            self.options, adapters=tuple((path, s) for (path, _), s in zip(self.options.adapters, scales)))
+        return changed
+
     def count_tokens(self, text: str) -> int:
         return self._call("count_tokens", text=text)
 

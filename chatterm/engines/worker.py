@@ -101,6 +101,7 @@ def serve(engine: Engine, channel: Channel) -> None:
         "reset": engine.reset,
         "save_state": engine.save_state,
         "load_state": engine.load_state,
+        "set_adapters": engine.set_adapters,
     }
     while True:
         request = channel.requests.get()

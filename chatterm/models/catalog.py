@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from chatterm import paths, safe_files, settings
 from chatterm.errors import ConfigError, ModelFileError
+from chatterm.models import adapters
 from chatterm.models.chat_templates import CHOICES
 from chatterm.models.engine_names import ENGINE_NAMES
 from chatterm.models.hub import refs
@@ -32,7 +33,7 @@ SOURCE_KEYS = ("path", "package", "hf_repo", "base_url")
 REMOTE_KEYS = {"model", "api_key_env", "timeout"}  # entries with base_url only
 FACT_KEYS = {"sha256", "size", "params", "quant", "languages"}  # what `chatterm models` shows
 ENTRY_KEYS = {"description", *SOURCE_KEYS, "file", "engines", "architecture", "model_type",
-              "template", "context_length", "stop", "sampling", "system", "draft", *REMOTE_KEYS, *FACT_KEYS}
+              "template", "context_length", "stop", "sampling", "system", "draft", "adapters", *REMOTE_KEYS, *FACT_KEYS}
 
 
 @dataclass
@@ -60,6 +61,7 @@ class ModelSpec:
     quant: str | None = None  # "Q4_K_M"
     languages: list[str] = field(default_factory=list)  # what it chats well in: "en", "zh"
     draft: str | None = None  # an entry (or file) of the same vocabulary that drafts for speculative decoding
+    adapters: list[tuple[str, float]] = field(default_factory=list)  # LoRA adapters: (file, scale)
 
     @property
     def remote(self) -> bool:
@@ -165,6 +167,8 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
             raise ConfigError(f"{where}: api_key_env must name an environment variable, not hold the key")
         # gguf: the server's own; a preset enables /continue
         template = _template(where, typed("template", str, "gguf"))
+        if "adapters" in raw:
+            raise ConfigError(f"{where}: adapters are for local models (a server loads its own)")
         return ModelSpec(name=name, source=source, location=location, engines=["remote"],
                          template=template, context_length=typed("context_length", int),
                          sampling=_sampling(where, typed("sampling", dict, {})),
@@ -205,7 +209,25 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
                      model_type=typed("model_type", str), template=template,
                      context_length=ctx, stop=stop, sampling=sampling,
                      description=typed("description", str, ""), system=typed("system", str),
-                     origin=str(path), draft=typed("draft", str))
+                     origin=str(path), draft=typed("draft", str), adapters=_adapters(where, raw.get("adapters", [])))
+
+
+def _adapters(where: str, raw: object) -> list[tuple[str, float]]:
+    """`adapters = [{path = "...", scale = 0.8}, ...]`: LoRA adapters loaded with the model."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: adapters must be a list of tables, each with a path (and a scale)")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("path"), str) or set(item) - {"path", "scale"}:
+            raise ConfigError(f"{where}: each adapter is a table {{path = \"FILE.gguf\", scale = 1.0}}")
+        scale = item.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise ConfigError(f"{where}: an adapter's scale must be a number")
+        try:
+            out.append((item["path"], adapters.check_scale(float(scale), f"{where}: adapter {item['path']}")))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    return out
 
 
 def _sampling(where: str, sampling: dict) -> dict:

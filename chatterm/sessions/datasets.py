@@ -176,6 +176,8 @@ def _wire(messages: Iterable[dict], options: Options) -> list[dict]:
                                    for c in m.tool_calls]
         if m.role == "tool":
             wired["name"] = m.name
+        if m.adapters:  # which fine-tune said it: the next round's data knows base from adapter
+            wired["adapters"] = [{"name": a.name, "sha256": a.sha256, "scale": a.scale} for a in m.adapters]
         out.append(wired)
     return out
 

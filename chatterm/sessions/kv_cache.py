@@ -40,14 +40,16 @@ def limit_bytes() -> int:
         return int(DEFAULT_LIMIT_GB * (1 << 30))
 
 
-def model_key(model_path: str, engine: str, n_ctx: int, mode: str) -> str:
-    """One key for one model file, engine and context setting (`mode`: the kernels)."""
+def model_key(model_path: str, engine: str, n_ctx: int, mode: str, adapters: list | None = None) -> str:
+    """One key for one model file, engine and context setting (`mode`: the kernels),
+    with the LoRA adapters in effect (a cache computed with them is another model's)."""
     try:
         st = os.stat(model_path)
         identity = [os.path.realpath(model_path), st.st_size, st.st_mtime_ns]
     except OSError:
         identity = [model_path, 0, 0]
-    return hashlib.sha256(json.dumps([*identity, engine, n_ctx, mode, 1]).encode()).hexdigest()[:24]
+    extra = [adapters] if adapters else []  # keys saved before adapters existed stay the same
+    return hashlib.sha256(json.dumps([*identity, engine, n_ctx, mode, 1, *extra]).encode()).hexdigest()[:24]
 
 
 class KvStore:

@@ -166,6 +166,9 @@ class Repl:
                   "/help for commands, Ctrl-D to quit")
         if self.attached:
             self.note(f"{len(self.attached)} files go with your first message (/file lists them)")
+        if model.adapters:
+            on = ", ".join(f"{a.name}×{a.scale:g}" if a.scale else f"{a.name} (off)" for a in model.adapters)
+            self.note(f"LoRA adapters: {on} · /lora switches them, /retry --base compares with the base model")
 
     def attached_tokens(self) -> int:
         """What the attached files add to the next message, counted once each."""

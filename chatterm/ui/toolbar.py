@@ -61,7 +61,9 @@ class Toolbar:
             files = f" · +{len(attached)} file{'s' if len(attached) > 1 else ''}" + (
                 f" ({cost:,} tokens)" if cost is not None else "")  # /file tells what they leave
         refused = f"\n {self.refused} " if self.refused else ""
-        return f" {model.name} · {model.engine_name} · {where}{speed}{files} {refused}"
+        on = [f"{a.name}×{a.scale:g}" for a in model.adapters if a.scale]
+        lora = f" + lora {', '.join(on)}" if on else ""
+        return f" {model.name}{lora} · {model.engine_name} · {where}{speed}{files} {refused}"
 
     def count(self) -> concurrent.futures.Future:
         """Count what the toolbar shows (tokens in the window, the attached files'

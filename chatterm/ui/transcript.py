@@ -39,7 +39,8 @@ class Transcript:
         renderer.finish()
         self.code_blocks = renderer.code_blocks
         versions = message.versions_text
-        marks = [message.rating.text if message.rating else "", versions and f"{versions} (/alt)"]
+        lora = "lora " + ", ".join(a.text for a in message.adapters) if message.adapters else ""
+        marks = [message.rating.text if message.rating else "", versions and f"{versions} (/alt)", lora]
         if any(marks):
             self.note("  ·  ".join(m for m in marks if m))
 

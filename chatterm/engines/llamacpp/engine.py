@@ -34,7 +34,7 @@ from chatterm.engines.llamacpp.native import (
     tensors,
 )
 from chatterm.engines.llamacpp.speculative import Speculative
-from chatterm.errors import EngineError
+from chatterm.errors import ChattermError, EngineError
 from chatterm.models import hardware
 
 
@@ -97,7 +97,45 @@ class LlamaCppEngine(Speculative, Engine):
         # Called by llama.cpp between graph nodes while a prompt is evaluated; kept
         # alive here for as long as llama.cpp may call it.
         self._abort = lib.ggml_abort_callback(lambda _: self._cancelled())
+        self._adapters = self._load_adapters(options)
+        self._scales = [scale for _, scale in options.adapters]
+        self._apply_adapters()
         self._setup_speculation(options, n_ctx, repack_off is None)
+
+    def _load_adapters(self, options: LoadOptions) -> list[Any]:
+        """The LoRA adapters of `options`, loaded into the model (freed with it)."""
+        loaded = []
+        for path, _ in options.adapters:
+            adapter = self._lib.llama_adapter_lora_init(self._model, path.encode())
+            if not adapter:
+                self.close()
+                raise EngineError(f"llama.cpp could not load the LoRA adapter {path}")
+            loaded.append(adapter)
+        return loaded
+
+    def _apply_adapters(self) -> None:
+        """The adapters at their scales on the context; those at 0 are left out, so a set
+        switched off computes exactly what the base model does."""
+        if not self._adapters:
+            return
+        lib = self._lib
+        on = [(a, s) for a, s in zip(self._adapters, self._scales) if s != 0]
+        adapters = (lib.llama_adapter_lora_p_ctypes * max(len(on), 1))(*[a for a, _ in on])
+        scales = (ctypes.c_float * max(len(on), 1))(*[s for _, s in on])
+        if lib.llama_set_adapters_lora(self._ctx, adapters, len(on), scales) != 0:
+            raise EngineError("llama.cpp could not apply the LoRA adapters")
+
+    def set_adapters(self, scales: list[float]) -> bool:
+        if len(scales) != len(self._adapters):
+            raise EngineError(f"{len(scales)} scales for {len(self._adapters)} LoRA adapters")
+        scales = [float(s) for s in scales]
+        in_effect = [(i, s) for i, s in enumerate(self._scales) if s]
+        self._scales = scales
+        if [(i, s) for i, s in enumerate(scales) if s] == in_effect:
+            return False
+        self._apply_adapters()
+        self.reset()  # every position was computed with the old set
+        return True
 
     @property
     def exact_batches(self) -> bool:
@@ -295,7 +333,7 @@ class LlamaCppEngine(Speculative, Engine):
         try:
             if file_digest(path) != digest:
                 return 0
-        except OSError:
+        except (OSError, ChattermError):
             return 0
         self.reset()
         capacity = self.n_ctx

@@ -4,11 +4,11 @@ Shared by the engine and the draft model; docs/engines.md says why each choice."
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from typing import Any
 
+from chatterm import safe_files
 from chatterm.engines.base import Decoding, LoadOptions
 from chatterm.engines.libraries import import_bare
 from chatterm.errors import EngineError
@@ -88,11 +88,7 @@ def common_prefix(a: list[int], b: list[int], limit: int) -> int:
 
 def file_digest(path: str) -> str:
     """SHA-256 of a saved state file: checked before llama.cpp reads a byte of it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return safe_files.sha256(path, "state file")
 
 
 def flash_attention(gpu_layers: int, exact_batches: bool = False) -> bool:

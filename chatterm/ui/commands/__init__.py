@@ -12,6 +12,7 @@ in the order /help lists them.
 from chatterm.ui.commands import (
     chat,  # noqa: E402,F401
     files,  # noqa: E402,F401
+    lora,  # noqa: E402,F401
     models,  # noqa: E402,F401
     tools,  # noqa: E402,F401
     versions,  # noqa: E402,F401

@@ -39,8 +39,7 @@ def _help(ctx: CommandContext, arg: str) -> None:
     table.add_column(no_wrap=True, overflow="ellipsis")
     for name, cmd in zip(names, COMMANDS.values()):
         table.add_row(name, cmd.help)
-    table.add_row("Esc Enter · Ctrl-X Ctrl-E · Alt-←/→", "a newline · the input in $EDITOR · alternatives (/alt)")
-    table.add_row("Ctrl-C · Ctrl-D", "stop a reply, or clear the line · quit; /help COMMAND: all of its help")
+    table.add_row("keys", "Esc Enter: a newline · Ctrl-C: stop a reply · Ctrl-D: quit")
     ctx.console.print(table)
 
 

@@ -7,18 +7,29 @@ from collections.abc import Iterator
 
 from prompt_toolkit.completion import Completion
 
-from chatterm import branches, sessions
+from chatterm import branches
 from chatterm.errors import ChattermError
 from chatterm.records import Message
 from chatterm.ui.commands.registry import CommandContext, command, complete_words
 
 
-@command("retry")
+@command("retry", "[--base]")
 def _retry(ctx: CommandContext, arg: str) -> None:
-    """Answer the last question again; the old reply stays as an alternative (/alt)."""
+    """Answer the last question again; the old reply stays as an alternative (/alt).
+    --base: answer with the base model alone (no LoRA adapters), to compare."""
     conversation = ctx.conversation
+    if arg not in ("", "--base"):
+        raise ChattermError("usage: /retry [--base]")
+    if arg and not any(a.scale for a in ctx.loaded.adapters):
+        raise ChattermError("no LoRA adapter is on: /retry alone answers with the base model")
     turn = conversation.retry()
-    ctx.show_reply(turn)
+    if arg:
+        if not ctx.wait_for_engine(ctx.loaded):
+            return
+        with ctx.loaded.base_only():
+            ctx.show_reply(turn)
+    else:
+        ctx.show_reply(turn)
     messages = conversation.messages
     every = branches.versions(messages, len(messages) - 1) if turn.kept else []
     if len(every) > 1:  # the new reply is the newest version, and the current one
@@ -57,9 +68,12 @@ def _alt(ctx: CommandContext, arg: str) -> None:
 
         ctx.note(f"{what} has {len(every)} versions:")
         for number, version in enumerate(every, 1):
-            marks = sessions.rating_text(version[0])
+            first = Message.of(version[0])
+            marks = "  ".join(m for m in (first.rating.text if first.rating else "",
+                                          "lora " + ", ".join(a.text for a in first.adapters) if first.adapters
+                                          else "") if m)
             mark = "›" if number == current else " "
-            ctx.note(f"{mark} {number}  {fit(version[0]['content'], 60)}{'  ' + fit(marks, 40) if marks else ''}")
+            ctx.note(f"{mark} {number}  {fit(first.content, 60)}{'  ' + fit(marks, 40) if marks else ''}")
         ctx.note("/alt N switches (Alt-←/→ at an empty prompt too)")
         return
     steps = {"next": current + 1, "prev": current - 1}
