@@ -214,6 +214,11 @@ class Message:
         return out
 
     @property
+    def adapters_text(self) -> str:
+        """"lora NAME×1, OTHER×0.5" for a reply an adapter made, "" otherwise."""
+        return "lora " + ", ".join(a.text for a in self.adapters) if self.adapters else ""
+
+    @property
     def versions_text(self) -> str:
         """"version 2 of 3" for a message with other versions, "" otherwise."""
         return f"version {self.version} of {self.versions}" if self.versions > 1 else ""

@@ -33,6 +33,11 @@ class Adapter:
     scale: float
     loaded_scale: float  # the scale it was loaded with (`/lora on` restores it)
 
+    @property
+    def text(self) -> str:
+        """"NAME×0.5", or "NAME (off)"."""
+        return f"{self.name}×{self.scale:g}" if self.scale else f"{self.name} (off)"
+
 
 def parse(text: str) -> tuple[str, float]:
     """`PATH[:SCALE]` (--lora) as (path, scale); a colon not followed by a number is part

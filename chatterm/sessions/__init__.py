@@ -10,7 +10,7 @@
 The store's names are the package's: `sessions.Session`, `sessions.load`, ...
 """
 
-from chatterm.sessions.markdown import RATINGS, rating_text, versions_text
+from chatterm.sessions.markdown import RATINGS
 from chatterm.sessions.store import (
                                      FORMAT,
                                      MAX_FILE,
@@ -32,4 +32,4 @@ from chatterm.sessions.store import (
 
 __all__ = ["FORMAT", "MAX_FILE", "NAME", "RATINGS", "Session", "SessionError", "atomic_write", "clean_leftovers",
            "ensure_private_dir", "file_stamp", "load", "most_recent", "mtime", "new_name", "path_of", "read",
-           "rating_text", "sessions_dir", "versions_text"]
+           "sessions_dir"]

@@ -73,7 +73,10 @@ def records(messages: list[dict], options: Options, tally: Tally) -> Iterator[di
 
 def problem(stored: dict, options: Options) -> str | None:
     """Why a message cannot be training data, or None."""
-    message = Message.of(stored)
+    return _problem(Message.of(stored), options)
+
+
+def _problem(message: Message, options: Options) -> str | None:
     if message.role in ("tool", "summary"):
         return None  # a tool's result is what it is; a summary is not part of the records
     if not options.include_empty and not message.content.strip() and not message.tool_calls:
@@ -86,8 +89,9 @@ def problem(stored: dict, options: Options) -> str | None:
 
 def _unfit(stored: dict, options: Options) -> str | None:
     """Why a message cannot be part of an SFT record."""
-    rating = Message.of(stored).rating
-    return problem(stored, options) or ("reply rated bad" if rating and rating.value == "bad" else None)
+    message = Message.of(stored)
+    bad = message.rating is not None and message.rating.value == "bad"
+    return _problem(message, options) or ("reply rated bad" if bad else None)
 
 
 def _sft(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from chatterm.records import RATINGS, Finish, Message
 
-__all__ = ["RATINGS", "rating_text", "transcript", "versions_text"]
+__all__ = ["RATINGS", "transcript"]
 
 
 class Transcribed(Protocol):
@@ -19,12 +19,6 @@ class Transcribed(Protocol):
     model: str
     engine: str
     messages: list[dict[str, Any]]
-
-
-def rating_text(message: dict) -> str:
-    """"✓ good: NOTE" / "✗ bad" for a rated reply, "" otherwise."""
-    rating = Message.of(message).rating
-    return rating.text if rating else ""
 
 
 def transcript(session: Transcribed) -> str:
@@ -74,11 +68,6 @@ def _fence_left_open(text: str) -> str:
         elif marker[0] == open_marker[0] and len(marker) >= len(open_marker) and not rest.strip():
             open_marker = None
     return "" if open_marker is None else "\n" + open_marker
-
-
-def versions_text(message: dict) -> str:
-    """"version 2 of 3" for a message with alternatives, "" otherwise."""
-    return Message.of(message).versions_text
 
 
 def _fenced(text: str, language: str = "") -> str:

@@ -167,7 +167,7 @@ class Repl:
         if self.attached:
             self.note(f"{len(self.attached)} files go with your first message (/file lists them)")
         if model.adapters:
-            on = ", ".join(f"{a.name}×{a.scale:g}" if a.scale else f"{a.name} (off)" for a in model.adapters)
+            on = ", ".join(a.text for a in model.adapters)
             self.note(f"LoRA adapters: {on} · /lora switches them, /retry --base compares with the base model")
 
     def attached_tokens(self) -> int:

@@ -13,6 +13,7 @@ from prompt_toolkit import PromptSession
 from rich.console import Console
 from rich.text import Text
 
+from chatterm import branches
 from chatterm.conversation import Conversation, Turn
 from chatterm.errors import EngineError
 from chatterm.records import YES, Event, Notice, ToolCall, ToolResult
@@ -82,7 +83,7 @@ class ReplyView:
             if event.decision == YES:
                 self.note("  running · Ctrl-C stops it")
         elif isinstance(event, ToolResult):
-            number = sum(1 for m in conversation.records() if m.role == "tool")
+            number = branches.count(conversation.messages, "tool")
             tool = toolbox.tools.get(event.call.name) if toolbox else None
             arguments = event.call.arguments if event.call.arguments is not None else event.call.raw
             self.note(tool_views.collapsed(event.call.name, arguments, event.summary, number,

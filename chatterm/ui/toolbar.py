@@ -61,7 +61,7 @@ class Toolbar:
             files = f" · +{len(attached)} file{'s' if len(attached) > 1 else ''}" + (
                 f" ({cost:,} tokens)" if cost is not None else "")  # /file tells what they leave
         refused = f"\n {self.refused} " if self.refused else ""
-        on = [f"{a.name}×{a.scale:g}" for a in model.adapters if a.scale]
+        on = [a.text for a in model.adapters if a.scale]
         lora = f" + lora {', '.join(on)}" if on else ""
         return f" {model.name}{lora} · {model.engine_name} · {where}{speed}{files} {refused}"
 

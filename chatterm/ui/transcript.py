@@ -39,8 +39,8 @@ class Transcript:
         renderer.finish()
         self.code_blocks = renderer.code_blocks
         versions = message.versions_text
-        lora = "lora " + ", ".join(a.text for a in message.adapters) if message.adapters else ""
-        marks = [message.rating.text if message.rating else "", versions and f"{versions} (/alt)", lora]
+        marks = [message.rating.text if message.rating else "", versions and f"{versions} (/alt)",
+                 message.adapters_text]
         if any(marks):
             self.note("  ·  ".join(m for m in marks if m))
 
