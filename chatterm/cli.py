@@ -94,7 +94,7 @@ def main(args: list[str] | None = None) -> None:
 @click.option("-f", "--file", "files", multiple=True, metavar="PATH",
               help="Add a text file (or a glob, or a folder) to the first message; repeatable.")
 @click.option("-s", "--system", metavar="TEXT", help="System prompt.")
-@click.option("-r", "--role", metavar="NAME", help="A named system prompt (translator, reviewer, concise, or "
+@click.option("-r", "--role", metavar="NAME", help="A named system prompt (translator, reviewer, concise, coder, or "
               "yours in ~/.config/chatterm/roles.toml).")
 @click.option("--tools", metavar="NAME,...|all", help="Tools the model may call, each call shown and asked first: "
               "run, python, read_file, list_files, write_file (or all). Off by default.")
@@ -106,6 +106,9 @@ def main(args: list[str] | None = None) -> None:
 @click.option("--schema", metavar="JSON|FILE", help="Answer with JSON matching this JSON Schema (a grammar "
               "holds llama.cpp to it; a server is asked for it, and its answer checked).")
 @click.option("--json", "any_json", is_flag=True, help="Answer with a JSON object (--schema for a given shape).")
+@click.option("--check", "check_file", metavar="FILE", help="Python asserts run against each code answer, with "
+              "the question's own examples (docs/guide/verified-code.md); failing answers are sampled again "
+              "(--verify N). Each run is asked first (--yes python runs them).")
 @click.option("--tool-choice", type=click.Choice(["auto", "required"]), default="auto", show_default=True,
               help="required: the model answers each question with a tool call first (kept to the tool's "
                    "schema on llama.cpp; tool_choice on a server).")
@@ -155,7 +158,16 @@ def _run_options(opts: dict[str, Any]) -> Any:
                       tool_choice=opts["tool_choice"], mcp=opts["mcp_config"],
                       schema=_schema(opts["schema"], opts["any_json"]),
                       speculate=opts["speculate"], draft=opts["draft"], reproducible=opts["reproducible"],
-                      adapters=tuple(opts["adapters"]))
+                      adapters=tuple(opts["adapters"]), checks=_checks(opts["check_file"]))
+
+
+def _checks(path: str | None) -> tuple[str, ...] | None:
+    """--check FILE's asserts (read and parsed now, before a model loads)."""
+    if path is None:
+        return None
+    from chatterm.checking.user import read_file
+
+    return tuple(read_file(path))
 
 
 def _schema(text: str | None, any_json: bool) -> dict | None:

@@ -48,6 +48,7 @@ class RunOptions:
     draft: str | None = None  # --draft NAME|PATH: the draft model (default: the entry's draft)
     reproducible: bool = False  # --reproducible: batch-invariant kernels (slower), bit-identical greedy replies
     adapters: tuple[str, ...] = ()  # --lora PATH[:SCALE]: LoRA adapters, after the entry's own
+    checks: tuple[str, ...] | None = None  # --check FILE: the user's asserts (checking on even without python)
 
 
 def conversation(loaded: Model, options: RunOptions, session: Any = None) -> Conversation:
@@ -61,6 +62,11 @@ def conversation(loaded: Model, options: RunOptions, session: Any = None) -> Con
         from chatterm.tools.toolbox import Toolbox, select
 
         conversation.toolbox = Toolbox(select(options.tools), options.preapproved, choice=options.tool_choice)
+    if "python" in options.tools or options.checks is not None:
+        from chatterm.conversation.verify import Checking
+
+        conversation.checking = Checking(list(options.checks or ()),
+                                         approved=bool({"python", "all"} & set(options.preapproved)))
     return conversation
 
 

@@ -19,6 +19,7 @@ from typing import Any, Union
 YES, NO = "yes", "no"
 ROLES = ("system", "user", "assistant", "tool", "summary")
 RATINGS = ("good", "bad")
+CANDIDATES = ("sample", "repair", "ran")  # how chatterm made a reply it checked (none: the model's own answer)
 
 
 class Finish(str, Enum):
@@ -63,6 +64,7 @@ class ToolCall:
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:9])
     decision: str | None = None  # YES or NO: the user's (or a pre-approval's) answer
     said_by: str = ""  # who decided when the user was not asked: "--yes run", "always (this session)"
+    purpose: str = ""  # a run chatterm asks for itself (a check), said in the model's place; never stored
 
     def approve(self, arguments: dict[str, Any] | None = None, said_by: str = "") -> None:
         """Run it (with `arguments` in place of the model's: the user edited them)."""
@@ -120,9 +122,75 @@ class Notice:
     text: str
 
 
+@dataclass
+class CheckResult:
+    """A reply's code run on the checks of its question (its examples, the user's
+    asserts): how many passed, in how long, and the first failure."""
+
+    passed: int
+    total: int
+    seconds: float
+    failure: str = ""  # the first failure, one line ("" when all passed)
+    mechanical: str = ""  # a failure the code alone causes (SyntaxError, NameError, timeout, ...); not stored
+    trace: str = field(default="", repr=False)  # the output behind the failure (a repair turn's); not stored
+
+    @property
+    def ok(self) -> bool:
+        return self.passed == self.total
+
+    @property
+    def mark(self) -> str:
+        """`✓ 3/3` or `✗ 1/3`."""
+        return f"{'✓' if self.ok else '✗'} {self.passed}/{self.total}"
+
+    def line(self) -> str:
+        """What the chat says under the reply: `examples 3/3 pass (0.2 s)`, or the failure."""
+        if self.ok:
+            return f"examples {self.passed}/{self.total} pass ({self.seconds:.1f} s)"
+        return f"examples {self.passed}/{self.total} pass: {self.failure}"
+
+    def stored(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"passed": self.passed, "total": self.total, "seconds": round(self.seconds, 3)}
+        if self.failure:
+            out["failure"] = self.failure
+        return out
+
+    @classmethod
+    def of(cls, stored: object) -> CheckResult | None:
+        """A stored result (None: none, or not one)."""
+        if not isinstance(stored, Mapping):
+            return None
+        passed, total, seconds = stored.get("passed"), stored.get("total"), stored.get("seconds", 0)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 10**6 for v in (passed, total)) \
+                or isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 10**7:
+            return None
+        return cls(int(passed), int(total), float(seconds), str(stored.get("failure") or "")[:500])  # type: ignore
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A candidate reply checked: `label` says which ("the reply", "sample 2 of 3",
+    "a repair", "the code the model ran"); `shown`: the text that now stands as the
+    reply, when this candidate replaced the one shown."""
+
+    result: CheckResult
+    label: str
+    shown: str | None = None
+
+    @property
+    def line(self) -> str:
+        """`examples 3/3 pass (0.2 s)` under the reply; a candidate's with its label."""
+        if self.label == "the reply":
+            return self.result.line()
+        failure = f" · {self.result.failure}" if self.result.failure else ""
+        shown = " · shown in the reply's place (/alt compares)" if self.shown is not None else ""
+        return f"{self.label}: {self.result.mark}{failure}{shown}"
+
+
 # What iterating a reply (`conversation.Turn`) yields: answer text as plain `str` (the
-# per-token event, free to make), thinking as `Thought`, then calls, results, notices.
-Event = Union[str, Thought, ToolCall, ToolResult, Notice]
+# per-token event, free to make), thinking as `Thought`, then calls, results, notices,
+# and the checks of a code answer.
+Event = Union[str, Thought, ToolCall, ToolResult, Notice, Checked]
 
 
 @dataclass(frozen=True)
@@ -175,6 +243,8 @@ class Message:
     summary: str = ""  # tool results: one line for the transcript
     rating: Rating | None = None
     adapters: tuple[AdapterUse, ...] = ()  # replies: the LoRA adapters that made it (none: the base model)
+    check: CheckResult | None = None  # replies whose code chatterm checked
+    candidate: str = ""  # replies chatterm sampled or repaired while checking: "sample", "repair", "ran"
     version: int = 1
     versions: int = 1
 
@@ -191,6 +261,8 @@ class Message:
                    summary=str(stored.get("summary") or ""),
                    rating=Rating(rating, str(stored.get("note") or "")) if rating in RATINGS else None,
                    adapters=tuple(a for a in map(AdapterUse.of, _list(stored.get("adapters"))) if a is not None),
+                   check=CheckResult.of(stored.get("check")),
+                   candidate=str(stored.get("candidate") or "") if stored.get("candidate") in CANDIDATES else "",
                    version=int(stored.get("version", len(others) + 1)), versions=len(others) + 1)
 
     def stored(self) -> dict[str, Any]:
@@ -211,12 +283,23 @@ class Message:
                 out["note"] = self.rating.note
         if self.adapters:
             out["adapters"] = [{"name": a.name, "sha256": a.sha256, "scale": a.scale} for a in self.adapters]
+        if self.check is not None:
+            out["check"] = self.check.stored()
+        if self.candidate:
+            out["candidate"] = self.candidate
         return out
 
     @property
     def adapters_text(self) -> str:
         """"lora NAME×1, OTHER×0.5" for a reply an adapter made, "" otherwise."""
         return "lora " + ", ".join(a.text for a in self.adapters) if self.adapters else ""
+
+    @property
+    def check_text(self) -> str:
+        """"examples ✓ 3/3" for a reply whose code was checked ("· sample": chatterm made it)."""
+        if self.check is None:
+            return ""
+        return f"examples {self.check.mark}" + (f" · {self.candidate}" if self.candidate else "")
 
     @property
     def versions_text(self) -> str:

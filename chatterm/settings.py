@@ -104,6 +104,8 @@ class Sampling:
     think: bool | None = _setting(None, bool, "Reasoning models: think before answering (on/off).",
                                   optional=True)
     compact: bool = _setting(True, bool, "When the window fills, summarize older turns (off: leave them out).")
+    verify: int = _setting(3, int, "Code answers that fail the question's examples: fresh samples checked "
+                                   "(0 = none).", high=10)
 
     @classmethod
     def names(cls) -> list[str]:

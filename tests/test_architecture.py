@@ -19,7 +19,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("front", ("chatterm.__main__", "chatterm.cli", "chatterm.bench")),
     ("ui", ("chatterm.ui",)),
     ("conversation", ("chatterm.conversation", "chatterm.loader", "chatterm.roles", "chatterm.attachments")),
-    ("services", ("chatterm.engines", "chatterm.tools", "chatterm.sessions", "chatterm.structured")),
+    ("services", ("chatterm.engines", "chatterm.tools", "chatterm.sessions", "chatterm.structured",
+                  "chatterm.checking")),
     ("models", ("chatterm.models",)),
     ("bottom", ("chatterm", "chatterm.records", "chatterm.branches", "chatterm.settings", "chatterm.errors",
                 "chatterm.paths", "chatterm.units", "chatterm.surrogates", "chatterm.safe_files", "chatterm.child")),
@@ -33,7 +34,7 @@ LAZY = (
     "chatterm.ui", "chatterm.bench", "chatterm.engines.llamacpp", "chatterm.engines.ctransformers",
     "chatterm.engines.remote", "chatterm.engines.speculative_sampling", "chatterm.engines.isolated",
     "chatterm.tools", "chatterm.structured", "chatterm.models.hub", "chatterm.conversation.remote",
-    "chatterm.sessions.kv_cache", "chatterm.sessions.datasets",
+    "chatterm.sessions.kv_cache", "chatterm.sessions.datasets", "chatterm.checking", "chatterm.conversation.verify",
 )
 # Entry points import what a command needs when it runs (`chatterm --help` stays fast;
 # a benchmark section loads only its own engine).

@@ -36,9 +36,9 @@ def _free_port() -> int:
 def start_server(model: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+        [sys.executable, "-m", "tests.llama_server", "--model", str(model), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

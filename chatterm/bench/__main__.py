@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "1.5B as bench/fetch_models.py caches it)")
     p.add_argument("--limit", type=int, help="code section: at most this many HumanEval problems")
     p.add_argument("--every", type=int, default=1, help="code section: every K-th HumanEval problem")
-    p.add_argument("--modes", default="plain,loop", help="code section: plain, loop or both")
+    p.add_argument("--modes", default="plain,loop,verified",
+                   help="code section: plain, loop, verified (comma-separated)")
+    p.add_argument("--log-dir", help="code section: write each problem's transcript here")
     p.add_argument("--resume-model", metavar="PATH", help="resume section: the model (default: Qwen2.5-Coder 1.5B "
                    "from bench/fetch_models.py's cache, else the default model)")
     p.add_argument("--resume-tokens", type=int, default=4000, help="resume section: the session's size in tokens")

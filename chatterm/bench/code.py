@@ -3,7 +3,10 @@ package ships its 164 problems) through chatterm's own one-shot path, on a real 
 
 - plain: the question; the answer's code block is run against the problem's tests;
 - loop: `--role coder --tools python --yes python`, the model told to run its function
-  on the docstring's examples and fix it before answering.
+  on the docstring's examples and fix it before answering (chatterm checks its answer too);
+- verified: the plain question with chatterm's checking on (`--check`, `--yes python`):
+  the prompt's own examples run against the answer, fresh samples where they fail.
+  Only the prompt's examples are used, never HumanEval's hidden tests.
 
 Each failure is put down to chatterm (a call written as text that was not recognized,
 a call whose result never came back) or to the model (no code, wrong code)."""
@@ -17,6 +20,7 @@ import io
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,17 +63,28 @@ class Outcome:
     tokens: int
     calls: int  # tool calls that ran
     failure: str = ""  # why it failed ("" when it passed)
+    examples: int = 0  # checks chatterm took from the prompt
+    first_passed_examples: bool | None = None  # the first reply passed them (None: not checked)
+    changed: bool = False  # the reply shown is not the first one
+    alternative: str = ""  # the kind of candidate shown ("sample", "repair", "ran"; "": the first reply)
     chatterm_fault: bool = False  # the failure is chatterm's, not the model's
     detail: str = field(default="", repr=False)
 
 
-def run(model: str, mode: str, chosen: list[dict[str, Any]], log: Any = None) -> Iterator[Outcome]:
-    """Each problem asked in `mode` ("plain" or "loop") through the one-shot path."""
+def run(model: str, mode: str, chosen: list[dict[str, Any]], log: Any = None,
+        log_dir: str | None = None) -> Iterator[Outcome]:
+    """Each problem asked in `mode` ("plain", "loop" or "verified") through the one-shot path."""
     for problem in chosen:
         outcome = _one(model, mode, problem)
         if log:
+            checked = (f", examples {outcome.examples} first {'pass' if outcome.first_passed_examples else 'FAIL'}"
+                       f"{' shown: ' + outcome.alternative if outcome.changed else ''}"
+                       if outcome.first_passed_examples is not None else "")
             log(f"{problem['task_id']} {mode}: {'pass' if outcome.passed else 'FAIL ' + outcome.failure} "
-                f"({outcome.seconds:.0f} s, {outcome.tokens} tokens, {outcome.calls} calls)")
+                f"({outcome.seconds:.0f} s, {outcome.tokens} tokens, {outcome.calls} calls{checked})")
+        if log_dir:
+            name = problem["task_id"].replace("/", "-")
+            Path(log_dir, f"{name}-{mode}.json").write_text(outcome.detail, encoding="utf-8")
         yield outcome
 
 
@@ -79,7 +94,10 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
     from chatterm.ui.oneshot import one_shot
 
     sampling = {"temperature": 0.0, "max_tokens": MAX_TOKENS}
-    if mode == "loop":
+    if mode == "verified":
+        options = RunOptions(model=model, sampling=sampling, checks=(), preapproved=("python",))
+        text = PLAIN.format(prompt=problem["prompt"])
+    elif mode == "loop":
         options = RunOptions(model=model, system=roles.find("coder").prompt, tools=("python",),
                              preapproved=("python",), sampling=sampling)
         text = LOOP.format(prompt=problem["prompt"])
@@ -102,6 +120,7 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
     ran = sum(1 for m in conversation.messages if m["role"] == "tool" and m.get("summary", "").startswith("exit"))
     outcome = Outcome(problem["task_id"], mode, False, seconds, tokens, ran,
                       detail=json.dumps(conversation.messages, ensure_ascii=False, indent=1))
+    _checked(outcome, conversation.messages)
     if mode == "loop" and written_as_text(replies[-1]["content"] if replies else "", ["python"]):
         outcome.failure, outcome.chatterm_fault = "a call written as text, not recognized", True
         return outcome
@@ -117,6 +136,25 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
         return outcome
     outcome.passed, outcome.failure = _check(code, problem)
     return outcome
+
+
+def _checked(outcome: Outcome, messages: list[dict[str, Any]]) -> None:
+    """What chatterm's checking did to the reply: examples taken, the first reply's
+    result, whether another version is shown and which kind."""
+    from chatterm import branches
+
+    fork = next((i + 1 for i, m in enumerate(messages) if m["role"] == "user"), None)
+    if fork is None or fork >= len(messages):
+        return
+    every = branches.versions(messages, fork)
+    first = every[0]
+    check = next((m.get("check") for m in reversed(first) if m["role"] == "assistant" and m.get("check")), None)
+    if check is None:
+        return
+    outcome.examples = int(check["total"])
+    outcome.first_passed_examples = check["passed"] == check["total"]
+    outcome.changed = branches.current_version(messages[fork]) != 1
+    outcome.alternative = str(messages[fork].get("candidate") or "") if outcome.changed else ""
 
 
 def _code(sources: list[str], problem: dict[str, Any]) -> str | None:
@@ -169,23 +207,28 @@ def default_model() -> str:
 
 
 def bench_code(args: Any, figures: list, targets: list) -> None:
-    """The code section: pass@1 per mode, time, tokens and calls per problem, and the
-    failures that were chatterm's."""
+    """The code section: pass@1 per mode, time, tokens and calls per problem, the
+    failures that were chatterm's, and what checking did (verified, loop)."""
     from chatterm.bench.stats import Figure, Target
 
     model = args.code_model or default_model()
     chosen = problems(args.every, args.limit)
     section = f"Code: HumanEval through the one-shot path ({len(chosen)} problems, every {args.every}, greedy)"
     passed: dict[str, float] = {}
+    seconds: dict[str, list[float]] = {}
+    if getattr(args, "log_dir", None):
+        os.makedirs(args.log_dir, exist_ok=True)
     for mode in args.modes.split(","):
         outcomes = list(run(model, mode, chosen, log=lambda line: print(f"chatterm.bench: {line}", file=sys.stderr,
-                                                                           flush=True)))
+                                                                           flush=True),
+                            log_dir=getattr(args, "log_dir", None)))
         n = len(outcomes)
         passed[mode] = 100 * sum(o.passed for o in outcomes) / n
-        ours = [o for o in outcomes if o.chatterm_fault]
+        seconds[mode] = [o.seconds for o in outcomes]
+        ours = [o for o in outcomes if o.chatterm_fault or _escaped(o)]
         figures += [Figure(section, f"{mode}: pass@1", "%", [passed[mode]],
                            note=f"{sum(o.passed for o in outcomes)}/{n}"),
-                    Figure(section, f"{mode}: time per problem", "s", [o.seconds for o in outcomes]),
+                    Figure(section, f"{mode}: time per problem", "s", seconds[mode]),
                     Figure(section, f"{mode}: tokens per problem", "tokens", [o.tokens for o in outcomes]),
                     Figure(section, f"{mode}: failures chatterm caused", "problems", [len(ours)],
                            note="; ".join(f"{o.task}: {o.failure}" for o in ours))]
@@ -193,8 +236,19 @@ def bench_code(args: Any, figures: list, targets: list) -> None:
             calls = [float(o.calls) for o in outcomes]
             figures += [Figure(section, "loop: tool calls per problem", "calls", calls),
                         Figure(section, "loop: problems with a call", "%", [100 * sum(c > 0 for c in calls) / n])]
-            targets.append(Target("code loop: problems that made a call (%)", 100 * sum(c > 0 for c in calls) / n,
-                                  90, True))
+        checked = [o for o in outcomes if o.first_passed_examples is not None]
+        if mode in ("verified", "loop"):
+            kept = [o for o in checked if o.first_passed_examples]
+            changed = [o for o in kept if o.changed]
+            from_alternatives = [o for o in outcomes if o.passed and o.changed]
+            figures += [Figure(section, f"{mode}: problems with examples checked", "problems", [len(checked)],
+                               note=f"of {n}"),
+                        Figure(section, f"{mode}: first reply passed its examples", "problems", [len(kept)]),
+                        Figure(section, f"{mode}: of those, a reply other than the first shown", "problems",
+                               [len(changed)], note=", ".join(o.task for o in changed)),
+                        Figure(section, f"{mode}: passes from alternatives", "problems", [len(from_alternatives)],
+                               note=", ".join(f"{o.task} ({o.alternative})" for o in from_alternatives))]
+            targets.append(Target(f"code {mode}: first replies that passed, replaced", len(changed), 0, False))
         model_failures = sorted({o.failure.split(":")[0] for o in outcomes if o.failure and not o.chatterm_fault})
         if model_failures:
             figures.append(Figure(section, f"{mode}: the model's failures", "kinds", [len(model_failures)],
@@ -202,7 +256,18 @@ def bench_code(args: Any, figures: list, targets: list) -> None:
         targets.append(Target(f"code {mode}: failures chatterm caused", len(ours), 0, False))
     if "plain" in passed:
         targets.append(Target("code plain: pass@1 (%)", passed["plain"], 65, True))
-    if "loop" in passed:
-        targets.append(Target("code loop: pass@1 (%)", passed["loop"], 75, True))
-    if "plain" in passed and "loop" in passed:
-        targets.append(Target("code loop - plain pass@1 (points)", passed["loop"] - passed["plain"], 0, True))
+    for mode, points in (("loop", 0), ("verified", 5 if args.every == 1 else 0)):
+        if "plain" in passed and mode in passed:
+            targets.append(Target(f"code {mode} - plain pass@1 (points)", passed[mode] - passed["plain"], points,
+                                  True))
+    if "plain" in seconds and "verified" in seconds:
+        plain, verified = seconds["plain"], seconds["verified"]
+        targets += [Target("code verified / plain: median time per problem",
+                           statistics.median(verified) / statistics.median(plain), 1.3, False),
+                    Target("code verified / plain: mean time per problem",
+                           statistics.mean(verified) / statistics.mean(plain), 2.5, False)]
+
+
+def _escaped(outcome: Outcome) -> bool:
+    """A failure from code that carries a JSON string's escapes (`\\n` written out)."""
+    return "line continuation character" in outcome.failure

@@ -30,10 +30,8 @@ from chatterm.tools.calls import ToolCall
 from chatterm.tools.intent import (
     FAKE_RESULT,
     FAKED,
-    NOT_RUN,
     WRITTEN,
     Repeats,
-    asks_to_run,
     call_shape,
     example_prints,
     last_code_block,
@@ -42,6 +40,7 @@ from chatterm.tools.intent import (
 
 if TYPE_CHECKING:
     from chatterm.conversation.model import Model
+    from chatterm.conversation.verify import Checking
     from chatterm.sessions import Session
     from chatterm.tools.toolbox import Toolbox
 
@@ -66,6 +65,7 @@ class Conversation:
         self.on_change: Callable[[], None] = lambda: None
         self.toolbox: Toolbox | None = None  # the tools the model may call (None: off)
         self.schema: dict | None = None  # replies are JSON matching this JSON Schema (--schema, /schema)
+        self.checking: Checking | None = None  # code answers checked on the question's examples (None: off)
         self._used: int | None = None  # tokens in the window; None: to be measured
         self._use(model, defaults)
 
@@ -231,6 +231,17 @@ class Conversation:
             raise ChattermError(none)
         return last
 
+    # What `verify` uses of the conversation.
+    def changed(self) -> None:
+        self._changed()
+
+    def reply_message(self, reply: Reply) -> dict:
+        return self._message(reply)
+
+    def prompt_for(self, messages: list[dict]) -> Any:
+        """The backend's prompt for a reply to `messages` (not this conversation's own)."""
+        return self._fit(messages, None)[0][1]
+
     def _append(self, reply: Reply) -> bool:
         self.messages.append(self._message(reply))
         return True
@@ -315,9 +326,28 @@ class Conversation:
                sampling: Decoding | None = None) -> Iterator[Event]:
         """The turn's replies: one, or with tools on, one per round of calls (each call
         yielded for the consumer to decide, its result yielded once it ran or did not,
-        then the model answers again), until a reply makes no call."""
+        then the model answers again), until a reply makes no call. With checking on, a
+        code answer is then checked on the question's examples (`verify`)."""
         prompt = prepare(turn)
         yield from turn.notices  # told before the reply (older turns compacted)
+        yield from self._rounds(turn, prompt, record, sampling)
+        question = self._question()
+        if self.checking is not None and self.schema is None and question is not None and turn.kept \
+                and self.messages[-1]["role"] == "assistant" \
+                and self.messages[-1].get("finish") in (Finish.EOG.value, Finish.STOP.value) and not turn.cancelled():
+            from chatterm.conversation.verify import verified
+
+            yield from verified(self, turn, question)
+
+    def _question(self) -> int | None:
+        """Index of the question the last reply answers."""
+        for i in range(len(self.messages) - 1, -1, -1):
+            if self.messages[i]["role"] == "user":
+                return i
+        return None
+
+    def _rounds(self, turn: Turn, prompt: Any, record: Callable[[Reply], bool],
+                sampling: Decoding | None) -> Iterator[Event]:
         toolbox = self.toolbox or None
         sampling = Decoding.of(sampling or self.sampling)
         if self.schema is not None:  # the answer is JSON: no tool calls in it
@@ -331,9 +361,6 @@ class Conversation:
             schemas = toolbox.schemas() if self.backend.tool_family is HERMES else None
             sampling = sampling.updated(special_pieces=True, call_schemas=schemas,
                                         call_required=toolbox.choice == "required")
-        # A question that asks to run something is owed a run, not a description of one.
-        asked = toolbox is not None and self.messages[-1]["role"] == "user" \
-            and asks_to_run(self.messages[-1]["content"])
         made = 0  # calls this turn
         repeats, hinted = Repeats(), False  # hinted: the model was told once what a call looks like
         while True:
@@ -356,8 +383,8 @@ class Conversation:
             try:
                 yield from reply
                 if toolbox is not None and not hinted and not reply.calls and reply.finish in (Finish.EOG, Finish.STOP):
-                    # Owed a run: it began to write a result itself, or was asked for one and made none.
-                    owed = FAKED if reply.stopped_by == FAKE_RESULT else NOT_RUN if asked and not made else None
+                    # It wrote a call as text, or began to write a result itself: shown a real call.
+                    owed = FAKED if reply.stopped_by == FAKE_RESULT else None
                     hinted = hint_now = _hint_missing_call(reply, toolbox, owed)
             finally:
                 # However it ended, what was generated is recorded (a cut reply is marked).
@@ -589,7 +616,7 @@ def _hint_missing_call(reply: Reply, toolbox: Toolbox, owed: str | None) -> bool
     if "code" in example:  # its own code, so the call it copies is the whole program, and its examples
         code = last_code_block(reply.text) or "..."
         example["code"] = "\n".join([code, *(example_prints(code) or ["# and the lines that print its results"])])
-    reply.calls.append(ToolCall(name, None, error=call_shape(name, example, WRITTEN if written else owed or NOT_RUN)))
+    reply.calls.append(ToolCall(name, None, error=call_shape(name, example, WRITTEN if written else owed or FAKED)))
     return True
 
 

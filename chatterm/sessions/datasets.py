@@ -10,6 +10,11 @@
   good/bad pair among the alternatives of one reply (same history).
 - kto: {"prompt": [...history], "completion": [reply], "label": bool} per rated reply.
 
+`source` says what makes a reply good or bad: the user's ratings (the default), the
+runs of chatterm's checks (a reply whose code passed its question's examples is good,
+one that failed is bad: `/alt`'s ✓ and ✗), or both (a rating wins over a run). With
+runs, sft takes only code that passed, and each dpo/kto record says its `source`.
+
 A reasoning model's thinking is left out unless `thinking`: then each reply is
 `<think>\n...\n</think>\n\nanswer`, as Qwen3 and DeepSeek-R1 were trained on it.
 Cut replies (stopped, failed, out of tokens or context) and empty turns are left out
@@ -24,11 +29,13 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from chatterm import branches
 from chatterm.records import Finish, Message
 
 FORMATS = ("sft", "dpo", "kto")
+SOURCES = ("ratings", "runs", "all")
 
 
 @dataclass
@@ -38,6 +45,7 @@ class Options:
     include_cut: bool = False
     include_empty: bool = False
     thinking: bool = False  # a reasoning model's thinking, in its <think> block before the answer
+    source: str = "ratings"  # what makes a reply good or bad (SOURCES)
 
 
 @dataclass
@@ -60,7 +68,8 @@ def jsonl(record: dict) -> str:
 
 def records(messages: list[dict], options: Options, tally: Tally) -> Iterator[dict]:
     """The records of one session (its `messages` with their alternatives)."""
-    make = {"sft": _sft_good if options.only_good else _sft, "dpo": _dpo, "kto": _kto}[options.format]
+    good_only = options.only_good or options.source != "ratings"
+    make = {"sft": _sft_good if good_only else _sft, "dpo": _dpo, "kto": _kto}[options.format]
     produced = 0
     for record in make(messages, options, tally.skipped):
         produced += 1
@@ -94,6 +103,16 @@ def _unfit(stored: dict, options: Options) -> str | None:
     return _problem(message, options) or ("reply rated bad" if bad else None)
 
 
+def verdict(stored: dict, source: str) -> tuple[str, str] | None:
+    """(good or bad, "ratings" or "runs") for a reply, by `source`; None: neither."""
+    message = Message.of(stored)
+    if source in ("ratings", "all") and message.rating is not None:
+        return message.rating.value, "ratings"
+    if source in ("runs", "all") and message.check is not None:
+        return ("good" if message.check.ok else "bad"), "runs"
+    return None
+
+
 def _sft(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
     end = 0
     for i, m in enumerate(messages):
@@ -113,7 +132,8 @@ def _sft_good(messages: list[dict], options: Options, skipped: Counter) -> Itera
     found: list[list[dict]] = []
     for history, firsts, _ in _replies(messages):
         for reply in firsts:
-            if reply.get("rating") != "good":
+            said = verdict(reply, options.source)
+            if said is None or said[0] != "good":
                 continue
             before = (_unfit(m, options) for m in history if m["role"] != "system")
             reason = problem(reply, options) or next((f"a message before it: {r}" for r in before if r), None)
@@ -129,35 +149,45 @@ def _sft_good(messages: list[dict], options: Options, skipped: Counter) -> Itera
 
 def _dpo(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
     for history, firsts, _ in _replies(messages):
-        rated = [m for m in firsts if m.get("rating")]
-        for m in rated:
+        judged = [(m, said) for m in firsts if (said := verdict(m, options.source)) is not None]
+        for m, said in judged:
             reason = problem(m, options)
             if reason:
-                skipped[f"rated {reason}"] += 1
-        usable = [m for m in rated if not problem(m, options)]
-        good = [m for m in usable if m["rating"] == "good"]
-        bad = [m for m in usable if m["rating"] == "bad"]
+                skipped[f"{'rated' if said[1] == 'ratings' else 'checked'} {reason}"] += 1
+        usable = [(m, said) for m, said in judged if not problem(m, options)]
+        good = [(m, said) for m, said in usable if said[0] == "good"]
+        bad = [(m, said) for m, said in usable if said[0] == "bad"]
         if not (good and bad):
             if usable:
-                skipped["rated reply without an alternative rated the other way" if len(firsts) > 1
-                        else "rated reply without alternatives (/retry makes one)"] += len(usable)
+                judged = "rated" if options.source == "ratings" else "judged"
+                skipped[f"{judged} reply without an alternative {judged} the other way" if len(firsts) > 1
+                        else f"{judged} reply without alternatives (/retry makes one)"] += len(usable)
             continue
         prompt = _wire(history, options)
-        for chosen in good:
-            for rejected in bad:
-                yield {"prompt": prompt, "chosen": _wire([chosen], options), "rejected": _wire([rejected], options)}
+        for chosen, said_good in good:
+            for rejected, said_bad in bad:
+                record: dict[str, Any] = {"prompt": prompt, "chosen": _wire([chosen], options),
+                                          "rejected": _wire([rejected], options)}
+                if options.source != "ratings":
+                    record["source"] = "ratings" if "ratings" in (said_good[1], said_bad[1]) else "runs"
+                yield record
 
 
 def _kto(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:
     for history, firsts, _ in _replies(messages):
         for m in firsts:
-            if not m.get("rating"):
+            said = verdict(m, options.source)
+            if said is None:
                 continue
             reason = problem(m, options)
             if reason:
-                skipped[f"rated {reason}"] += 1
+                skipped[f"{'rated' if said[1] == 'ratings' else 'checked'} {reason}"] += 1
                 continue
-            yield {"prompt": _wire(history, options), "completion": _wire([m], options), "label": m["rating"] == "good"}
+            record: dict[str, Any] = {"prompt": _wire(history, options), "completion": _wire([m], options),
+                                      "label": said[0] == "good"}
+            if options.source != "ratings":
+                record["source"] = said[1]
+            yield record
 
 
 def _wrapped(thinking: str, answer: str) -> str:

@@ -1,8 +1,8 @@
 """What a turn with tools on needs beyond parsing, for small models that describe a
-run instead of making one (docs/tool-calls.md, "Small models in the loop"):
+run instead of making one (docs/tool-calls.md, "Small models in the loop"). A question
+that asks to run or test its answer's code is chatterm's to check
+(`conversation.verify`), never a call the model is pushed into.
 
-- `asks_to_run`: the question asks to run, test or check something, so a reply that
-  ran nothing is told so once, and its next reply is held to a call by the grammar;
 - `written_as_text`: a reply that wrote a call as text (`tools.python(code=...)`, a
   JSON object naming a tool with other keys), so the model is told once what a call
   looks like and answers again, held to a call;
@@ -18,19 +18,7 @@ from typing import Any
 
 from chatterm.tools.calls import ToolCall
 
-# Asking to run something: a verb of running with its object ("run it", "test your
-# function", "execute the script"), or the Chinese verbs (no spaces to find words by).
-_RUN = re.compile(
-    r"\b(run|execute|test|try|check|verify|debug)\s+(it|this|that|them|these|those|the|your|my|our|on|all)\b"
-    r"|运行|执行|测试|跑一下|试一下|试试|调试|验证", re.I)
-
-
 FAKE_RESULT = "<tool_response>"  # how results reach Hermes-style models: never the model's to write
-
-
-def asks_to_run(question: str) -> bool:
-    """Whether the user asks for something to be run or tested."""
-    return bool(_RUN.search(question))
 
 
 def written_as_text(text: str, tools: Iterable[str]) -> str | None:
@@ -58,7 +46,6 @@ def last_code_block(text: str) -> str | None:
 
 WRITTEN = "That was text, not a tool call, so nothing ran"
 FAKED = "Only a tool call gives results: you cannot write them yourself, and nothing ran"
-NOT_RUN = "Nothing ran: you made no tool call, so you have not seen any output"
 
 
 _EXAMPLE = re.compile(r"^[ \t]*>>> (.+)$", re.M)

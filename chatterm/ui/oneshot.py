@@ -17,6 +17,7 @@ from chatterm.conversation import Conversation, Finish
 from chatterm.conversation.turn import Notice
 from chatterm.errors import ChattermError
 from chatterm.loader import Model, RunOptions
+from chatterm.records import Checked
 from chatterm.ui.after_reply import after_reply
 from chatterm.ui.hints import chinese_hint, schema_unheld, think_ignored
 from chatterm.ui.interrupt import ctrl_c_cancels, no_echo
@@ -63,12 +64,23 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
             loaded.split_before(question)
         turn = conversation.send(text, cancelled)
         declined: list[str] = []
+        # A pipe gets the reply that stands once checked; a terminal sees it stream, then any replacement.
+        held = conversation.checking is not None and not styled(color, sys.stdout)
         try:
             for event in turn:
                 if isinstance(event, str):
-                    renderer.feed(event)
+                    if not held:
+                        renderer.feed(event)
+                elif isinstance(event, Checked):
+                    click.echo(f"chatterm: {event.line}", err=True)
+                    if event.shown is not None and not held:
+                        renderer.finish()
+                        renderer = StreamRenderer(make_console(color, sys.stdout))
+                        renderer.feed(event.shown)
                 else:
                     _tool_event(event, declined)
+            if held and conversation.messages and conversation.messages[-1]["role"] == "assistant":
+                renderer.feed(conversation.messages[-1]["content"])
         finally:
             renderer.finish()  # the error line, if any, starts on a line of its own
             if hub is not None:

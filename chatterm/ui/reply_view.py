@@ -16,7 +16,7 @@ from rich.text import Text
 from chatterm import branches
 from chatterm.conversation import Conversation, Turn
 from chatterm.errors import EngineError
-from chatterm.records import YES, Event, Notice, ToolCall, ToolResult
+from chatterm.records import YES, Checked, Event, Notice, ToolCall, ToolResult
 from chatterm.ui.interrupt import ctrl_c_cancels, no_echo
 from chatterm.ui.prompt_keys import key_bindings
 from chatterm.ui.render import CodeBlock, StreamRenderer
@@ -28,6 +28,7 @@ class ReplyView:
         the questions asked inside a reply."""
         self.console, self.note, self._io = console, note, io
         self.code_blocks: list[CodeBlock] = []  # of the last reply shown (/copy)
+        self.replaced_blocks: list[CodeBlock] | None = None  # of a checked candidate shown in the reply's place
 
     def show(self, turn: Turn, conversation: Conversation) -> EngineError | None:
         """Render `turn` as it streams; Ctrl-C cancels it, what streamed is kept. An
@@ -36,6 +37,7 @@ class ReplyView:
         renderer = StreamRenderer(self.console)
         blocks: list[CodeBlock] = []
         failure: EngineError | None = None
+        self.replaced_blocks = None
         try:
             with ctrl_c_cancels(turn.cancel), no_echo():
                 try:
@@ -56,7 +58,7 @@ class ReplyView:
             if not turn.started:
                 raise
             failure = e
-        self.code_blocks = blocks + renderer.code_blocks
+        self.code_blocks = self.replaced_blocks if self.replaced_blocks is not None else blocks + renderer.code_blocks
         return failure
 
     def _event(self, event: Event, turn: Turn, conversation: Conversation) -> None:
@@ -70,12 +72,14 @@ class ReplyView:
                 if event.said_by and event.decision == YES:
                     self.note(f"▸ {event.name} ({event.said_by}) · running, Ctrl-C stops it")
                 return
-            assert toolbox is not None  # undecided calls come only with tools on
-            tool = toolbox.tools.get(event.name)
+            # Undecided calls come with tools on, or a check's run (--check without tools).
+            tool = toolbox.tools.get(event.name) if toolbox else _builtin(event.name)
             answer = tool_views.ask(event, tool, self._show_plain, self.note,
                                     lambda q: self._key(q, turn), self._edit_call)
-            if answer == "a":
+            if answer == "a" and toolbox is not None:
                 toolbox.allow_always(event)
+            elif answer == "a":
+                event.approve()
             elif answer == "y":
                 event.approve()
             else:
@@ -90,6 +94,13 @@ class ReplyView:
                                            getattr(tool, "headline", "")))
         elif isinstance(event, Notice):
             self.note(f"({event.text})")
+        elif isinstance(event, Checked):
+            self.note(event.line)
+            if event.shown is not None:
+                renderer = StreamRenderer(self.console)
+                renderer.feed(event.shown)
+                renderer.finish()
+                self.replaced_blocks = renderer.code_blocks
 
     def _show_plain(self, text: str) -> None:
         """Text as it is (a call's arguments): no Markdown, never a control sequence."""
@@ -121,3 +132,10 @@ class ReplyView:
             return str(PromptSession(**{**self._io, **kw}).prompt(message, handle_sigint=False))
         finally:
             signal.signal(signal.SIGINT, handler)
+
+
+def _builtin(name: str) -> Any:
+    from chatterm.tools.builtin import BUILTIN
+
+    return BUILTIN.get(name)
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -61,6 +62,9 @@ def _sessions(search: str | None, limit: int | None) -> None:
 @click.option("-f", "--format", "fmt", type=click.Choice(["sft", "dpo", "kto"]), default="sft", show_default=True,
               help="sft: conversations (messages); dpo: chosen/rejected pairs; kto: single votes.")
 @click.option("--only", type=click.Choice(["good"]), help="sft: only conversations ending with a reply rated good.")
+@click.option("--from", "source", type=click.Choice(["ratings", "runs", "all"]), default="ratings", show_default=True,
+              help="What makes a reply good or bad: your ratings, the runs of chatterm's checks (code that passed "
+                   "its question's examples, or failed), or both (a rating wins).")
 @click.option("--since", type=DATE, metavar="YYYY-MM-DD", help="Sessions last written on or after this day.")
 @click.option("--until", type=DATE, metavar="YYYY-MM-DD", help="Sessions last written on or before this day.")
 @click.option("--include-cut", is_flag=True, help="Keep replies that were stopped, failed or ran out of tokens.")
@@ -69,16 +73,17 @@ def _sessions(search: str | None, limit: int | None) -> None:
               help="Keep reasoning models' thinking, as <think>...</think> before the answer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSONL here (atomically) instead of stdout.")
-def export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None, until: datetime | None,
-           include_cut: bool, include_empty: bool, thinking: bool, output: Path | None) -> None:
+def export(names: tuple[str, ...], fmt: str, only: str | None, source: str, since: datetime | None,
+           until: datetime | None, include_cut: bool, include_empty: bool, thinking: bool, output: Path | None) -> None:
     """Training data from saved sessions (all, or NAMEs), as JSONL in TRL's
     conversational formats; a summary goes to stderr (docs/guide/datasets.md)."""
-    kept = {"include_cut": include_cut, "include_empty": include_empty, "thinking": thinking}
+    kept: dict[str, Any] = {"include_cut": include_cut, "include_empty": include_empty, "thinking": thinking,
+                            "source": source}
     guarded(_export, names, fmt, only, since, until, kept, output)
 
 
 def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None,
-            until: datetime | None, kept: dict[str, bool], output: Path | None) -> None:
+            until: datetime | None, kept: dict[str, Any], output: Path | None) -> None:
     if only and fmt != "sft":
         raise InputError(f"--only good is for --format sft ({fmt} uses the ratings themselves)")
     paths = archive.select(names, since and since.date(), until and until.date())
@@ -100,7 +105,8 @@ def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime 
     if output is not None:
         store.atomic_write(output, "".join(line + "\n" for line in lines).encode("utf-8"))
     sys.stdout.flush()
-    click.echo(_summary(fmt, only, tally, read, output), err=True)
+    click.echo(_summary(fmt, only or (None if kept["source"] == "ratings" else f"from {kept['source']}"),
+                        tally, read, output), err=True)
 
 
 def _summary(fmt: str, only: str | None, tally, read: int, output: Path | None) -> str:
@@ -108,7 +114,8 @@ def _summary(fmt: str, only: str | None, tally, read: int, output: Path | None) 
     labels = (f" ({tally.labels['good']} good, {tally.labels['bad']} bad)" if fmt == "kto" and tally.records
               else "")
     where = f" to {output}" if output else ""
-    lines = [f"{fmt}{' (only good)' if only else ''}: {tally.records} {kind}{labels} from "
+    which = f" ({only})" if only and only != "good" else " (only good)" if only else ""
+    lines = [f"{fmt}{which}: {tally.records} {kind}{labels} from "
              f"{tally.sessions} of {read} sessions{where}"]
     for reason, n in sorted(tally.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  left out: {n} × {reason}")

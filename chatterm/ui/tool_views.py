@@ -84,7 +84,7 @@ def ask(call: ToolCall, tool: Any, show: Callable[[str], None], note: Callable[[
         extra = others(call, key)
         preview = tool.preview(call.arguments) if getattr(tool, "preview", None) and call.arguments else ""
         shown_text, shown_preview = visible(text), visible(preview)
-        note(f"▸ the model asks to call {call.name}:")
+        note(f"▸ {call.purpose}:" if call.purpose else f"▸ the model asks to call {call.name}:")
         lines, left = folded(shown_text)
         show(lines)
         if left:

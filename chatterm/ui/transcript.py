@@ -39,8 +39,8 @@ class Transcript:
         renderer.finish()
         self.code_blocks = renderer.code_blocks
         versions = message.versions_text
-        marks = [message.rating.text if message.rating else "", versions and f"{versions} (/alt)",
-                 message.adapters_text]
+        marks = [message.rating.text if message.rating else "", message.check_text,
+                 versions and f"{versions} (/alt)", message.adapters_text]
         if any(marks):
             self.note("  ·  ".join(m for m in marks if m))
 

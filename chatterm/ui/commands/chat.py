@@ -32,14 +32,16 @@ def _help(ctx: CommandContext, arg: str) -> None:
         ctx.note(f"/{cmd.name} {cmd.usage}".rstrip() + also)
         ctx.note(f"  {cmd.help}")
         return
-    # One row a command, cut to the screen: the whole list fits a 30-row terminal.
+    # One row a command, cut to the screen: the whole list fits a 30-row terminal
+    # (/exit is said with the keys: Ctrl-D does the same).
     table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
-    names = [f"/{cmd.name} {cmd.usage}".rstrip() for cmd in COMMANDS.values()]
+    listed = [cmd for cmd in COMMANDS.values() if cmd.name != "exit"]
+    names = [f"/{cmd.name} {cmd.usage}".rstrip() for cmd in listed]
     table.add_column(no_wrap=True, min_width=max(len(n) for n in names))
     table.add_column(no_wrap=True, overflow="ellipsis")
-    for name, cmd in zip(names, COMMANDS.values()):
+    for name, cmd in zip(names, listed):
         table.add_row(name, cmd.help)
-    table.add_row("keys", "Esc Enter: a newline · Ctrl-C: stop a reply · Ctrl-D: quit")
+    table.add_row("keys", "Esc Enter: a newline · Ctrl-C: stop a reply · Ctrl-D or /exit: quit (saved already)")
     ctx.console.print(table)
 
 

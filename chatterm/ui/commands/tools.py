@@ -116,3 +116,36 @@ def _mcp(ctx: CommandContext, arg: str) -> None:
         raise ChattermError("usage: /mcp [restart NAME]")
     for line in mcp_servers.describe(hub):
         ctx.console.print(Text(line), soft_wrap=True)
+
+
+@command("check", "[on|off|clear] | EXPR")
+def _check(ctx: CommandContext, arg: str) -> None:
+    """Code answers checked on the question's examples and your asserts: add one
+    (EXPR: `f(3) == 6`), clear them, or switch checking on|off; alone, what is checked."""
+    from chatterm.checking.user import parse
+    from chatterm.conversation.verify import Checking
+
+    conversation = ctx.conversation
+    word = arg.strip()
+    if word == "off":
+        conversation.checking = None
+    elif word in ("on", "clear"):
+        conversation.checking = Checking() if word == "clear" or conversation.checking is None \
+            else conversation.checking
+    elif word:
+        checks = parse(word)
+        if conversation.checking is None:
+            conversation.checking = Checking()
+        conversation.checking.user += checks
+    checking = conversation.checking
+    if checking is None:
+        ctx.note("checking is off: /check on (or --tools python, --check FILE) checks code answers on the "
+                 "question's examples")
+        return
+    tries = conversation.sampling.verify
+    ctx.note(f"checking is on: code answers run on the question's examples, each run asked first; "
+             f"a failing answer gets up to {tries} fresh sample{'s' if tries != 1 else ''} (/set verify N)")
+    from chatterm.checking.program import Check
+
+    for number, source in enumerate(checking.user, 1):
+        ctx.note(f"  {number}. {Check.user(source).shown}")

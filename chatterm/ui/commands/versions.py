@@ -69,7 +69,10 @@ def _alt(ctx: CommandContext, arg: str) -> None:
         ctx.note(f"{what} has {len(every)} versions:")
         for number, version in enumerate(every, 1):
             first = Message.of(version[0])
-            marks = "  ".join(m for m in (first.rating.text if first.rating else "", first.adapters_text) if m)
+            checked = next((Message.of(m).check_text for m in reversed(version)
+                            if m["role"] == "assistant" and m.get("check")), "")
+            marks = "  ".join(m for m in (first.rating.text if first.rating else "", checked, first.adapters_text)
+                              if m)
             mark = "›" if number == current else " "
             ctx.note(f"{mark} {number}  {fit(first.content, 60)}{'  ' + fit(marks, 40) if marks else ''}")
         ctx.note("/alt N switches (Alt-←/→ at an empty prompt too)")
