@@ -67,6 +67,7 @@ class Outcome:
     first_passed_examples: bool | None = None  # the first reply passed them (None: not checked)
     changed: bool = False  # the reply shown is not the first one
     alternative: str = ""  # the kind of candidate shown ("sample", "repair", "ran"; "": the first reply)
+    first_passed: bool = False  # the first reply passes the hidden tests (what plain, greedy, would give)
     chatterm_fault: bool = False  # the failure is chatterm's, not the model's
     detail: str = field(default="", repr=False)
 
@@ -135,7 +136,21 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
         outcome.failure = "no code for the function"
         return outcome
     outcome.passed, outcome.failure = _check(code, problem)
+    outcome.first_passed = outcome.passed
+    if outcome.changed:  # the first reply, as plain would have shown it: did it pass?
+        first = _first_version(conversation.messages)
+        first_code = _code([m["content"] for m in reversed(first) if m["role"] == "assistant"], problem)
+        outcome.first_passed = first_code is not None and _check(first_code, problem)[0]
+        if outcome.first_passed and not outcome.passed:
+            outcome.failure, outcome.chatterm_fault = "a first reply that passed was replaced", True
     return outcome
+
+
+def _first_version(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from chatterm import branches
+
+    fork = next(i + 1 for i, m in enumerate(messages) if m["role"] == "user")
+    return branches.versions(messages, fork)[0]
 
 
 def _checked(outcome: Outcome, messages: list[dict[str, Any]]) -> None:
@@ -237,6 +252,11 @@ def bench_code(args: Any, figures: list, targets: list) -> None:
             figures += [Figure(section, "loop: tool calls per problem", "calls", calls),
                         Figure(section, "loop: problems with a call", "%", [100 * sum(c > 0 for c in calls) / n])]
         checked = [o for o in outcomes if o.first_passed_examples is not None]
+        if mode == "verified":
+            firsts = sum(o.first_passed for o in outcomes)
+            figures.append(Figure(section, "verified: its first replies alone (the plain answers)", "%",
+                                  [100 * firsts / n], note=f"{firsts}/{n}"))
+            passed.setdefault("plain", 100 * firsts / n)  # greedy: the first reply is plain's, token for token
         if mode in ("verified", "loop"):
             kept = [o for o in checked if o.first_passed_examples]
             changed = [o for o in kept if o.changed]

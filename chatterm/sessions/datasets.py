@@ -159,9 +159,9 @@ def _dpo(messages: list[dict], options: Options, skipped: Counter) -> Iterator[d
         bad = [(m, said) for m, said in usable if said[0] == "bad"]
         if not (good and bad):
             if usable:
-                judged = "rated" if options.source == "ratings" else "judged"
-                skipped[f"{judged} reply without an alternative {judged} the other way" if len(firsts) > 1
-                        else f"{judged} reply without alternatives (/retry makes one)"] += len(usable)
+                verb = "rated" if options.source == "ratings" else "judged"
+                skipped[f"{verb} reply without an alternative {verb} the other way" if len(firsts) > 1
+                        else f"{verb} reply without alternatives (/retry makes one)"] += len(usable)
             continue
         prompt = _wire(history, options)
         for chosen, said_good in good:
