@@ -315,3 +315,18 @@ def test_a_sample_ends_once_its_code_is_written(fake_conversation):
     assert conversation.messages[-1]["content"].startswith(GOOD)
     assert len(conversation.messages[-1]["content"]) < len(GOOD) + 40  # cut soon after the block closed
     assert conversation.messages[-1]["finish"] == "stop"
+
+
+def test_the_answers_own_demonstration_lines_do_not_decide(fake_conversation):
+    """A wrong self-test, a print, an `if __name__` block that reads input: the checks
+    run the answer's definitions, not its demonstration."""
+    demo = GOOD.replace("```\n", "") + "\nassert sum_to(3) == 7\nprint(sum_to(2))\nif __name__ == '__main__':\n" \
+        "    input()\n```"
+    conversation, engine, events = checked(fake_conversation, demo)
+    assert [e.result.mark for e in events if isinstance(e, Checked)] == ["✓ 2/2"]
+
+
+def test_a_block_closed_inside_a_docstring_does_not_end_a_sample(fake_conversation):
+    cut = 'Here:\n```python\ndef sum_to(n):\n    """The sum.\n```\n'
+    conversation, engine, events = checked(fake_conversation, BAD, cut + "then the rest\n" + GOOD)
+    assert conversation.messages[-1]["content"].endswith(GOOD) and conversation.record(-1).check.ok

@@ -137,7 +137,8 @@ def program(code: str, checks: list[Check], imports: Sequence[str] = ()) -> tupl
     lines = ["# chatterm: the checks (number, kind, code, expected), run against the code below", "CHECKS = ["]
     for n, check in enumerate(checks, 1):
         lines.append(f"    ({n}, {check.kind!r}, {check.source!r}, {check.expected!r}, {list(check.setup)!r}),")
-    lines += ["]", "", *imports, "", code.rstrip("\n"), _HARNESS.replace("MARK", repr(marker))]
+    lines += ["]", "", *imports, "", "# the reply's code: what it imports and defines", code.rstrip("\n"),
+              _HARNESS.replace("MARK", repr(marker))]
     return "\n".join(lines) + "\n", marker
 
 

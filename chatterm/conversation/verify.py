@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chatterm import branches
 from chatterm.checking import examples
-from chatterm.checking.code import defines, defining
+from chatterm.checking.code import compiles, defines, defining, definitions
 from chatterm.checking.program import ASSERT, Check, execute, functions, program
 from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.turn import Turn
@@ -204,7 +204,7 @@ def _sent(reply: Reply, names: list[str]) -> str | None:
 
 def _check(task: _Task, code: str) -> Generator[Event, None, CheckResult | None]:
     """Run the checks on `code`, once approved (None: declined or stopped)."""
-    source, marker = program(code, task.checks, task.imports)
+    source, marker = program(definitions(code), task.checks, task.imports)
     many = f"{len(task.checks)} check{'s' if len(task.checks) != 1 else ''}"
     call = ToolCall("python", {"code": source}, purpose=f"chatterm asks to run the reply's code on {many} (python)")
     checking, toolbox = task.conversation.checking, task.conversation.toolbox
@@ -277,5 +277,6 @@ class _CodeWatch:
         if self.seen or not isinstance(piece, str):
             return
         self.text += piece
-        if "`" in piece and defining(self.text, self.names) is not None:
-            self.seen = True
+        if "`" in piece:
+            code = defining(self.text, self.names)
+            self.seen = code is not None and compiles(code)  # a block cut inside a docstring goes on
