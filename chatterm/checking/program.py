@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import secrets
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chatterm.checking.examples import Example
 from chatterm.records import CheckResult
-from chatterm.tools.runner import run_process
+from chatterm.tools.runner import run_python
 
 ASSERT = "assert"
 TIMEOUT_S = 10.0  # the whole program: an answer that loops for ever fails here
@@ -205,12 +202,6 @@ def _short(text: str, most: int = 120) -> str:
 def execute(source: str, marker: str, checks: list[Check], cancelled: Callable[[], bool]) -> CheckResult:
     """Run `source` (from `program`) as the python tool runs code: a fresh interpreter
     under the reaper, timed; Ctrl-C stops it."""
-    fd, name = tempfile.mkstemp(prefix="chatterm-check-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(source)
-        outcome = run_process([sys.executable, name], timeout_s=TIMEOUT_S, cancelled=cancelled)
-    finally:
-        os.unlink(name)
+    outcome = run_python(source, timeout_s=TIMEOUT_S, cancelled=cancelled)
     return read(outcome.output, marker, checks, outcome.seconds, outcome.timed_out or outcome.cancelled,
                 outcome.exit_code)

@@ -331,10 +331,12 @@ class Conversation:
         prompt = prepare(turn)
         yield from turn.notices  # told before the reply (older turns compacted)
         yield from self._rounds(turn, prompt, record, sampling)
+        if self.checking is None or self.schema is not None or not turn.kept or turn.cancelled() \
+                or self.messages[-1]["role"] != "assistant" \
+                or self.messages[-1].get("finish") not in (Finish.EOG.value, Finish.STOP.value):
+            return
         question = self._question()
-        if self.checking is not None and self.schema is None and question is not None and turn.kept \
-                and self.messages[-1]["role"] == "assistant" \
-                and self.messages[-1].get("finish") in (Finish.EOG.value, Finish.STOP.value) and not turn.cancelled():
+        if question is not None:
             from chatterm.conversation.verify import verified
 
             yield from verified(self, turn, question)

@@ -9,7 +9,6 @@ import difflib
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 
 from chatterm import safe_files
 from chatterm.tools.intent import example_prints
-from chatterm.tools.runner import run_process
+from chatterm.tools.runner import run_process, run_python
 
 READ_CAP = 256 << 10  # bytes of a file read_file gives the model
 LIST_CAP = 500  # entries list_files gives
@@ -60,14 +59,8 @@ def _run(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
 
 
 def _python(arguments: dict[str, Any], cancelled: Callable[[], bool]) -> Done:
-    fd, name = tempfile.mkstemp(prefix="chatterm-snippet-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(arguments["code"])
-        timeout = arguments.get("timeout") or DEFAULT_TIMEOUT_S
-        outcome = run_process([sys.executable, name], timeout_s=float(timeout), cancelled=cancelled)
-    finally:
-        os.unlink(name)
+    timeout = arguments.get("timeout") or DEFAULT_TIMEOUT_S
+    outcome = run_python(arguments["code"], timeout_s=float(timeout), cancelled=cancelled)
     text = outcome.for_model()
     if outcome.exit_code and "NameError: name '" in outcome.output:
         # Small models take the tool for a notebook and leave out what an earlier reply defined.

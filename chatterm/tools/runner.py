@@ -12,6 +12,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -134,6 +135,18 @@ def run_process(argv: Sequence[str], *, cwd: str | None = None, timeout_s: float
     code = None if (timed_out or stopped) else report.get("exit", proc.returncode)
     return Outcome(code, text, lines, seconds, timed_out=timed_out, cancelled=stopped,
                    ended=[str(e) for e in report.get("ended", [])], more_ended=int(report.get("more", 0)))
+
+
+def run_python(code: str, *, timeout_s: float, cancelled: Callable[[], bool] = lambda: False) -> Outcome:
+    """`code` as a program of its own in a fresh interpreter (the python tool's run, and
+    the checks of a code answer), under the reaper, timed."""
+    fd, name = tempfile.mkstemp(prefix="chatterm-snippet-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(code)
+        return run_process([sys.executable, name], timeout_s=timeout_s, cancelled=cancelled)
+    finally:
+        os.unlink(name)
 
 
 def _report(fd: int) -> dict:
