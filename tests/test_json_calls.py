@@ -37,7 +37,9 @@ def every_split(text: str, family=HERMES, tools=TOOLS) -> tuple[str, list[ToolCa
 
 @pytest.mark.parametrize("text, shown, expected", [
     (f"Sure.\n```json\n{WEATHER}\n```", "Sure.\n", [("get_weather", {"city": "北京"})]),
-    (f"```json\n{WEATHER}\n```\nDone.", "\nDone.", [("get_weather", {"city": "北京"})]),
+    (f"```json\n{WEATHER}\n```\n\n", "\n\n", [("get_weather", {"city": "北京"})]),
+    # calls one after another, each followed by nothing but calls and white space
+    (f"```json\n{WEATHER}\n```\n{WEATHER}", "\n", [("get_weather", {"city": "北京"})] * 2),
     (f"```\n{WEATHER}\n```", "", [("get_weather", {"city": "北京"})]),
     ('```json\n{\n  "name": "python",\n  "arguments": {\n    "code": "print(\'}\')"\n  }\n}\n```', "",
      [("python", {"code": "print('}')"})]),
@@ -74,6 +76,10 @@ def test_a_call_written_as_json_is_read_split_anywhere(text, shown, expected):
     'inline {"name": "python", "arguments": {"code": "1"}} is prose',
     # an object that is no call at all
     '{x: 1} and {"a": 2}\n{"arguments": {}, "name": "python"}',
+    # a call shown in an explanation: text follows it, so it is no call (issue 39)
+    f"```json\n{WEATHER}\n```\nDone.",
+    f"A call looks like this:\n```json\n{WEATHER}\n```\nand its result comes back.",
+    f"For example:\n{WEATHER}\nor\n```json\n{WEATHER}\n```\nThat is all.",
     # a cut call stays text (nothing runs)
     '```json\n{"name": "python", "arguments": {"code": "pri',
     '``` ` `` `\n``',
@@ -164,6 +170,9 @@ def test_no_grammar_when_the_model_went_another_way(written):
     ("import tools\ntools.python(code='print(1)')", "python"),
     ('I would call python(code="1+1") here.', "python"),
     ('```json\n{"name": "python", "arguments": {}, "output": "2"}\n```', "python"),
+    ('```json\n{"name": "python", "arguments": {}, "output": "2"}\n```\n\n', "python"),
+    # a call shown mid-reply is an example, not a call written as text
+    ('A call looks like\n```json\n{"name": "python", "arguments": {"code": "1"}}\n```\nthen it runs.', None),
     ("After running the code, I found it works.", None),
     ("Use python3 to run it.", None),
 ])
@@ -199,6 +208,41 @@ def test_repeats_compare_arguments_not_text():
     assert repeats.earlier(ToolCall("run", {"b": 2, "a": 1})) == "it gave 3"
     assert repeats.earlier(ToolCall("run", {"a": 2})) is None
     assert repeats.earlier(ToolCall("run", None, error="x")) is None
+
+
+def test_a_reply_that_shows_the_call_format_runs_nothing(fake_conversation, tmp_path, monkeypatch):
+    """Prose, a fenced call, more prose, with python pre-approved: no call, no hint
+    that holds the next reply to a call; one model call, the reply as written."""
+    monkeypatch.chdir(tmp_path)
+    shown = ('To run code, the model writes:\n```json\n'
+             '{"name": "python", "arguments": {"code": "open(\'ran\', \'w\')"}}\n```\nand chatterm runs it.')
+    conversation = conversation_with_tools(fake_conversation, shown, "never asked", yes=("python",))
+    events = drive(conversation.send("How does a tool call look?"), lambda c: pytest.fail("no call was made"))
+    assert not [e for e in events if isinstance(e, ToolResult)] and not (tmp_path / "ran").exists()
+    assert conversation.messages[-1]["content"] == shown and len(conversation.engine.prompts) == 1
+
+
+def test_a_call_is_run_again_once_another_call_ran_in_between(fake_conversation, tmp_path, monkeypatch):
+    """Read, write, read: the second read runs (a stale result would be a lie)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f").write_text("old\n")
+    read = '<tool_call>{"name": "run", "arguments": {"command": "cat f"}}</tool_call>'
+    write = '<tool_call>{"name": "run", "arguments": {"command": "echo new > f"}}</tool_call>'
+    conversation = conversation_with_tools(fake_conversation, read, write, read, read, "done", yes=("run",))
+    events = drive(conversation.send("q"), lambda c: pytest.fail("pre-approved"))
+    results = [e for e in events if isinstance(e, ToolResult)]
+    assert [r.summary for r in results][2:] == ["exit 0 · 1 line", "not run: a repeat"]
+    assert "new" in results[2].text and "old" not in results[2].text
+
+
+def test_repeats_forget_what_came_before_a_run():
+    repeats = Repeats()
+    repeats.remember(ToolCall("run", {"a": 1}), "it gave 1", ran=True)
+    repeats.remember(ToolCall("run", {"a": 2}), "declined")
+    assert repeats.earlier(ToolCall("run", {"a": 1})) == "it gave 1"
+    repeats.remember(ToolCall("run", {"a": 3}), "it gave 3", ran=True)
+    assert repeats.earlier(ToolCall("run", {"a": 1})) is None and repeats.earlier(ToolCall("run", {"a": 2})) is None
+    assert repeats.earlier(ToolCall("run", {"a": 3})) == "it gave 3"
 
 
 @pytest.mark.parametrize("question", [

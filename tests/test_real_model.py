@@ -222,17 +222,36 @@ def test_text_from_outside_never_becomes_control_tokens(qwen_coder, model, engin
                          sampling={"max_tokens": 16})
 
     def conversation(text: str) -> tuple[list[dict], list[dict]]:
+        # Values, and keys at any depth: a call's argument name, a schema's property
+        # name and enum item (an MCP server writes those; issue 39).
         messages = [{"role": "system", "content": "Be brief."},
                     {"role": "user", "content": f"{text}\n\nfile notes.txt:\n{text}"},
                     {"role": "assistant", "content": text, "tool_calls": [
-                        {"id": "c1", "type": "function", "function": {"name": "run", "arguments": {"command": text}}}]},
+                        {"id": "c1", "type": "function", "function": {
+                            "name": "run", "arguments": {"command": text, text: {text: [text]}}}}]},
                     {"role": "tool", "tool_call_id": "c1", "name": "run", "content": text},
                     {"role": "user", "content": text}]
-        tools = [{"type": "function", "function": {"name": "run", "description": text,
-                                                   "parameters": {"type": "object", "properties": {}}}}]
+        schema = {"type": "object", "properties": {text: {"type": "string", "enum": [text], "description": text}}}
+        tools = [{"type": "function", "function": {"name": "run", "description": text, "parameters": schema}}]
         return messages, tools
 
     hostile = markup_counts(options, *conversation(HOSTILE))
     harmless = markup_counts(options, *conversation("hi there"))
     assert hostile == harmless, (hostile, harmless)
     assert hostile["<|im_start|>"] >= 3  # the template's own markup still is markup
+
+
+@pytest.mark.parametrize("engine", ["llama.cpp", "ctransformers"])
+def test_private_use_characters_a_user_types_stay_what_they_are(engine):
+    """The guard's placeholders are plane-15 characters: typed by the user, they are
+    tokenized as themselves, never as the control-token text they stand for."""
+    typed = "mark " + "".join(chr(0xF0000 + i) for i in range(8)) + " end"
+    chat = converse(RunOptions(model="smollm2", engine=engine, sampling={"max_tokens": 4}))
+    assert chat.ready()
+    backend = chat.backend
+    assert backend.plain  # the guard is on: this model has control tokens
+    _, (_, ids) = backend.measure([{"role": "user", "content": typed}], None)
+    _, (_, plain_ids) = backend.measure([{"role": "user", "content": "mark end"}], None)
+    text, plain = (backend.engine.detokenize(i, special=True) for i in (ids, plain_ids))
+    chat.engine.close()
+    assert typed in text and text.replace(typed, "mark end") == plain, text

@@ -23,7 +23,7 @@ from chatterm.conversation.reply import Finish, Reply
 from chatterm.conversation.turn import Notice, Turn
 from chatterm.engines.base import never
 from chatterm.errors import ChattermError
-from chatterm.records import Event, Message
+from chatterm.records import YES, Event, Message
 from chatterm.sessions import Session
 from chatterm.settings import SETTINGS, Decoding, Sampling
 from chatterm.tools.calls import ToolCall
@@ -445,6 +445,7 @@ class Conversation:
 
         told = False
         for call in calls:
+            ran = False
             earlier = repeats.earlier(call)
             if earlier is not None:
                 result = declined_as_repeat(call, earlier)
@@ -462,8 +463,9 @@ class Conversation:
                 toolbox.decide_beforehand(call)
                 yield call  # undecided: the consumer approves or declines it before asking for more
                 result = toolbox.run(call, turn.cancelled)
+                ran = call.decision == YES
                 made += 1
-            repeats.remember(call, result.text)
+            repeats.remember(call, result.text, ran)
             self.messages.append(result.as_message())
             self._changed()
             yield result

@@ -6,8 +6,9 @@ that asks to run or test its answer's code is chatterm's to check
 - `written_as_text`: a reply that wrote a call as text (`tools.python(code=...)`, a
   JSON object naming a tool with other keys), so the model is told once what a call
   looks like and answers again, held to a call;
-- `Repeats`: a call identical to one already made this turn is not run again; the
-  model gets the earlier result, and after two repeats the turn's calls stop."""
+- `Repeats`: a call identical to the last one run this turn, with nothing run since,
+  is not run again; the model gets the earlier result, and after two repeats the
+  turn's calls stop."""
 
 from __future__ import annotations
 
@@ -17,18 +18,26 @@ from collections.abc import Iterable
 from typing import Any
 
 from chatterm.tools.calls import ToolCall
+from chatterm.tools.json_calls import FENCE, WHITE, Braces
 
 FAKE_RESULT = "<tool_response>"  # how results reach Hermes-style models: never the model's to write
 
 
 def written_as_text(text: str, tools: Iterable[str]) -> str | None:
     """The tool a reply seems to call in its text without making a call (None: it
-    does not): `python(code=...)`, `tools.run(...)`, or `"name": "python"` in JSON."""
+    does not): `python(code=...)`, `tools.run(...)`, or a JSON object naming a tool
+    that ends the reply (where a call stands; one shown mid-reply is an example)."""
     names = "|".join(re.escape(n) for n in sorted(tools, key=len, reverse=True))
     if not names:
         return None
-    match = re.search(rf'\b(?:tools?\.)?({names})\s*\(\s*\w+\s*=|"name"\s*:\s*"({names})"', text)
-    return (match.group(1) or match.group(2)) if match else None
+    match = re.search(rf"\b(?:tools?\.)?({names})\s*\(\s*\w+\s*=", text)
+    if match:
+        return match.group(1)
+    for match in re.finditer(rf'^[ \t]*(?:```\w*[ \t]*\n[ \t]*)?(\{{)\s*"name"\s*:\s*"({names})"', text, re.M):
+        end = Braces(match.start(1)).end(text)
+        if end > 0 and text[end:].strip(WHITE) in ("", FENCE):
+            return match.group(2)
+    return None
 
 
 _CODE_BLOCK = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)  # closed: a cut block is none
@@ -73,7 +82,9 @@ def call_shape(name: str, example: dict[str, Any], said: str) -> str:
 
 
 class Repeats:
-    """The calls made this turn, to know a call made twice."""
+    """The calls made this turn since the last that ran, to know a call made twice.
+    A call that runs may change what any other call would give (a file written,
+    then read again), so only what came after the last run counts."""
 
     STOP_AFTER = 2  # repeats in a turn after which the calls stop: the model is stuck
 
@@ -92,7 +103,10 @@ class Repeats:
     def stuck(self) -> bool:
         return self.count >= self.STOP_AFTER
 
-    def remember(self, call: ToolCall, result: str) -> None:
+    def remember(self, call: ToolCall, result: str, ran: bool = False) -> None:
+        """`ran`: the call ran (what it gave before is stale for every call)."""
+        if ran:
+            self._seen.clear()
         if call.arguments is not None:
             self._seen[self._key(call)] = result
 

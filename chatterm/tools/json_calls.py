@@ -49,12 +49,12 @@ def opens_call(text: str, at: int) -> bool:
 
 class Candidate:
     """Text from a line start that opens with "```" or "{", as it streams in. Its
-    object's end is found by one pass over the text (`_Braces` keeps its place), so a
+    object's end is found by one pass over the text (`Braces` keeps its place), so a
     long call costs the same per token as a short one."""
 
     def __init__(self, text: str = ""):
         self.text = text
-        self._braces: _Braces | None = None
+        self._braces: Braces | None = None
 
     def add(self, text: str) -> None:
         self.text += text
@@ -86,7 +86,7 @@ class Candidate:
         if name not in tools:
             return Verdict(after, text=True)
         if self._braces is None:
-            self._braces = _Braces(i)
+            self._braces = Braces(i)
         end = self._braces.end(text)
         if end < 0:
             return Verdict(len(text), text=True) if final else UNDECIDED
@@ -133,7 +133,7 @@ def _name_head(text: str, i: int) -> tuple[str | None, int]:
     return None, -1
 
 
-class _Braces:
+class Braces:
     """Where the JSON object that opens at `start` ends, found by one pass that goes
     on from where the last call stopped."""
 

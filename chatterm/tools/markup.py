@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatterm.tools.calls import ToolCall, call_of, guess_name
-from chatterm.tools.json_calls import FENCE, Candidate, opens_call
+from chatterm.tools.json_calls import FENCE, WHITE, Candidate, opens_call
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,10 @@ class CallParser:
 
     `tools`: the names of the tools offered. With them, a call written as JSON (a
     fenced block or an object at a line start, `json_calls`) is a call too, in any
-    family: small models write their calls so more often than in their markup."""
+    family: small models write their calls so more often than in their markup. Such
+    a call is one only where a call can stand, at the reply's end: it is held until
+    the reply ends, and becomes the text it was if anything but white space follows
+    (a reply that shows the call format in an explanation runs nothing)."""
 
     def __init__(self, family: Family, tools: Iterable[str] = ()):
         self.family = family
@@ -67,9 +70,10 @@ class CallParser:
         self._candidate: Candidate | None = None  # text that may be a call written as JSON
         self._line_start = True  # the text shown so far ends a line (or is none)
         self._in_fence = False  # the text shown so far has a code fence open
+        self._pending: list[tuple[str, ToolCall | None]] = []  # JSON calls held (their text), and white space after
 
     def feed(self, text: str) -> list[str | ToolCall]:
-        if not self._inside and not self._held and not self._bare and self._candidate is None:
+        if not self._inside and not self._held and not self._bare and self._candidate is None and not self._pending:
             for lead in self._leads:
                 if lead in text:
                     break
@@ -88,8 +92,11 @@ class CallParser:
             out += parse_body("".join(self._body), self._close)
             self._inside, self._body = False, []
         elif self._held:
-            out.append(self._held)
+            self._show(self._held, out)
         self._held = ""
+        for text, call in self._pending:  # nothing but white space came after them: calls
+            out.append(call if call is not None else text)
+        self._pending = []
         return out
 
     def _scan(self, text: str) -> list[str | ToolCall]:
@@ -160,7 +167,7 @@ class CallParser:
         self._candidate = None
         out: list[str | ToolCall] = []
         if verdict.call is not None:
-            out.append(verdict.call)
+            self._pending.append((candidate.text[:verdict.end], verdict.call))
             self._line_start = True
         else:
             self._show(candidate.text[:verdict.end], out)
@@ -168,9 +175,17 @@ class CallParser:
         return out + (self._scan(rest) if rest else [])
 
     def _show(self, text: str, out: list[str | ToolCall]) -> None:
-        """`text` shown: the line and fence it leaves open are remembered."""
+        """`text` shown: the line and fence it leaves open are remembered. Text after
+        JSON calls held: white space is held with them; anything else makes them text."""
         if not text:
             return
+        if self._pending:
+            if not text.strip(WHITE):
+                self._pending.append((text, None))
+                return
+            pending, self._pending = self._pending, []
+            for held, _ in pending:
+                self._show(held, out)
         out.append(text)
         if "`" in text:
             for at in _line_starts(text, self._line_start):
