@@ -215,6 +215,10 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
         if piped.strip():
             parts.append(piped)
     options = _run_options(opts)
+    if opts["session"] is not None:  # before anything is asked of the model
+        from chatterm.sessions import check_name
+
+        check_name(opts["session"])
     interactive = opts["interactive"] or opts["resume"] or opts["session"]
     files = _attach(opts["files"])
     if not parts:

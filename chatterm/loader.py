@@ -103,7 +103,7 @@ def load(options: RunOptions, catalog: Catalog | None = None) -> Model:
                                model_type=spec.model_type, speculate=options.speculate,
                                draft=str(draft) if draft else None, draft_gpu_layers=draft_layers,
                                reproducible=options.reproducible,
-                               adapters=tuple((a.path, a.scale) for a in adapters))
+                               adapters=tuple((a.loaded, a.scale) for a in adapters))
     if options.isolated:
         engine = engines.start(name, load_options, spec.name, allowed, restart=options.restart)
     else:

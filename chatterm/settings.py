@@ -7,6 +7,8 @@ Imported by the command line at start-up, so it stays light (no engine, no rich)
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -42,9 +44,7 @@ class Setting:
     def range_text(self) -> str:
         if self.kind is bool:
             return "on or off"
-        if self.high is None:
-            return f">= {self.low:g}"
-        return f"{self.low:g}-{self.high:g}"
+        return f"{self.low:g}-{self.high:,}" if self.kind is int else f"{self.low:g}-{self.high:g}"
 
     def check(self, value: Any) -> Any:
         """`value` as this setting's type, or SettingError saying what is wrong."""
@@ -57,8 +57,9 @@ class Setting:
         if isinstance(value, bool) or not isinstance(value, (int, float)) \
                 or self.kind is int and not isinstance(value, int):
             raise self._wrong_type(value)
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            raise SettingError(f"{self.name} = {value} is out of range ({self.range_text()})")
+        out = (self.low is not None and value < self.low) or (self.high is not None and value > self.high)
+        if out or value != value:  # NaN is within no range
+            raise SettingError(f"{self.name} = {shown_number(value)} is out of range ({self.range_text()})")
         return self.kind(value)
 
     def _wrong_type(self, value: Any) -> SettingError:
@@ -76,14 +77,41 @@ class Setting:
         if self.optional and text.lower() in ("none", "random"):
             return None
         try:
-            value = self.kind(text)
+            value = parse_number(text, self.kind)
         except ValueError:
             raise self._wrong_type(text) from None
         return self.check(value)
 
 
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
+
+
+def parse_number(text: str, kind: type = float) -> float:
+    """A number as people type it in ASCII: `0.5`, `-2`, `1e-3`. Python's own
+    parsers also take `1_0`, ` 5 `, other scripts' digits, `nan` and `inf`; those are
+    ValueError here, as is a number that is not finite."""
+    pattern = _INTEGER if kind is int else _NUMBER
+    if not pattern.fullmatch(text) or not text.isascii():
+        raise ValueError(f"not a number: {text!r}")
+    value = kind(text)
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {text!r}")
+    return value
+
+
+def shown_number(value: float) -> str:
+    """A number as an error shows it: a huge one by its size, not its 400 digits."""
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:8]}… ({len(text)} digits)"
+
+
+INT_MAX = 2**31 - 1  # what the engines take (C ints)
+
+
 def _setting(default: Any, kind: type, help: str, low: float = 0, high: float | None = None,
              optional: bool = False) -> Any:
+    high = (INT_MAX if kind is int else 1e6) if high is None else high
     return field(default=default, metadata={"setting": (kind, low, high, help, optional)})
 
 
@@ -92,12 +120,12 @@ S = TypeVar("S", bound="Sampling")
 
 @dataclass
 class Sampling:
-    temperature: float = _setting(0.7, float, "Randomness of sampling; 0 = greedy.")
+    temperature: float = _setting(0.7, float, "Randomness of sampling; 0 = greedy.", high=100)
     top_k: int = _setting(40, int, "Sample from the K likeliest tokens (0 = all).")
     top_p: float = _setting(0.95, float, "Nucleus sampling: the likeliest tokens holding this mass.", high=1)
-    repeat_penalty: float = _setting(1.1, float, "Penalty for repeating recent tokens (1 = none).")
+    repeat_penalty: float = _setting(1.1, float, "Penalty for repeating recent tokens (1 = none).", high=100)
     seed: int | None = _setting(None, int, "Seed for reproducible sampling (unset: random).",
-                                high=2**31 - 1, optional=True)
+                                optional=True)
     max_tokens: int = _setting(1024, int, "Most tokens in one reply.", low=1)
     # None: as the model's template decides. Only templates with a switch (Qwen3's
     # enable_thinking) and servers that take chat_template_kwargs obey it.

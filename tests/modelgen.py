@@ -14,6 +14,7 @@ import numpy as np
 from chatterm.models import gguf
 
 F32 = 0
+_NUMPY_TYPES = {F32: np.float32, 1: np.float16, 24: np.int8, 26: np.int32}  # ggml type -> numpy
 
 
 def _tensor(name: str, shape: tuple[int, ...], rng: np.random.Generator, scale: float = 0.05,
@@ -80,10 +81,11 @@ def tiny_model(path: Path, vocab_from: gguf.GGUFFile, *, architecture: str = "ll
 
 def tiny_lora(path: Path, base: gguf.GGUFFile, pairs: dict[str, tuple[np.ndarray, np.ndarray]], *,
               alpha: float | None = None, architecture: str | None = None,
-              metadata: dict | None = None) -> Path:
+              metadata: dict | None = None, tensor_type: int = F32) -> Path:
     """A LoRA adapter in llama.cpp's GGUF format: for each weight named in `pairs`,
     (A, B) as numpy matrices of shapes (rank, inputs) and (outputs, rank), so that the
-    weight gains alpha / rank * B @ A (alpha: the rank unless given, a scale of 1)."""
+    weight gains alpha / rank * B @ A (alpha: the rank unless given, a scale of 1).
+    `tensor_type`: the pairs' ggml type (F32, or an integer type llama.cpp cannot use)."""
     rank = next(iter(pairs.values()))[0].shape[0]
     md: dict = {"general.type": "adapter", "general.architecture": architecture or base.architecture,
                 "general.name": "tiny-lora", "adapter.type": "lora",
@@ -93,9 +95,10 @@ def tiny_lora(path: Path, base: gguf.GGUFFile, pairs: dict[str, tuple[np.ndarray
     tensors = []
     for name, (a, b) in pairs.items():
         for part, matrix in (("lora_a", a), ("lora_b", b)):
-            data = np.ascontiguousarray(matrix, np.float32).tobytes()
+            data = np.ascontiguousarray(matrix, _NUMPY_TYPES[tensor_type]).tobytes()
             # numpy (rows, columns) is GGUF's (columns, rows): innermost first
-            tensors.append(gguf.NewTensor(f"{name}.{part}", tuple(reversed(matrix.shape)), F32, len(data), data=data))
+            tensors.append(gguf.NewTensor(f"{name}.{part}", tuple(reversed(matrix.shape)), tensor_type, len(data),
+                                          data=data))
     with open(path, "wb") as out:
         gguf.write(out, 3, md, types, tensors)
     return path

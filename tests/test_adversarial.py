@@ -271,6 +271,15 @@ def test_a_session_name_with_a_newline_stays_on_its_line():
     assert r.returncode == 0 and "two\\nlines " in r.stdout.decode() and "skipped broken\\nname.json" in r.stderr.decode()
 
 
+@pytest.mark.parametrize("name", ["bad/name", "x y", "a\n", "../up", "é" * 101])
+def test_an_invalid_session_name_is_refused_before_anything_is_asked(name):
+    with FakeServer([event("answered"), DONE], model_id="m") as fake:
+        r = run("--base-url", fake.url, "--session", name, stdin=b"what is 2+2?")
+        asked = [q for q in fake.requests if q["path"].endswith("/chat/completions")]
+    assert r.returncode == 1 and "session names use" in one_line_error(r) and b"answered" not in r.stdout
+    assert asked == []
+
+
 def test_gguf_metadata_is_shown_inert(tmp_path, default_gguf):
     model = tiny_model(tmp_path / "evil.gguf", default_gguf,
                        metadata={"general.name": EVIL, "general.size_label": EVIL,
@@ -309,6 +318,27 @@ def test_a_huge_integer_makes_its_file_skipped_not_the_listing():
         r = run(*args)
         assert r.returncode == 0, (args, r.stderr)
         assert b"skipped huge.json" in r.stderr and b"Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("field", [b'"version": "abc"', b'"version": [1]', b'"version": true',
+                                   b'"adapters": [{"name": "x", "sha256": "y", "scale": ' + b"9" * 400 + b"}]",
+                                   b'"adapters": [{"name": "x", "sha256": "y", "scale": NaN}]',
+                                   b'"rating": {"a": 1}', b'"thinking": 5'])
+def test_a_malformed_field_skips_its_file_and_opens_with_it_named(fake_model, field):
+    """Listing, search and export go on without it (one line names it, valid JSON
+    Lines out, no NaN); opening it leaves the bad field out and says so."""
+    write_session("good", {"messages": turn("hello", "hi")})
+    write_session("bad", b'{"messages": [{"role": "user", "content": "hello"}, '
+                         b'{"role": "assistant", "content": "hi", ' + field + b"}]}")
+    for args in (["sessions"], ["sessions", "--search", "hello"], ["export"], ["export", "--format", "dpo"]):
+        r = run(*args)
+        assert r.returncode == 0 and b"Traceback" not in r.stderr and b"unexpected" not in r.stderr, (args, r.stderr)
+        assert r.stderr.count(b"skipped bad.json: corrupt (an invalid ") == 1, (args, r.stderr)
+    for line in run("export").stdout.splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the export"))
+    repl, out = drive("/load bad\rmore\r", fake_model("fine"))
+    assert "left out what was invalid: an invalid" in out and "on message 2" in out
+    assert saved("bad") == ["hello", "hi", "more", "fine"]
 
 
 def test_a_name_with_a_space_resumes(fake_model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chatterm import paths
@@ -43,13 +45,14 @@ def test_catalogue_entries_to_pull_are_pinned_and_cover_the_families():
 @pytest.mark.parametrize("entry,problem", [
     ('sha256 = "abc"', "sha256 must be 64 lower-case hex digits"),
     ('file = "m-00001-of-00002.gguf"\nsha256 = "' + "a" * 64 + '"', "one digest for each of the 2 parts"),
-    ("size = -5", "size must be a positive number of bytes"),
+    ("size = -5", "size must be an integer of bytes from 1 to"),
+    ("size = " + "9" * 400, "size must be an integer of bytes from 1 to 1,125,899,906,842,624, not 99999999… (400 digits)"),
     ("languages = [1]", "languages must be a list"),
 ])
 def test_bad_model_facts_are_one_line(user_models_toml, entry, problem):
     file = "" if "file =" in entry else 'file = "m.gguf"\n'
     user_models_toml(f'[models.x]\nhf_repo = "o/r"\n{file}{entry}\n')
-    with pytest.raises(ConfigError, match=problem):
+    with pytest.raises(ConfigError, match=re.escape(problem)):
         Catalog.load()
 
 
@@ -68,9 +71,19 @@ def test_user_file_adds_and_replaces_entries(tmp_path, user_models_toml):
     ('[models.x]\nfile = "a.gguf"\n', "exactly one of path, package, hf_repo"),
     ('[models.x]\npath = "a"\nengines = ["vllm"]\n', "engines"),
     ('[models.x]\npath = "a"\ntemplate = "nope"\n', "template 'nope'"),
-    ('[models.x]\npath = "a"\ncontext_length = "big"\n', "context_length must be a int"),
+    ('[models.x]\npath = "a"\ncontext_length = "big"\n', "context_length must be an integer of tokens from 16"),
+    # every number range-checked, named with its file and key (issue 39)
+    ('[models.x]\npath = "a"\ncontext_length = ' + "9" * 30 + "\n", "context_length must be an integer of tokens"),
+    ('[models.x]\npath = "a"\nadapters = [{path = "l.gguf", scale = ' + "9" * 400 + "}]\n",
+     "adapter l.gguf: scale must be a number from -100 to 100, not 99999999… (400 digits)"),
+    ('[models.x]\npath = "a"\nadapters = [{path = "l.gguf", scale = nan}]\n', "scale must be a number from -100"),
+    ('[models.x]\nbase_url = "http://h"\ntimeout = inf\n', "timeout must be a number of seconds from 0.001"),
+    ('[models.x]\npath = "a"\nsampling = { temperature = nan }\n', "sampling.temperature = nan is out of range"),
+    ('[models.x]\npath = "a"\nsampling = { repeat_penalty = inf }\n', "sampling.repeat_penalty = inf is out of range"),
+    ('[models.x]\npath = "a"\nsampling = { max_tokens = ' + "9" * 400 + " }\n",
+     "sampling.max_tokens = 99999999… (400 digits) is out of range (1-2,147,483,647)"),
     ('[models.x]\npath = "a"\nsampling = { temprature = 1 }\n', "unknown sampling setting 'temprature'"),
-    ('[models.x]\npath = "a"\nsampling = { temperature = -1 }\n', "sampling.temperature = -1 is out of range (>= 0)"),
+    ('[models.x]\npath = "a"\nsampling = { temperature = -1 }\n', "sampling.temperature = -1 is out of range (0-100)"),
     ('[models.x]\npath = "a"\nsampling = { top_p = 1.5 }\n', "sampling.top_p = 1.5 is out of range (0-1)"),
     ('[models.x]\npath = "a"\nsampling = { max_tokens = 0 }\n', "sampling.max_tokens = 0 is out of range"),
     ('[models.x]\npath = "a"\nsampling = { top_k = 2.5 }\n', "sampling.top_k must be an integer"),

@@ -15,7 +15,7 @@ from chatterm import branches, loader, safe_files
 from chatterm.engines import load
 from chatterm.engines.base import LoadOptions
 from chatterm.loader import RunOptions
-from chatterm.models import gguf
+from chatterm.models import adapters, gguf
 from chatterm.records import Message
 from chatterm.sessions import kv_cache
 from tests.helpers import drive, one_line_error, run
@@ -91,6 +91,80 @@ def test_files_that_are_not_adapters_for_the_model_are_refused_in_one_line(base,
     assert "ctransformers, which cannot load one" in one_line_error(
         run("-m", str(base), "--engine", "ctransformers", "--lora", str(lora), "hi"))
     assert "is on a server" in one_line_error(run("--base-url", "http://127.0.0.1:9/v1", "--lora", str(lora), "hi"))
+
+
+def test_adapters_llama_cpp_would_abort_or_crash_on_are_refused_by_name(base, tmp_path):
+    """Metadata of a type llama.cpp asserts otherwise (SIGABRT in the worker), integer
+    tensors (a segfault), weights or an alpha that are not finite (noise): refused
+    before the worker loads, naming the adapter, never the model."""
+    model = gguf.read(base)
+    _, b = output_lora(tmp_path / "shape.gguf", base)
+    a = np.ones((1, 64), np.float32)
+    nan_a = a.copy()
+    nan_a[0, 3] = np.nan
+    pair = {"output.weight": (a, b[:, None])}
+    cases = {
+        tiny_lora(tmp_path / "alpha-text.gguf", model, pair, metadata={"adapter.lora.alpha": "8"}):
+            "adapter.lora.alpha must be a float32, not a string",
+        tiny_lora(tmp_path / "alpha-list.gguf", model, pair, metadata={"adapter.lora.alpha": [1.0]}):
+            "adapter.lora.alpha must be a float32, not a array",
+        tiny_lora(tmp_path / "alpha-u32.gguf", model, pair, metadata={"adapter.lora.alpha": 4}):
+            "adapter.lora.alpha must be a float32, not a u32",
+        tiny_lora(tmp_path / "alpha-nan.gguf", model, pair, alpha=float("nan")):
+            "adapter.lora.alpha is nan, not a finite number",
+        tiny_lora(tmp_path / "int32.gguf", model, pair, tensor_type=26):
+            "tensor 'output.weight.lora_a' is of type I32; a LoRA pair is F32, F16, BF16, Q8_0",
+        tiny_lora(tmp_path / "int8.gguf", model, pair, tensor_type=24): "is of type I8",
+        tiny_lora(tmp_path / "nan.gguf", model, {"output.weight": (nan_a, b[:, None])}):
+            "tensor 'output.weight.lora_a' holds values that are not finite numbers",
+        tiny_lora(tmp_path / "inf.gguf", model, {"output.weight": (a, np.where(b[:, None] != 0, np.inf, 0).astype(np.float32))}): "not finite",
+    }
+    for lora, said in cases.items():
+        line = one_line_error(run("-m", str(base), "--lora", str(lora), "hi"))
+        assert said in line and str(lora) in line and "model" not in line.replace(str(base), ""), line
+
+
+def test_an_adapter_given_twice_is_refused_and_scales_are_plain_numbers(base, tmp_path):
+    lora, _ = output_lora(tmp_path / "good.gguf", base)
+    (tmp_path / "same").mkdir()
+    copy = tmp_path / "same" / "good.gguf"
+    copy.write_bytes(lora.read_bytes())
+    for twice in ([str(lora), f"{lora}:0.5"], [str(lora), str(copy)]):
+        line = one_line_error(run("-m", str(base), *[a for t in twice for a in ("--lora", t)], "hi"))
+        assert "is given twice" in line, line
+    # Python's number parsers take these; a scale is plain ASCII: the colon is part of a path
+    for scale in ("1_0", " 5 ", "\u0665", "nan", "inf", "1e999"):
+        assert adapters.parse(f"x.gguf:{scale}") == (f"x.gguf:{scale}", 1.0)
+    assert adapters.parse("x.gguf:0.5") == ("x.gguf", 0.5) and adapters.parse("x.gguf:-1e-1") == ("x.gguf", -0.1)
+
+
+def test_the_file_checked_is_the_file_loaded(base, tmp_path, monkeypatch):
+    """A file swapped between the check and the load changes nothing: the copy that
+    was hashed and checked is what the engine loads, and what the reply records."""
+    good, _ = output_lora(tmp_path / "push.gguf", base, b_scale=50.0)
+    digest = safe_files.sha256(good)
+    stage = adapters.stage
+
+    def staged_then_swapped(path):
+        staged = stage(path)
+        model = gguf.read(base)
+        n_embd, n_vocab = next(t.shape for t in model.tensors if t.name == "output.weight")
+        tiny_lora(path, model, {"output.weight": (np.ones((1, n_embd), np.float32),
+                                                  np.full((n_vocab, 1), np.nan, np.float32))})
+        return staged
+
+    monkeypatch.setattr(adapters, "stage", staged_then_swapped)
+    model = loader.load(RunOptions(model=str(base), adapters=(str(good),), isolated=False))
+    try:
+        (adapter,) = model.adapters
+        assert adapter.sha256 == digest and safe_files.sha256(adapter.loaded) == digest
+        assert safe_files.sha256(good) != digest  # the original was swapped after the copy
+        plain = last_logits(model.backend.engine, "Hello", [0.0])
+        delta = last_logits(model.backend.engine, "Hello", [1.0]) - plain
+    finally:
+        model.close()
+    assert np.isfinite(delta).all()  # the swapped-in file's NaN never loaded
+    assert set(np.nonzero(np.abs(delta) > 1e-4)[0]) == {TOKEN, 100}  # the checked adapter's delta
 
 
 def test_an_entrys_adapters_load_with_it_and_a_bad_entry_is_one_line(base, tmp_path, user_models_toml):

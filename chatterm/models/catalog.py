@@ -157,11 +157,22 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
             raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {type(value).__name__}")
         return value
 
+    def number(key: str, low: float, high: float, unit: str, kind: type = int, default: Any = None) -> Any:
+        """`key`'s value, a number from `low` to `high` (`unit` says what it counts)."""
+        value = raw.get(key, default)
+        if value is None:
+            return None
+        kinds = (int,) if kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:  # NaN fails too
+            what = "an integer" if kind is int else "a number"
+            bounds = f"{int(low):,} to {int(high):,}" if kind is int else f"{low:g} to {high:g}"
+            raise ConfigError(f"{where}: {key} must be {what} of {unit} from {bounds}, "
+                              f"not {settings.shown_number(value) if isinstance(value, (int, float)) else repr(value)}")
+        return kind(value)
+
     location = typed(source, str)
     if source == "base_url":
-        timeout = raw.get("timeout", 60.0)
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigError(f"{where}: timeout must be a positive number of seconds")
+        timeout = number("timeout", 0.001, 86400, "seconds", float, 60.0)
         api_key_env = typed("api_key_env", str)
         if api_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", api_key_env):
             raise ConfigError(f"{where}: api_key_env must name an environment variable, not hold the key")
@@ -170,7 +181,7 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
         if "adapters" in raw:
             raise ConfigError(f"{where}: adapters are for local models (a server loads its own)")
         return ModelSpec(name=name, source=source, location=location, engines=["remote"],
-                         template=template, context_length=typed("context_length", int),
+                         template=template, context_length=number("context_length", 16, CONTEXT_MAX, "tokens"),
                          sampling=_sampling(where, typed("sampling", dict, {})),
                          description=typed("description", str, ""), system=typed("system", str),
                          origin=str(path), remote_model=typed("model", str),
@@ -181,9 +192,7 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
         raise ConfigError(f"{where}: engines must name {' and/or '.join(ENGINE_NAMES)} "
                           f"(got {bad[0] if bad else 'none'!r})")
     template = _template(where, typed("template", str, "gguf"))
-    ctx = typed("context_length", int)
-    if ctx is not None and ctx < 16:
-        raise ConfigError(f"{where}: context_length must be at least 16")
+    ctx = number("context_length", 16, CONTEXT_MAX, "tokens")
     stop = typed("stop", list, [])
     if not all(isinstance(s, str) and s for s in stop):
         raise ConfigError(f"{where}: stop must be a list of non-empty strings")
@@ -196,9 +205,7 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
     if sha256 and source == "hf_repo" and len(sha256) != len(refs.shards(str(raw["file"]))):
         raise ConfigError(f"{where}: sha256 needs one digest for each of the "
                           f"{len(refs.shards(str(raw['file'])))} parts of {raw['file']}")
-    size = typed("size", int)
-    if size is not None and size <= 0:
-        raise ConfigError(f"{where}: size must be a positive number of bytes")
+    size = number("size", 1, 2**50, "bytes")
     languages = typed("languages", list, [])
     if not all(isinstance(s, str) for s in languages):
         raise ConfigError(f"{where}: languages must be a list of language codes such as \"en\", \"zh\"")
@@ -212,6 +219,9 @@ def _entry(path: Path, name: str, raw: Any) -> ModelSpec:
                      origin=str(path), draft=typed("draft", str), adapters=_adapters(where, raw.get("adapters", [])))
 
 
+CONTEXT_MAX = 1 << 24  # tokens: more than any model's window, less than an engine's int
+
+
 def _adapters(where: str, raw: object) -> list[tuple[str, float]]:
     """`adapters = [{path = "...", scale = 0.8}, ...]`: LoRA adapters loaded with the model."""
     if not isinstance(raw, list):
@@ -221,12 +231,12 @@ def _adapters(where: str, raw: object) -> list[tuple[str, float]]:
         if not isinstance(item, dict) or not isinstance(item.get("path"), str) or set(item) - {"path", "scale"}:
             raise ConfigError(f"{where}: each adapter is a table {{path = \"FILE.gguf\", scale = 1.0}}")
         scale = item.get("scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-            raise ConfigError(f"{where}: an adapter's scale must be a number")
-        try:
-            out.append((item["path"], adapters.check_scale(float(scale), f"{where}: adapter {item['path']}")))
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        limit = adapters.SCALE_MAX
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not -limit <= scale <= limit:
+            shown = settings.shown_number(scale) if isinstance(scale, (int, float)) else repr(scale)
+            raise ConfigError(f"{where}: adapter {item['path']}: scale must be a number "
+                              f"from {-limit:g} to {limit:g}, not {shown}")
+        out.append((item["path"], float(scale)))
     return out
 
 

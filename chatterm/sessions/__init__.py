@@ -18,6 +18,7 @@ from chatterm.sessions.store import (
                                      Session,
                                      SessionError,
                                      atomic_write,
+                                     check_name,
                                      clean_leftovers,
                                      ensure_private_dir,
                                      file_stamp,
@@ -30,6 +31,6 @@ from chatterm.sessions.store import (
                                      sessions_dir,
 )
 
-__all__ = ["FORMAT", "MAX_FILE", "NAME", "RATINGS", "Session", "SessionError", "atomic_write", "clean_leftovers",
-           "ensure_private_dir", "file_stamp", "load", "most_recent", "mtime", "new_name", "path_of", "read",
-           "sessions_dir"]
+__all__ = ["FORMAT", "MAX_FILE", "NAME", "RATINGS", "Session", "SessionError", "atomic_write", "check_name",
+           "clean_leftovers", "ensure_private_dir", "file_stamp", "load", "most_recent", "mtime", "new_name", "path_of",
+           "read", "sessions_dir"]

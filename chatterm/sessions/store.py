@@ -13,10 +13,12 @@ since (`changed_elsewhere`) instead of overwriting their turn.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +37,13 @@ NAME = re.compile(r"^[\w.@-]{1,100}$")
 
 class SessionError(ChattermError):
     pass
+
+
+def check_name(name: str) -> str:
+    """`name` when it can name a session file (SessionError otherwise)."""
+    if not NAME.fullmatch(name):
+        raise SessionError(f"session names use letters, digits, '.', '_', '@' and '-' (at most 100): {name!r}")
+    return name
 
 
 def sessions_dir() -> Path:
@@ -150,7 +159,7 @@ def load(name_or_path: str | Path) -> Session:
     new session, under a new name)."""
     path = name_or_path if isinstance(name_or_path, Path) else path_of(name_or_path)
     try:
-        session = read(path)
+        session = read(path, mend=True)
     except FileNotFoundError:
         raise SessionError(f"no session {str(name_or_path)!r} ({path})") from None
     if path.parent != sessions_dir():
@@ -161,14 +170,16 @@ def load(name_or_path: str | Path) -> Session:
 MAX_FILE = 1 << 30  # bytes: a session file larger than this is not one chatterm wrote
 
 
-def read(path: Path, data: bytes | None = None) -> Session:
+def read(path: Path, data: bytes | None = None, mend: bool = False) -> Session:
     """The session in `path` (its bytes `data`, when already read), checked whole:
-    SessionError says what is wrong with it. Only regular files are read."""
+    SessionError says what is wrong with it. Only regular files are read. `mend`
+    (opening it): an invalid optional field of a message (its version number, rating,
+    thinking, adapters) is dropped and named in `repaired` rather than refused."""
     stamp = file_stamp(path)
     try:
         if data is None:
             data = safe_files.read_bytes(path, MAX_FILE, what="session file")
-        raw = json.loads(data.decode("utf-8"))
+        raw = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise
     except safe_files.RefusedFile as e:
@@ -186,12 +197,18 @@ def read(path: Path, data: bytes | None = None) -> Session:
         if mended:
             repaired = f"{mended} texts had broken characters (lone UTF-16 surrogates), now shown as \ufffd"
     messages = raw.get("messages") if isinstance(raw, dict) else None
+    dropped: list[str] = []
     try:
-        problem = _tree_problem(messages) if isinstance(messages, list) else "no messages"
+        problem = _tree_problem(messages, dropped) if isinstance(messages, list) else "no messages"
     except RecursionError:
         problem = "nested too deeply"
+    if problem is None and dropped and not mend:
+        problem = dropped[0] + (f" and {len(dropped) - 1} more" if len(dropped) > 1 else "")
     if problem or not isinstance(messages, list):
         raise SessionError(f"session file {path} is corrupt ({problem})")
+    if dropped:
+        shown = "; ".join(dropped[:3]) + (f"; {len(dropped) - 3} more" if len(dropped) > 3 else "")
+        repaired = "; ".join(filter(None, [repaired, f"left out what was invalid: {shown}"]))
     try:
         sampling = settings.validated(raw.get("sampling", {}), f"session file {path}")
     except settings.SettingError as e:
@@ -199,6 +216,11 @@ def read(path: Path, data: bytes | None = None) -> Session:
     return Session(name=path.stem, messages=messages, model=str(raw.get("model", "")),
                    engine=str(raw.get("engine", "")), sampling=sampling, created=str(raw.get("created", "")),
                    updated=str(raw.get("updated", "")), stamp=stamp, repaired=repaired)
+
+
+def _no_constant(name: str) -> None:
+    """NaN and Infinity, which JSON has not (Python's parser reads them): no value."""
+    return None
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -223,9 +245,10 @@ def _short(error: Exception) -> str:
     return " ".join(str(error).split())[:120]
 
 
-def _tree_problem(messages: list) -> str | None:
-    """What makes `messages` (a path with its alternatives) unusable, or None."""
-    for m in messages:
+def _tree_problem(messages: list, dropped: list[str], where: str = "") -> str | None:
+    """What makes `messages` (a path with its alternatives) unusable, or None. An
+    optional field that is invalid is removed from its message and said in `dropped`."""
+    for n, m in enumerate(messages, 1):
         if not (isinstance(m, dict) and m.get("role") in ("system", "user", "assistant", "tool", "summary")
                 and isinstance(m.get("content"), str)):
             return "a message without a valid role and text"
@@ -234,25 +257,51 @@ def _tree_problem(messages: list) -> str | None:
                 isinstance(c, dict) and isinstance(c.get("function"), dict)
                 and isinstance(c["function"].get("name"), str) for c in calls)):
             return "invalid tool calls"
-        if m.get("rating") not in (None, *RATINGS) or not isinstance(m.get("note", ""), str):
-            return "an invalid rating"
-        if not isinstance(m.get("thinking", ""), str):
-            return "invalid thinking text"
         others = m.get("alternatives")
-        if others is None:
-            continue
-        if not isinstance(others, list) or not all(isinstance(o, list) and o for o in others):
+        if others is not None and (not isinstance(others, list) or not all(isinstance(o, list) and o for o in others)):
             return "invalid alternatives"
-        version = m.get("version", len(others) + 1)
-        if not isinstance(version, int) or not 1 <= version <= len(others) + 1:
-            return "an invalid version number"
-        for other in others:
+        for key, valid in _OPTIONAL.items():
+            if key in m and not valid(m[key], m):
+                del m[key]
+                dropped.append(f"an invalid {key} on message {where}{n}")
+        for k, other in enumerate(others or (), 1):
             if not isinstance(other[0], dict) or other[0].get("role") != m["role"] or "alternatives" in other[0]:
                 return "an alternative of another kind of message"
-            problem = _tree_problem(other)
+            problem = _tree_problem(other, dropped, f"{where}{n}.{k}.")
             if problem:
                 return problem
     return None
+
+
+def _version_valid(version: object, message: dict) -> bool:
+    others = message.get("alternatives") or []
+    return type(version) is int and 1 <= version <= len(others) + 1
+
+
+def _adapters_valid(adapters: object, message: dict) -> bool:
+    return isinstance(adapters, list) and all(
+        isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("sha256", ""), str)
+        and _finite(a.get("scale")) for a in adapters)
+
+
+def _finite(value: object) -> bool:
+    """A number JSON can write and a float can hold."""
+    if type(value) not in (int, float):
+        return False
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except OverflowError:
+        return False
+
+
+# A message's optional fields, and what a valid one is (an invalid one is left out).
+_OPTIONAL: dict[str, Callable[[object, dict], bool]] = {
+    "version": _version_valid,
+    "rating": lambda value, _: value in RATINGS,
+    "note": lambda value, _: isinstance(value, str),
+    "thinking": lambda value, _: isinstance(value, str),
+    "adapters": _adapters_valid,
+}
 
 
 def most_recent() -> Path | None:

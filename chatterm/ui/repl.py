@@ -438,8 +438,7 @@ def choose_session(name: str | None, resume: bool) -> sessions.Session:
             raise ChattermError("no saved session to continue")
         return sessions.load(recent)
     if name:
-        if not sessions.NAME.match(name):
-            raise ChattermError(f"session names use letters, digits, '.', '_', '@' and '-': {name!r}")
+        sessions.check_name(name)
         if (sessions.sessions_dir() / f"{name}.json").exists():
             return sessions.load(name)
         return sessions.Session(name=name)

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from prompt_toolkit.completion import Completion
 
 from chatterm.errors import ChattermError
+from chatterm.models.adapters import check_scale
+from chatterm.settings import parse_number
 from chatterm.ui.commands.registry import CommandContext, command, complete_words
 
 USAGE = "usage: /lora, /lora on NAME, /lora off NAME, /lora scale NAME X"
@@ -37,9 +39,9 @@ def _lora(ctx: CommandContext, arg: str) -> None:
     elif words[0] == "scale" and len(words) == 3:
         adapter = model.adapter(words[1])
         try:
-            scale = float(words[2])
-        except ValueError:
-            raise ChattermError(f"{words[2]!r} is not a number; {USAGE}") from None
+            scale = check_scale(parse_number(words[2]), f"/lora scale {adapter.name}")
+        except ValueError as e:
+            raise ChattermError(f"{e}; {USAGE}") from None
     else:
         raise ChattermError(USAGE)
     if not ctx.wait_for_engine(model):
