@@ -118,6 +118,18 @@ def test_a_damaged_or_foreign_cache_file_is_ignored_and_the_answer_right(saved_c
     assert resumed["text"] == reread["text"]
 
 
+def test_a_description_claiming_another_conversations_text_is_not_used(saved_chat):
+    """The ids (the state's own) spell another text than the description claims: a
+    chat on that other text never answers from this cache."""
+    (state,) = states()
+    description = state.with_suffix(".json")
+    entry = json.loads(description.read_text())
+    other = [{**m, "content": m["content"].replace("fox", "cat")} for m in saved_chat]
+    description.write_text(json.dumps({**entry, "text": entry["text"].replace("fox", "cat")}, ensure_ascii=False))
+    resumed, reread = ask(other), ask(other, kv=False)
+    assert resumed["restored"] == 0 and resumed["text"] == reread["text"]
+
+
 def test_the_folder_keeps_to_its_bound_least_recently_used_first(private_dirs, monkeypatch):
     root = kv_cache.folder() / "key"
     root.mkdir(parents=True)
@@ -153,6 +165,59 @@ def test_prune_cache_removes_the_caches_of_deleted_sessions(private_dirs):
     r = run("sessions", "--prune-cache")
     assert r.returncode == 0 and "removed 1 saved caches; 1 left" in r.stdout.decode()
     assert sorted(p.stem for p in root.glob("*.state")) == ["kept"]
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "nan", "-1", "lots", "1_0"])
+def test_a_bound_that_is_no_number_is_one_line(private_dirs, value):
+    from tests.helpers import one_line_error, run
+
+    line = one_line_error(run("sessions", "--prune-cache", env={"CHATTERM_KV_CACHE_GB": value}))
+    assert f"CHATTERM_KV_CACHE_GB='{value}' is not a number of GiB" in line
+    assert kv_cache.limit_problem() is None  # this process has no such value
+    os.environ["CHATTERM_KV_CACHE_GB"] = value
+    try:
+        assert "keep to 4 GiB" in kv_cache.limit_problem()
+    finally:
+        del os.environ["CHATTERM_KV_CACHE_GB"]
+
+
+def test_fifos_links_and_orphans_in_the_cache_folder_hang_nothing(private_dirs):
+    """A FIFO as a description or a state, a description linked to /dev/zero: never
+    opened for reading; a state whose description was never written (a full disk) is
+    counted, and removed once it is an hour old."""
+    root = kv_cache.folder() / "key"
+    root.mkdir(parents=True)
+    os.mkfifo(root / "fifo.json")
+    (root / "fifo.state").write_bytes(b"x")
+    os.symlink("/dev/zero", root / "zero.json")
+    (root / "zero.state").write_bytes(b"x")
+    (root / "ok.json").write_text(json.dumps({"ids": [1] * 80, "session": "s", "text": "hello"}))
+    os.mkfifo(root / "ok.state")
+    (root / "orphan.state").write_bytes(b"y" * 1000)
+    store = kv_cache.KvStore("key")
+    assert store.find("hello there") is None and store._entries() == []
+    assert ("", 1000) in {(session, size) for _, size, base, session in kv_cache.pairs() if base.endswith("orphan")}
+    assert kv_cache.evict(1 << 30) == 0  # young: perhaps a write under way
+    os.utime(root / "orphan.state", (1000, 1000))
+    assert kv_cache.evict(1 << 30) == 1 and not (root / "orphan.state").exists()
+    from tests.helpers import run
+
+    r = run("sessions", "--prune-cache", timeout=60)
+    assert r.returncode == 0 and "removed" in r.stdout.decode(), r.stderr
+
+
+def test_a_description_that_cannot_be_written_leaves_no_state(private_dirs, monkeypatch):
+    store = kv_cache.KvStore("key")
+    state = store.new_state_path()
+    Path(state).write_bytes(b"s" * 100)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kv_cache.json, "dump", full)
+    with pytest.raises(OSError):
+        store.record(state, "text", [1, 2], "d", "s")
+    assert list(store.dir.iterdir()) == []
 
 
 def test_stats_says_what_the_saved_cache_gave(spawn, private_dirs):

@@ -122,9 +122,21 @@ class LocalBackend:
         if entry is None:
             return
         loaded = self.engine.load_state(entry["path"] + ".state", str(entry.get("digest", "")), entry["ids"])
-        if loaded >= MIN_TOKENS:
-            self.cache = PromptCache(entry["text"], list(entry["ids"]))
-            self.restored = loaded
+        if loaded < MIN_TOKENS:
+            return
+        if not self._spells(entry["ids"], entry["text"]):
+            self.engine.reset()  # the cache of another text: read the history again
+            return
+        self.cache = PromptCache(entry["text"], list(entry["ids"]))
+        self.restored = loaded
+
+    def _spells(self, ids: list[int], text: str) -> bool:
+        """Whether `ids` (checked against the saved state by the engine) are the tokens
+        of `text`: a description whose text was swapped for another's is not used."""
+        shown, engine = self.plain.shown(text), self.engine
+        if engine.detokenize(ids, special=True) == shown:
+            return True
+        return ids[0] == engine.bos_id and engine.detokenize(ids[1:], special=True) == shown
 
     def save_kv(self, session: str) -> int:
         """The engine's cache written for `session` (its prompt text and ids beside it),

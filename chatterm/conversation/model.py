@@ -58,7 +58,14 @@ class Model:
 
     @property
     def notes(self) -> list[str]:
-        return list(self.backend.engine.notes)
+        notes = list(self.backend.engine.notes)
+        if getattr(self.backend, "kv", None) is not None:  # saved caches on: their bound is read
+            from chatterm.sessions import kv_cache
+
+            problem = kv_cache.limit_problem()
+            if problem:
+                notes.append(problem)
+        return notes
 
     @property
     def worker_pid(self) -> int | None:

@@ -36,9 +36,10 @@ def sessions(search: str | None, limit: int | None, prune_cache: bool) -> None:
 
 
 def _prune_cache() -> None:
+    limit = kv_cache.limit_bytes()  # a bad bound is one line before anything is removed
     names = {p.stem for p in sessions_dir().glob("*.json")}
     gone = sum(kv_cache.forget_session(s) for s in {s for _, _, _, s in kv_cache.pairs()} if s not in names)
-    gone += kv_cache.evict(kv_cache.limit_bytes())
+    gone += kv_cache.evict(limit)
     left = kv_cache.pairs()
     click.echo(f"removed {gone} saved caches; {len(left)} left, {sum(size for _, size, _, _ in left) / 2**20:,.1f} MiB "
                f"in {kv_cache.folder()}")
