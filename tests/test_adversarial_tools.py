@@ -208,13 +208,27 @@ def alive(pid: int) -> bool:
         return False
 
 
+def live(word: str) -> list[int]:
+    """The live processes whose command line holds `word` (the program's own pids may
+    be its PID namespace's, not the machine's)."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if word.encode() in f.read() and alive(int(name)):
+                    found.append(int(name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 @pytest.mark.parametrize("command", ["setsid nohup sleep 611 > /dev/null 2>&1 & echo $! > pid",
                                      "(setsid sh -c 'sleep 612 & echo $! > pid; wait' &) ; sleep 0.2",
                                      "sleep 613 & echo $! > pid"])
 def test_what_a_call_leaves_running_is_ended_and_said(tmp_path, command):
     outcome = runner.run_process(["bash", "-c", command], cwd=str(tmp_path))
     pid = int((tmp_path / "pid").read_text())
-    assert not alive(pid)
+    assert not live(re.search(r"sleep (\d+)", command).group())
     assert outcome.exit_code == 0 and re.search(r"ended \d+ process(es)? it left running", outcome.summary)
     assert f"{pid} " in outcome.for_model()
 
@@ -222,12 +236,73 @@ def test_what_a_call_leaves_running_is_ended_and_said(tmp_path, command):
 def test_a_call_stopped_or_timed_out_ends_its_daemons_too(tmp_path):
     outcome = runner.run_process(["bash", "-c", "setsid sleep 614 & echo $! > pid; sleep 60"], cwd=str(tmp_path),
                                  timeout_s=1)
-    assert outcome.timed_out and not alive(int((tmp_path / "pid").read_text()))
+    assert outcome.timed_out and not live("sleep 614")
     flag = threading.Event()
     threading.Timer(0.5, flag.set).start()
     outcome = runner.run_process(["bash", "-c", "(setsid sleep 615 & echo $! > pid2) ; sleep 60"], cwd=str(tmp_path),
                                  cancelled=flag.is_set)
-    assert outcome.cancelled and not alive(int((tmp_path / "pid2").read_text()))
+    assert outcome.cancelled and not live("sleep 615")
+
+
+@pytest.mark.parametrize("attack", ["kill -9 $PPID", "kill -STOP $PPID", "kill -9 -- -$(ps -o pgid= $PPID)"])
+def test_a_call_that_attacks_its_parent_still_ends_its_daemons(tmp_path, attack):
+    outcome = runner.run_process(["bash", "-c", f"setsid sleep 616 & sleep 0.1; {attack}; sleep 0.2; echo after"],
+                                 cwd=str(tmp_path), timeout_s=10)
+    assert not live("sleep 616")
+    assert "after" in outcome.output or outcome.exit_code is not None
+
+
+def limits_file(**values: int) -> None:
+    from chatterm.tools.limits import tools_toml
+
+    tools_toml().parent.mkdir(parents=True, exist_ok=True)
+    tools_toml().write_text("[limits]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+
+
+def test_a_fork_bomb_stops_at_the_limit_and_leaves_nothing(tmp_path):
+    """setsid children forking until they cannot: the call ends at its limit, every
+    process with it, and the chat can still start threads."""
+    limits_file(processes=48)
+    bomb = ("import os, time\nn = 0\nwhile n < 5000:\n    try:\n        pid = os.fork()\n"
+            "    except OSError:\n        break\n    if pid == 0:\n        os.setsid()\n        time.sleep(617)\n"
+            "        os._exit(0)\n    n += 1\nprint('forked', n)\n")
+    outcome = runner.run_python(bomb, timeout_s=30)
+    forked = int(re.search(r"forked (\d+)", outcome.output).group(1))
+    assert forked < 48 and not outcome.timed_out
+    assert not live("chatterm-snippet")
+    started = threading.Thread(target=lambda: None)
+    started.start()
+    started.join()
+
+
+@pytest.mark.parametrize("limit, program, said", [
+    ({"memory_mb": 256}, "x = bytearray(2 << 30)", "MemoryError"),
+    ({"cpu_s": 1}, "while True: pass", "exit -24"),
+    ({"file_mb": 1}, "open('big', 'wb').write(b'x' * (4 << 20))", "File too large"),
+])
+def test_a_call_keeps_to_its_memory_cpu_and_file_limits(tmp_path, monkeypatch, limit, program, said):
+    monkeypatch.chdir(tmp_path)
+    limits_file(**limit)
+    outcome = runner.run_python(program, timeout_s=30)
+    assert said in outcome.output + outcome.summary and not outcome.timed_out, outcome.output
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("[limits]\nprocesses = 2\n", "processes must be an integer of tasks from 8"),
+    ("[limits]\ncpu_s = " + "9" * 400 + "\n", "cpu_s must be an integer of CPU seconds from 1 to 2,147,483,648, "
+                                             "not 99999999… (400 digits)"),
+    ("[limits]\nmemory_mb = nan\n", "memory_mb must be an integer"),
+    ("[limits]\nthreads = 1\n", "unknown key 'threads'"),
+])
+def test_bad_limits_are_one_line_naming_file_and_key(body, problem):
+    from chatterm.errors import ConfigError
+    from chatterm.tools.limits import limits, tools_toml
+
+    tools_toml().parent.mkdir(parents=True, exist_ok=True)
+    tools_toml().write_text(body)
+    with pytest.raises(ConfigError) as e:
+        limits()
+    assert str(tools_toml()) in str(e.value) and problem in str(e.value)
 
 
 def test_the_runner_waits_for_the_program_not_its_output(tmp_path):

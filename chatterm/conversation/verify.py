@@ -219,7 +219,11 @@ def _check(task: _Task, code: str) -> Generator[Event, None, CheckResult | None]
     if task.turn.cancelled():
         return None
     run = call.arguments["code"] if call.arguments else source  # as the user approved it (perhaps edited)
-    return execute(run, marker, task.checks, task.turn.cancelled)
+    try:
+        return execute(run, marker, task.checks, task.turn.cancelled)
+    except (ChattermError, OSError) as e:  # the user's tools.toml, a machine out of processes
+        yield Notice(f"the examples did not run: {getattr(e, 'strerror', None) or e}")
+        return None
 
 
 def _generate(task: _Task, first: CheckResult, kind: str, number: int, first_tokens: int) -> Reply | None:

@@ -1,5 +1,15 @@
 """Runs one program and ends everything it starts: the parent of every tool call and
-MCP server process (`python reaper.py REPORT_FD -- PROGRAM ARGS...`).
+MCP server process (`python reaper.py REPORT_FD [--limit=KEY=N ...] -- PROGRAM ARGS...`).
+
+Where the kernel allows it (unprivileged user namespaces, or root), the program runs
+in a PID namespace of its own, whose first process (`_init`, PID 1 there) is its
+parent: the program cannot signal it (the kernel ignores SIGKILL and SIGSTOP sent to a
+namespace's init from inside) nor see the reaper; when the program exits, init writes
+the report and exits, and the kernel kills every process left in the namespace, daemons
+that left the session included; init dies with the reaper (PR_SET_PDEATHSIG), and the
+namespace with it. `--limit`s (processes, memory, cpu, file: `tools.limits`) become
+resource limits of the program, and a pids cgroup of its own where one can be made, so
+a fork bomb stops at its limit and leaves the chat room to run.
 
 It makes itself a child subreaper (Linux's PR_SET_CHILD_SUBREAPER), so a process the
 program leaves behind, even one that left the process group with `setsid` or
@@ -23,8 +33,11 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
+CLONE_NEWUSER, CLONE_NEWPID = 0x10000000, 0x20000000
 SETTLE_S = 2.0  # the most a sweep waits for what it killed to be gone
 LISTED = 8  # processes named in a report
 
@@ -136,12 +149,195 @@ def sweep(root: int) -> list[str]:
     return [f"{pid} {command}" for pid, command in ended.items()]
 
 
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _pid_namespace() -> bool:
+    """Whether the reaper's next child starts a PID namespace of its own (as root, or
+    in a user namespace that maps the user to itself)."""
+    try:
+        libc = _libc()
+        uid, gid = os.getuid(), os.getgid()
+        if uid == 0 and libc.unshare(CLONE_NEWPID) == 0:
+            return True
+        if libc.unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0:
+            return False
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def _pids_cgroup(processes: int) -> str | None:
+    """A pids cgroup (v1 or v2) below the reaper's own, limited to `processes`, where
+    this user may make one (None: none)."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, place = line.split(":", 2)
+        if controllers == "pids":
+            parent = "/sys/fs/cgroup/pids" + place.rstrip("/")
+        elif controllers == "" and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            parent = "/sys/fs/cgroup" + place.rstrip("/")
+        else:
+            continue
+        folder = f"{parent}/chatterm-tool-{os.getpid()}"
+        try:
+            os.mkdir(folder)
+        except OSError:
+            continue
+        try:
+            with open(f"{folder}/pids.max", "w") as f:
+                f.write(str(processes))
+            return folder
+        except OSError:
+            _remove_cgroup(folder)
+    return None
+
+
+def _remove_cgroup(folder: str | None) -> None:
+    if folder is None:
+        return
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        try:
+            os.rmdir(folder)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+
+
+def _limit(limits: dict[str, int], cgroup: str | None, in_namespace: bool) -> None:
+    """The limits applied to this process (the program, before it is exec'd)."""
+    import resource
+
+    if cgroup is not None:
+        try:
+            with open(f"{cgroup}/cgroup.procs", "w") as f:
+                f.write("0")
+        except OSError:
+            pass
+    for key, kind in (("memory", resource.RLIMIT_AS), ("cpu", resource.RLIMIT_CPU),
+                      ("file", resource.RLIMIT_FSIZE), ("processes", resource.RLIMIT_NPROC)):
+        value = limits.get(key)
+        if value is None:
+            continue
+        if key == "processes" and not in_namespace:
+            value += _tasks_of(os.getuid())  # the count is the user's, across the machine
+        try:
+            _, hard = resource.getrlimit(kind)
+            resource.setrlimit(kind, (value if hard == resource.RLIM_INFINITY else min(value, hard), hard))
+        except (ValueError, OSError):
+            pass
+
+
+def _tasks_of(uid: int) -> int:
+    """The processes and threads `uid` has now (what RLIMIT_NPROC counts)."""
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)]:
+            total += int(fields.get("Threads", "1").strip() or 1)
+    return total
+
+
+def _exec(program: list[str], report_fd: int | None) -> None:
+    """This process becomes the program (never returns)."""
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        if report_fd is not None:
+            os.close(report_fd)
+        os.execvp(program[0], program)
+    except OSError as e:
+        os.write(2, f"{program[0]}: {e.strerror or e}\n".encode("utf-8", "replace"))
+    os._exit(127)
+
+
+def _write_report(report_fd: int | None, code: int, ended: list[str]) -> None:
+    if report_fd is None:
+        return
+    report = json.dumps({"exit": code, "ended": ended[:LISTED], "more": max(0, len(ended) - LISTED)})
+    try:
+        os.write(report_fd, report.encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+def _ns_pid(host_pid: int) -> int | None:
+    """A process's pid in the innermost PID namespace it is in."""
+    try:
+        with open(f"/proc/{host_pid}/status") as f:
+            for line in f:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _init(program: list[str], report_fd: int | None, limits: dict[str, int], cgroup: str | None) -> None:
+    """PID 1 of the program's namespace: its parent, which reaps what is re-parented
+    here, reports what the program left running, and exits (never returns), upon which
+    the kernel ends every process in the namespace."""
+    try:
+        _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, _on_signal)
+    me = int(os.readlink("/proc/self"))  # /proc is the machine's: pids there are its pids
+    code: int | None = None
+    child = 0
+    try:
+        child = os.fork()
+        if child == 0:
+            _limit(limits, cgroup, in_namespace=True)
+            _exec(program, report_fd)
+        while code is None:
+            pid, status = os.waitpid(-1, 0)
+            if pid == child:
+                code = os.waitstatus_to_exitcode(status)
+    except (Stop, ChildProcessError):
+        pass
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    # Named by the pids the program saw (its namespace's), as `$!` gave them.
+    ended = [f"{_ns_pid(pid) or pid} {_command(pid)}" for pid in descendants(me) if _ns_pid(pid) != child]
+    _write_report(report_fd, -signal.SIGKILL if code is None else code, ended)
+    os._exit(0)
+
+
 def main(argv: list[str]) -> int:
+    limits: dict[str, int] = {}
+    if len(argv) >= 1:
+        while len(argv) > 1 and argv[1].startswith("--limit="):
+            key, _, value = argv.pop(1)[len("--limit="):].partition("=")
+            limits[key] = int(value)
     if len(argv) < 3 or argv[1] != "--":
-        sys.stderr.write("usage: reaper.py REPORT_FD|- -- PROGRAM [ARGS...]\n")
+        sys.stderr.write("usage: reaper.py REPORT_FD|- [--limit=KEY=N ...] -- PROGRAM [ARGS...]\n")
         return 2
     report_fd = None if argv[0] == "-" else int(argv[0])
     program = argv[2:]
+    cgroup = _pids_cgroup(limits["processes"]) if "processes" in limits else None
+    in_namespace = bool(limits) and _pid_namespace()  # a call's program; an MCP server keeps the machine's view
     _become_subreaper()
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, _on_signal)
@@ -151,15 +347,10 @@ def main(argv: list[str]) -> int:
     try:
         child = os.fork()
         if child == 0:
-            try:
-                for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                    signal.signal(sig, signal.SIG_DFL)
-                if report_fd is not None:
-                    os.close(report_fd)
-                os.execvp(program[0], program)
-            except OSError as e:
-                os.write(2, f"{program[0]}: {e.strerror or e}\n".encode("utf-8", "replace"))
-            os._exit(127)
+            if in_namespace:
+                _init(program, report_fd, limits, cgroup)
+            _limit(limits, cgroup, in_namespace=False)
+            _exec(program, report_fd)
         # The pipes are the program's: a reader sees their end when the program's tree is done.
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
@@ -170,21 +361,38 @@ def main(argv: list[str]) -> int:
             if pid == child:
                 code = os.waitstatus_to_exitcode(status)
     except Stop:
-        pass
+        if in_namespace and child:  # init reports and ends the namespace
+            code = _ended_in_time(child)
     except ChildProcessError:
         pass
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)  # the sweep finishes whatever else is sent
     ended = [line for line in sweep(me) if not line.startswith(f"{child} ")]  # the program itself is not news
+    _remove_cgroup(cgroup)
+    if in_namespace and code == 0:
+        return 0  # init wrote the report
     if code is None:
         code = -signal.SIGKILL
-    if report_fd is not None:
-        report = json.dumps({"exit": code, "ended": ended[:LISTED], "more": max(0, len(ended) - LISTED)})
+    _write_report(report_fd, code, ended)
+    return code if code >= 0 else 128 - code
+
+
+def _ended_in_time(child: int) -> int | None:
+    """The exit status of `child` (told to stop), if it ends within SETTLE_S."""
+    try:
+        os.kill(child, signal.SIGTERM)
+    except OSError:
+        pass
+    deadline = time.monotonic() + SETTLE_S
+    while time.monotonic() < deadline:
         try:
-            os.write(report_fd, report.encode("utf-8", "replace"))
-        except OSError:
-            pass
-    return 0 if code is None else (code if code >= 0 else 128 - code)
+            pid, status = os.waitpid(child, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if pid == child:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    return None
 
 
 if __name__ == "__main__":

@@ -68,17 +68,25 @@ class Outcome:
 REAPER = str(Path(__file__).with_name("reaper.py"))
 
 
-def reaped(argv: Sequence[str], report_fd: int | None = None) -> list[str]:
-    """`argv` run under the reaper (its report to `report_fd`, if any)."""
-    return [sys.executable, "-I", "-S", REAPER, "-" if report_fd is None else str(report_fd), "--", *argv]
+def reaped(argv: Sequence[str], report_fd: int | None = None, limits: dict[str, int] | None = None) -> list[str]:
+    """`argv` run under the reaper (its report to `report_fd`, if any; `limits`: what
+    a tool call may use, `tools.limits`)."""
+    from chatterm.tools import limits as tool_limits
+
+    options = tool_limits.argv(limits) if limits else []
+    return [sys.executable, "-I", "-S", REAPER, "-" if report_fd is None else str(report_fd), *options, "--", *argv]
 
 
 def run_process(argv: Sequence[str], *, cwd: str | None = None, timeout_s: float = 60.0,
                 cancelled: Callable[[], bool] = lambda: False, cap: int = OUTPUT_CAP) -> Outcome:
+    from chatterm.tools.limits import limits
+
     start = time.monotonic()
+    command = reaped(argv, None, limits())  # the user's limits checked before anything starts
     report_r, report_w = os.pipe()
+    command[4] = str(report_w)
     try:
-        proc = subprocess.Popen(reaped(argv, report_w), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(report_w,))
     except BaseException:
         os.close(report_r)
@@ -171,6 +179,10 @@ def _end_group(proc: subprocess.Popen) -> None:
     the one its pid leads (start_new_session), never looked up: just after Popen returns
     the child may not have left chatterm's group yet (posix_spawn's setsid comes later),
     and a lookup would name chatterm's own group. The process itself is signalled by pid."""
+    try:  # a reaper its program stopped (kill -STOP $PPID) resumes to end the rest
+        os.killpg(proc.pid, signal.SIGCONT)
+    except (ProcessLookupError, PermissionError):
+        pass
     for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 5.0)):
         for send in (lambda s=sig: os.killpg(proc.pid, s), lambda s=sig: proc.send_signal(s)):
             try:

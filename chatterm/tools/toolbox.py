@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from chatterm.errors import ConfigError
+from chatterm.errors import ChattermError, ConfigError
 from chatterm.tools.builtin import BUILTIN, Done, Tool
 from chatterm.tools.calls import YES, ToolCall, ToolResult
 
@@ -94,6 +94,8 @@ class Toolbox:
             done = Done(f"error: {e.strerror or e}", "failed", ok=False)
         except ValueError as e:  # arguments no program can take: a NUL byte, a lone surrogate
             done = Done(f"error: {' '.join(str(e).split())[:200]}", "failed", ok=False)
+        except ChattermError as e:  # the user's tools.toml: said, and the chat goes on
+            done = Done(f"error: {e}", "failed", ok=False)
         return ToolResult(call, done.text, done.summary, done.ok)
 
 
