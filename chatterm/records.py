@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Union
 
+from chatterm import json_input
+
 YES, NO = "yes", "no"
 ROLES = ("system", "user", "assistant", "tool", "summary")
 RATINGS = ("good", "bad")
@@ -93,7 +95,7 @@ class ToolCall:
         arguments = function.get("arguments")
         if isinstance(arguments, str):
             try:
-                arguments = json.loads(arguments)
+                arguments = json_input.loads(arguments)
             except ValueError:
                 arguments = {"_unparsed": arguments}
         return cls(str(function.get("name", "")), arguments if isinstance(arguments, dict) else {},

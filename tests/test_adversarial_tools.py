@@ -584,6 +584,49 @@ def test_a_servers_endless_tool_call_name_is_refused_in_one_line():
     assert "name longer than 256 characters" in one_line_error(r)
 
 
+@pytest.mark.parametrize("shape", ["fenced", "tagged"])
+def test_a_long_streamed_call_is_read_in_one_pass(shape):
+    """1 MiB of a call in 4-character pieces: each piece is looked at once (the text is
+    joined once, when the call is whole), in either syntax."""
+    from chatterm.tools.json_calls import HEAD_LIMIT
+    from chatterm.tools.markup import HERMES, CallParser
+
+    code = "x = 1\n" * ((1 << 20) // 6)
+    call = json.dumps({"name": "python", "arguments": {"code": code}})
+    text = f"```json\n{call}\n```" if shape == "fenced" else f"<tool_call>\n{call}\n</tool_call>"
+    parser, events = CallParser(HERMES, ["python"]), []
+    for at in range(0, len(text), 4):
+        events += parser.feed(text[at:at + 4])
+        candidate = parser._candidate
+        if candidate is None or candidate._end < 0:  # while the object is open, only a list grows
+            assert len(candidate._text if candidate is not None else parser._body_end) <= HEAD_LIMIT + 4, at
+    events += parser.finish()
+    assert [e.arguments for e in events if isinstance(e, ToolCall)] == [{"code": code}]
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_a_call_nested_deeper_than_any_call_needs_is_a_call_gone_wrong(depth):
+    from chatterm.tools.markup import HERMES, CallParser
+
+    nested = "[" * depth + "]" * depth
+    for text in (f'<tool_call>{{"name": "run", "arguments": {{"command": {nested}}}}}</tool_call>',
+                 f'```json\n{{"name": "run", "arguments": {{"command": {nested}}}}}\n```'):
+        parser = CallParser(HERMES, ["run"])
+        (call,) = [e for e in parser.feed(text) + parser.finish() if isinstance(e, ToolCall)]
+        assert call.arguments is None and "nested more than 64 levels deep" in call.error
+    with FakeServer([event(f'<tool_call>{{"name": "run", "arguments": {{"command": {nested}}}}}</tool_call>'),
+                     DONE]) as fake:
+        r = run("--base-url", fake.url, "--tools", "run", stdin=b"hi", timeout=60)
+    assert b"Traceback" not in r.stderr and b"RecursionError" not in r.stderr and b"unexpected" not in r.stderr
+
+
+def test_a_server_event_nested_too_deep_is_one_line():
+    nested = "[" * 100_000 + "]" * 100_000
+    with FakeServer([b"data: " + nested.encode() + b"\n\n", DONE]) as fake:
+        r = run("--base-url", fake.url, stdin=b"hi", timeout=60)
+    assert "nested more than 64 levels deep" in one_line_error(r)
+
+
 def test_speculation_asked_of_a_server_is_one_line():
     with FakeServer([event("hi"), DONE]) as fake:
         for args in (("--speculate", "draft", "--draft", "x"), ("--speculate", "ngram"), ("--draft", "x")):

@@ -3,10 +3,10 @@ gains when tools are on (`conversation.turn`), and the shapes sessions keep them
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
+from chatterm import json_input
 from chatterm.records import NO, YES, ToolCall, ToolResult
 
 __all__ = ["NO", "YES", "ToolCall", "ToolResult", "call_of", "from_message", "guess_name"]
@@ -24,7 +24,7 @@ def call_of(item: Any, raw: str) -> ToolCall:
     arguments = item.get("arguments", item.get("parameters", {}))
     if isinstance(arguments, str):  # arguments as a JSON string (OpenAI's shape)
         try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
+            arguments = json_input.loads(arguments) if arguments.strip() else {}
         except ValueError as e:
             return ToolCall(str(name or "?"), None, raw=raw, error=f"its arguments are not valid JSON ({e})")
     if not isinstance(name, str) or not name:

@@ -17,10 +17,10 @@ a few characters; only a likely call is held back until its object closes."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from chatterm import json_input
 from chatterm.tools.calls import ToolCall, call_of, guess_name
 
 FENCE = "```"
@@ -47,20 +47,37 @@ def opens_call(text: str, at: int) -> bool:
     return text.startswith("{", at) or FENCE.startswith(text[at:at + 3])
 
 
+HEAD_LIMIT = 256  # characters by which a call's head (fence, `{"name": "TOOL"`) has shown
+
+
 class Candidate:
     """Text from a line start that opens with "```" or "{", as it streams in. Its
-    object's end is found by one pass over the text (`Braces` keeps its place), so a
-    long call costs the same per token as a short one."""
+    object's end is found by one pass over the pieces as they come (`Braces` keeps its
+    place), and the text is joined only when it is decided, so a long call costs the
+    same per piece as a short one."""
 
     def __init__(self, text: str = ""):
-        self.text = text
+        self._text = text
+        self._pieces: list[str] = []  # added since the text was last joined
         self._braces: Braces | None = None
+        self._end = -1  # the index after the object, once it closed
+
+    @property
+    def text(self) -> str:
+        if self._pieces:
+            self._text += "".join(self._pieces)
+            self._pieces = []
+        return self._text
 
     def add(self, text: str) -> None:
-        self.text += text
+        self._pieces.append(text)
+        if self._braces is not None and self._end < 0:
+            self._end = self._braces.feed(text)
 
     def verdict(self, tools: frozenset[str], final: bool = False) -> Verdict:
         """`final`: the reply ended here (a call missing only its closing fence is whole)."""
+        if self._braces is not None and self._end < 0 and not final:
+            return UNDECIDED  # inside a likely call's object: nothing to look at yet
         text = self.text
         fenced = text.startswith("`")
         i = 0
@@ -75,19 +92,20 @@ class Candidate:
                 return Verdict(newline + 1, text=True)
             i = _skip_white(text, newline + 1)
             if i == len(text):
-                return Verdict(len(text), text=True) if final else UNDECIDED
+                return Verdict(len(text), text=True) if final or i > HEAD_LIMIT else UNDECIDED
             if text[i] != "{":
                 return Verdict(i, text=True)
         name, after = _name_head(text, i)
         if name is None:
             if after < 0:
-                return Verdict(len(text), text=True) if final else UNDECIDED
+                return Verdict(len(text), text=True) if final or len(text) > HEAD_LIMIT else UNDECIDED
             return Verdict(max(after, 1), text=True)
         if name not in tools:
             return Verdict(after, text=True)
         if self._braces is None:
             self._braces = Braces(i)
-        end = self._braces.end(text)
+            self._end = self._braces.end(text)
+        end = self._end
         if end < 0:
             return Verdict(len(text), text=True) if final else UNDECIDED
         stop = end
@@ -134,20 +152,24 @@ def _name_head(text: str, i: int) -> tuple[str | None, int]:
 
 
 class Braces:
-    """Where the JSON object that opens at `start` ends, found by one pass that goes
-    on from where the last call stopped."""
+    """Where the JSON object that opens at `start` ends, found by one pass over the
+    text as it comes (`end` over the whole text, or `feed` piece by piece)."""
 
     def __init__(self, start: int):
         self.at, self.depth, self.quoted, self.escaped = start, 0, False, False
         self.closed = -1
 
     def end(self, text: str) -> int:
-        """The index after the object (-1: not closed yet)."""
+        """The index in `text` after the object (-1: not closed yet)."""
+        return self.closed if self.closed >= 0 else self.feed(text[self.at:])
+
+    def feed(self, piece: str) -> int:
+        """`piece`, the text that follows what was seen: the index after the object
+        (counted from the text's start), or -1 while it is open."""
         if self.closed >= 0:
             return self.closed
         depth, quoted, escaped = self.depth, self.quoted, self.escaped
-        for k in range(self.at, len(text)):
-            ch = text[k]
+        for k, ch in enumerate(piece):
             if quoted:
                 if escaped:
                     escaped = False
@@ -162,9 +184,10 @@ class Braces:
             elif ch in "}]":
                 depth -= 1
                 if depth == 0:
-                    self.closed = k + 1
-                    return k + 1
-        self.at, self.depth, self.quoted, self.escaped = len(text), depth, quoted, escaped
+                    self.closed = self.at + k + 1
+                    return self.closed
+        self.at += len(piece)
+        self.depth, self.quoted, self.escaped = depth, quoted, escaped
         return -1
 
 
@@ -173,7 +196,7 @@ def _call(raw: str, tools: frozenset[str]) -> ToolCall | None:
     does not parse, with an offered tool's name, is a call gone wrong: the model hears
     why and writes it again."""
     try:
-        value: Any = json.loads(raw)
+        value: Any = json_input.loads(raw)
     except ValueError as e:
         return ToolCall(guess_name(raw), None, raw=raw, error=f"the call is not valid JSON ({e})")
     if not isinstance(value, dict) or value.get("name") not in tools:

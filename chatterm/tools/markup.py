@@ -14,12 +14,12 @@ check and no copy; only text that might start a marker is held back.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from chatterm import json_input
 from chatterm.tools.calls import ToolCall, call_of, guess_name
 from chatterm.tools.json_calls import FENCE, WHITE, Candidate, opens_call
 
@@ -66,6 +66,7 @@ class CallParser:
         self._close: str | None = None  # inside a call: what ends it
         self._inside = False
         self._body: list[str] = []
+        self._body_end = ""  # the body's last characters, where a closing marker may have begun
         self._bare = family.bare_json  # still at the start, where a bare JSON call may begin
         self._candidate: Candidate | None = None  # text that may be a call written as JSON
         self._line_start = True  # the text shown so far ends a line (or is none)
@@ -135,7 +136,7 @@ class CallParser:
             return out
         self._show(text[:at], out)
         self._inside, self._close = True, self.family.opens[marker]
-        self._body = [text[at + len(marker):]]
+        self._body, self._body_end = [text[at + len(marker):]], ""
         return self._close_if_ended(out)  # what follows a closed call is scanned there
 
     def _opening(self, text: str, limit: int) -> tuple[int | None, int]:
@@ -199,11 +200,15 @@ class CallParser:
         close = self._close
         if close is None:
             return out
-        body = "".join(self._body)
-        end = body.find(close)
-        if end < 0:
-            self._body = [body]
+        # Only the newest piece, and the end of what came before it, can hold it: a long
+        # call costs the same per piece as a short one.
+        window = self._body_end + self._body[-1]
+        found = window.find(close)
+        if found < 0:
+            self._body_end = window[-(len(close) - 1):]
             return out
+        body = "".join(self._body)
+        end = len(body) - len(window) + found
         out += parse_body(body[:end], close)
         self._inside, self._body = False, []
         self._line_start = True
@@ -274,7 +279,7 @@ def parse_body(body: str, close: str | None) -> list[ToolCall]:
 
 def _json_calls(text: str) -> list[ToolCall]:
     try:
-        value = json.loads(text)
+        value = json_input.loads(text)
     except ValueError as e:
         return [ToolCall(guess_name(text), None, raw=text, error=f"the call is not valid JSON ({e})")]
     items = value if isinstance(value, list) else [value]
@@ -299,7 +304,7 @@ def _xml_value(value: str) -> Any:
     stripped = value.strip()
     if stripped[:1] in "{[-0123456789" or stripped in ("true", "false", "null"):
         try:
-            return json.loads(stripped)
+            return json_input.loads(stripped)
         except ValueError:
             pass
     return value
@@ -310,7 +315,7 @@ def _args_call(text: str) -> ToolCall:
     name, _, arguments = text.partition("[ARGS]")
     name = name.split("[CALL_ID]")[0].strip()
     try:
-        value = json.loads(arguments) if arguments.strip() else {}
+        value = json_input.loads(arguments) if arguments.strip() else {}
     except ValueError as e:
         return ToolCall(name or "?", None, raw=text, error=f"its arguments are not valid JSON ({e})")
     if not isinstance(value, dict):

@@ -8,9 +8,10 @@ make the client buffer without limit.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+from chatterm import json_input
 
 MAX_LINE = 1 << 20  # 1 MiB: far above any real event
 MAX_EVENT = 4 << 20  # bytes of one event's data lines together
@@ -48,9 +49,10 @@ def events(chunks: Iterable[bytes]) -> Iterator[Any]:
                     yield DONE
                     return
                 try:
-                    yield json.loads(payload)
-                except json.JSONDecodeError:
-                    raise MalformedStream(f"an event that is not JSON: {payload[:60]!r}") from None
+                    value = json_input.loads(payload)
+                except ValueError as e:
+                    raise MalformedStream(f"an event that is not JSON ({str(e)[:60]}): {payload[:60]!r}") from None
+                yield value
             continue
         if line.startswith(":"):
             continue
