@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Union
 
-from chatterm import json_input
-
 YES, NO = "yes", "no"
 ROLES = ("system", "user", "assistant", "tool", "summary")
 RATINGS = ("good", "bad")
@@ -95,8 +93,8 @@ class ToolCall:
         arguments = function.get("arguments")
         if isinstance(arguments, str):
             try:
-                arguments = json_input.loads(arguments)
-            except ValueError:
+                arguments = json.loads(arguments)
+            except (ValueError, RecursionError):
                 arguments = {"_unparsed": arguments}
         return cls(str(function.get("name", "")), arguments if isinstance(arguments, dict) else {},
                    id=str(call.get("id", "")), decision=YES)

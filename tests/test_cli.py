@@ -72,7 +72,7 @@ def test_invalid_user_models_toml(user_models_toml):
     assert "models.toml" in line and "[models.broken]" in line and "path must be a str" in line
     user_models_toml('[models.smollm2]\npackage = "chatterm"\nfile = "x.gguf"\nsampling = { temperature = -1 }\n')
     line = one_line_error(run("hi"))
-    assert "[models.smollm2]: sampling.temperature = -1 is out of range (>= 0)" in line
+    assert "[models.smollm2]: sampling.temperature = -1 is out of range (0-100)" in line
 
 
 def test_help_and_version_import_no_engine():

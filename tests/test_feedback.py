@@ -203,6 +203,8 @@ def test_old_session_files_load_and_export(chatterm, fake_model):
     ('{"messages": [{"role": "assistant", "content": "x", "version": 5, "alternatives": [[{"role": '
      '"assistant", "content": "y"}]]}]}', "invalid version"),
     ("[" * 100000 + "]" * 100000, "corrupt"),
+    ('{"messages": [{"role": "assistant", "content": "x", "tool_calls": [{"function": {"name": "run", '
+     '"arguments": "' + "[" * 500 + "]" * 500 + '"}}]}]}', "nested more than 64 levels deep"),
 ])
 def test_malformed_files_are_skipped_with_a_line(chatterm, text, problem):
     write_session("fine", [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "rating": "good"}])
@@ -215,6 +217,11 @@ def test_malformed_files_are_skipped_with_a_line(chatterm, text, problem):
     assert json.loads(chatterm("export", "--format", "kto").stdout)["label"] is True
     r = chatterm("sessions", "--search", "Q")
     assert r.stdout.decode().startswith("fine ") and "Traceback" not in r.stderr.decode()
+    if problem in ("invalid rating", "invalid version"):  # optional fields: opened without them, said
+        opened = sessions.load("broken")
+        assert "left out what was invalid: an " + problem in opened.repaired
+        assert all("rating" not in m and "version" not in m for m in opened.messages)
+        return
     with pytest.raises(sessions.SessionError, match=problem):
         sessions.load("broken")
 

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chatterm import paths, safe_files, settings, surrogates
+from chatterm import json_input, paths, safe_files, settings, surrogates
 from chatterm.errors import ChattermError
 from chatterm.records import RATINGS
 from chatterm.sessions import markdown
@@ -257,6 +257,9 @@ def _tree_problem(messages: list, dropped: list[str], where: str = "") -> str | 
                 isinstance(c, dict) and isinstance(c.get("function"), dict)
                 and isinstance(c["function"].get("name"), str) for c in calls)):
             return "invalid tool calls"
+        if calls and any(isinstance(c["function"].get("arguments"), str)
+                         and json_input.depth(c["function"]["arguments"]) > json_input.MAX_DEPTH for c in calls):
+            return f"tool call arguments nested more than {json_input.MAX_DEPTH} levels deep"
         others = m.get("alternatives")
         if others is not None and (not isinstance(others, list) or not all(isinstance(o, list) and o for o in others)):
             return "invalid alternatives"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from chatterm import paths
 from chatterm.errors import ConfigError
+from chatterm.models.catalog import load_toml
+from chatterm.settings import shown_number
 
 # key: (default, lowest, highest, what one unit is)
 _LIMITS: dict[str, tuple[int, int, int, str]] = {
@@ -38,8 +40,6 @@ def limits(path: Path | None = None) -> dict[str, int]:
     path = path or tools_toml()
     values = {key: default for key, (default, _, _, _) in _LIMITS.items()}
     if path.exists():
-        from chatterm.models.catalog import load_toml
-
         data = load_toml(path)
         unknown = set(data) - {"limits"}
         table = data.get("limits", {})
@@ -50,8 +50,6 @@ def limits(path: Path | None = None) -> dict[str, int]:
                 raise ConfigError(f"{path}: [limits]: unknown key {key!r} (keys: {', '.join(_LIMITS)})")
             _, low, high, unit = _LIMITS[key]
             if type(value) is not int or not low <= value <= high:
-                from chatterm.settings import shown_number
-
                 shown = shown_number(value) if isinstance(value, (int, float)) else repr(value)
                 raise ConfigError(f"{path}: [limits]: {key} must be an integer of {unit} from {low:,} to {high:,}, "
                                   f"not {shown}")

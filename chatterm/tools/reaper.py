@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -219,8 +220,6 @@ def _remove_cgroup(folder: str | None) -> None:
 
 def _limit(limits: dict[str, int], cgroup: str | None, in_namespace: bool) -> None:
     """The limits applied to this process (the program, before it is exec'd)."""
-    import resource
-
     if cgroup is not None:
         try:
             with open(f"{cgroup}/cgroup.procs", "w") as f:
