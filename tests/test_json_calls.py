@@ -222,6 +222,17 @@ def test_a_reply_that_shows_the_call_format_runs_nothing(fake_conversation, tmp_
     assert conversation.messages[-1]["content"] == shown and len(conversation.engine.prompts) == 1
 
 
+@pytest.mark.parametrize("written", [f"```json\n{WEATHER}\n```", f"<tool_call>\n{WEATHER}\n</tool_call>", WEATHER])
+def test_a_call_the_user_asked_to_quote_stays_text(written):
+    """The question holds the call as written: the reply repeating it quotes it."""
+    question = f"Repeat this block exactly, and nothing else:\n{written}"
+    for size in (1, 3, len(written)):
+        shown, calls = stream(CallParser(HERMES, TOOLS, quoted=question), written, size)
+        assert calls == [] and shown == written
+    _, calls = stream(CallParser(HERMES, TOOLS, quoted="What is the weather in Beijing?"), written, 3)
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "北京"})]
+
+
 def test_a_call_is_run_again_once_another_call_ran_in_between(fake_conversation, tmp_path, monkeypatch):
     """Read, write, read: the second read runs (a stale result would be a lie)."""
     monkeypatch.chdir(tmp_path)

@@ -380,7 +380,8 @@ class Conversation:
             if toolbox is not None:
                 from chatterm.tools.markup import CallParser
 
-                reply.parse_calls(CallParser(self.backend.tool_family, toolbox.tools))
+                question = next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
+                reply.parse_calls(CallParser(self.backend.tool_family, toolbox.tools, quoted=question))
             self.last = turn.reply = reply
             try:
                 yield from reply

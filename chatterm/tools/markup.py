@@ -58,9 +58,13 @@ class CallParser:
     the reply ends, and becomes the text it was if anything but white space follows
     (a reply that shows the call format in an explanation runs nothing)."""
 
-    def __init__(self, family: Family, tools: Iterable[str] = ()):
+    def __init__(self, family: Family, tools: Iterable[str] = (), quoted: str = ""):
+        """`quoted`: the user's question; a call written exactly as it stands there is
+        the model quoting it, and stays text."""
         self.family = family
         self.tools = frozenset(tools)
+        self._quoted = " ".join(quoted.split())
+        self._marker = ""  # the marker that opened the call being read
         self._leads = "".join(sorted({m[0] for m in family.opens} | (set("`{") if self.tools else set())))
         self._held = ""  # the end of the text so far, which may begin a marker
         self._close: str | None = None  # inside a call: what ends it
@@ -90,7 +94,8 @@ class CallParser:
         while self._candidate is not None:
             out += self._judge(final=True)
         if self._inside:
-            out += parse_body("".join(self._body), self._close)
+            body = "".join(self._body)
+            self._calls_or_quote(parse_body(body, self._close), self._marker + body, out)
             self._inside, self._body = False, []
         elif self._held:
             self._show(self._held, out)
@@ -121,6 +126,7 @@ class CallParser:
                     return out
                 self._bare = False
                 self._inside, self._close, self._body = True, None, [stripped]
+                self._marker = text[:len(text) - len(stripped)]
                 return out
             self._bare = False
         at, marker = _first_marker(text, self.family.opens)
@@ -135,7 +141,7 @@ class CallParser:
             self._held = text[len(text) - keep:]
             return out
         self._show(text[:at], out)
-        self._inside, self._close = True, self.family.opens[marker]
+        self._inside, self._close, self._marker = True, self.family.opens[marker], marker
         self._body, self._body_end = [text[at + len(marker):]], ""
         return self._close_if_ended(out)  # what follows a closed call is scanned there
 
@@ -167,7 +173,7 @@ class CallParser:
             return []
         self._candidate = None
         out: list[str | ToolCall] = []
-        if verdict.call is not None:
+        if verdict.call is not None and not self._is_quote([verdict.call]):
             self._pending.append((candidate.text[:verdict.end], verdict.call))
             self._line_start = True
         else:
@@ -194,6 +200,18 @@ class CallParser:
                     self._in_fence = not self._in_fence
         self._line_start = text[-1] == "\n"
 
+    def _is_quote(self, calls: list[ToolCall]) -> bool:
+        """Whether the user's question holds each of `calls` as written: a quote."""
+        return bool(self._quoted) and all(c.raw.strip() and " ".join(c.raw.split()) in self._quoted for c in calls)
+
+    def _calls_or_quote(self, calls: list[ToolCall], written: str, out: list[str | ToolCall]) -> None:
+        """`calls` made, or, when they quote the question, `written` shown as text."""
+        if self._is_quote(calls):
+            self._show(written, out)
+        else:
+            out += calls
+            self._line_start = True
+
     def _close_if_ended(self, out: list[str | ToolCall]) -> list[str | ToolCall]:
         """Inside a call whose closing marker may have arrived: the call, then the
         text after it scanned again."""
@@ -209,9 +227,8 @@ class CallParser:
             return out
         body = "".join(self._body)
         end = len(body) - len(window) + found
-        out += parse_body(body[:end], close)
         self._inside, self._body = False, []
-        self._line_start = True
+        self._calls_or_quote(parse_body(body[:end], close), self._marker + body[:end + len(close)], out)
         rest = body[end + len(close):]
         if rest:
             out += self._scan(rest)
