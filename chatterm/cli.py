@@ -117,6 +117,8 @@ def main(args: list[str] | None = None) -> None:
 @click.option("-c", "--continue", "resume", is_flag=True, help="Resume the most recent chat session.")
 @click.option("--session", metavar="NAME", help="Open (or create) the named chat session.")
 @click.option("-i", "--interactive", is_flag=True, help="After answering PROMPT/stdin, keep chatting in the terminal.")
+@click.option("--no-save", is_flag=True, help="Keep no session of a one-shot answer (each is saved by default, "
+              "so chatterm -c goes on from it).")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Colour and Markdown styling (NO_COLOR is respected).")
 @click.version_option(__version__, "--version", prog_name="chatterm")
@@ -215,20 +217,23 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
         if piped.strip():
             parts.append(piped)
     options = _run_options(opts)
-    if opts["session"] is not None:  # before anything is asked of the model
-        from chatterm.sessions import check_name
+    chosen = None
+    if opts["session"] is not None or opts["resume"]:  # before anything is asked of the model
+        from chatterm import loader, sessions
 
-        check_name(opts["session"])
-    interactive = opts["interactive"] or opts["resume"] or opts["session"]
+        chosen = sessions.choose(opts["session"], opts["resume"])
+        options, note = loader.session_model(options, chosen)
+        if note:
+            click.echo(f"chatterm: {note}", err=True)
     files = _attach(opts["files"])
     if not parts:
-        if not stdin_is_tty and not interactive:
+        if not stdin_is_tty and not opts["interactive"] and chosen is None:
             raise InputError("stdin is empty: nothing to answer" + (" (-f adds files to a question: give one)"
                                                                     if files else ""))
         from chatterm.ui.repl import run_repl  # the interactive chat
 
         run_repl(options, session=opts["session"], resume=opts["resume"], color=opts["color"],
-                 tty_input=not stdin_is_tty, attached=files)
+                 tty_input=not stdin_is_tty, attached=files, chosen=chosen)
         return
     text = "\n\n".join(p.strip("\n") for p in parts)
     if not text.strip():
@@ -240,9 +245,16 @@ def _run(prompt_args: tuple[str, ...], opts: dict[str, Any]) -> None:
         question, text = text, message(files, text)
     from chatterm.ui.oneshot import one_shot
 
-    loaded, conversation = one_shot(text, options, opts["color"], keep=bool(interactive), question=question)
-    if interactive:
+    # The answer is kept as a session (the one -c or --session chose, else a new one),
+    # unless --no-save; -i goes on chatting in it.
+    if chosen is None and not opts["no_save"]:
+        from chatterm import sessions
+
+        chosen = sessions.Session(name=sessions.new_name())
+    loaded, conversation = one_shot(text, options, opts["color"], keep=opts["interactive"], question=question,
+                                    session=chosen)
+    if opts["interactive"]:
         from chatterm.ui.repl import run_repl
 
-        run_repl(options, session=opts["session"], color=opts["color"], loaded=loaded,
-                 conversation=conversation, tty_input=not stdin_is_tty)
+        run_repl(options, color=opts["color"], loaded=loaded, conversation=conversation,
+                 tty_input=not stdin_is_tty, chosen=conversation.session)

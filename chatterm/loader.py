@@ -19,7 +19,7 @@ from chatterm.conversation import Conversation, templates
 from chatterm.conversation.local import LocalBackend
 from chatterm.conversation.model import Model
 from chatterm.engines.base import LoadOptions, default_threads
-from chatterm.errors import ChattermError, ConfigError
+from chatterm.errors import ChattermError, ConfigError, ModelFileError
 from chatterm.models import adapters as lora
 from chatterm.models import fit, gguf, hardware
 from chatterm.models.catalog import Catalog, ModelSpec, remote_spec
@@ -49,6 +49,25 @@ class RunOptions:
     reproducible: bool = False  # --reproducible: batch-invariant kernels (slower), bit-identical greedy replies
     adapters: tuple[str, ...] = ()  # --lora PATH[:SCALE]: LoRA adapters, after the entry's own
     checks: tuple[str, ...] | None = None  # --check FILE: the user's asserts (checking on even without python)
+
+
+def session_model(options: RunOptions, session: Any) -> tuple[RunOptions, str | None]:
+    """`options` with the model `session` (`sessions.Session`) was made with, unless the
+    user named one (-m, --base-url); a line to say when that model is not here."""
+    made_with = session.model
+    if options.model or options.base_url or not made_with or not session.messages:
+        return options, None
+    default = Catalog.load().default
+    if session.engine == "remote":
+        return options, (f"session {session.name} was made with {made_with} on a server: "
+                         f"--base-url URL goes on there; answering with {default}")
+    try:
+        spec = Catalog.load().find(made_with)
+        if not spec.remote and not spec.model_path().is_file():
+            raise ModelFileError(f"{spec.model_path()} is missing")
+    except ChattermError:
+        return options, f"session {session.name} was made with {made_with}, which is not here: answering with {default}"
+    return dataclasses.replace(options, model=made_with), None
 
 
 def conversation(loaded: Model, options: RunOptions, session: Any = None) -> Conversation:

@@ -11,3 +11,8 @@ def size_text(n: float | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """"1 file", "2 files": a number with its noun in the number it takes."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

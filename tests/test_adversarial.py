@@ -240,7 +240,7 @@ def test_file_names_session_names_and_exports_are_shown_inert(tmp_path):
     (folder / f"{EVIL}.bin").write_bytes(b"\0\1binary")
     (folder / "ok.txt").write_text("fine")
     with FakeServer([event("read"), DONE]) as fake:
-        r = run("--base-url", fake.url, "-f", str(folder), "what is here?")
+        r = run("--base-url", fake.url, "--no-save", "-f", str(folder), "what is here?")
     assert r.returncode == 0 and b"left out" in r.stderr and not raw_escapes(r.stderr + r.stdout)
     write_session(EVIL.replace("/", ""), {"model": EVIL, "messages": turn(EVIL, EVIL + "\x85")})
     write_session(f"broken{EVIL}", b"{not json")

@@ -139,7 +139,7 @@ class Conversation:
         self.on_change()
 
     def _name_model(self) -> None:
-        self.session.model, self.session.engine = self.model.name, self.model.engine_name
+        self.session.model, self.session.engine = self.model.reference, self.model.engine_name
 
     # ------------------------------------------------------------ replies
     def send(self, text: str, cancelled: Callable[[], bool] = never) -> Turn:

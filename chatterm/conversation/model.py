@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from chatterm.conversation.backend import Backend
 from chatterm.conversation.local import LocalBackend
@@ -29,6 +30,15 @@ class Model:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def reference(self) -> str:
+        """How a session names this model to find it again: its catalogue entry or hub
+        reference, or the file's absolute path for a model given by path."""
+        spec = self.spec
+        if spec.source == "path" and not spec.origin and spec.name == Path(spec.location).name:
+            return spec.location
+        return spec.name
 
     @property
     def engine_name(self) -> str:

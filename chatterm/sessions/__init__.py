@@ -19,6 +19,7 @@ from chatterm.sessions.store import (
                                      SessionError,
                                      atomic_write,
                                      check_name,
+                                     choose,
                                      clean_leftovers,
                                      ensure_private_dir,
                                      file_stamp,
@@ -31,6 +32,6 @@ from chatterm.sessions.store import (
                                      sessions_dir,
 )
 
-__all__ = ["FORMAT", "MAX_FILE", "NAME", "RATINGS", "Session", "SessionError", "atomic_write", "check_name",
+__all__ = ["FORMAT", "MAX_FILE", "NAME", "RATINGS", "Session", "SessionError", "atomic_write", "check_name", "choose",
            "clean_leftovers", "ensure_private_dir", "file_stamp", "load", "most_recent", "mtime", "new_name", "path_of",
            "read", "sessions_dir"]

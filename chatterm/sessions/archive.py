@@ -101,7 +101,8 @@ def summary(session: sessions.Session) -> Summary:
             good += m.get("rating") == "good"
             bad += m.get("rating") == "bad"
     first = next((m["content"] for m in path if m["role"] == "user"), "")
-    return Summary(session.name, updated(session), session.model, branches.count(path, "user"),
+    model = Path(session.model).name if session.model.startswith("/") else session.model  # a file's name
+    return Summary(session.name, updated(session), model, branches.count(path, "user"),
                    good, bad, " ".join(first.split()))
 
 

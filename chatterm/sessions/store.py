@@ -96,7 +96,29 @@ def file_stamp(path: Path) -> tuple[int, int, int] | None:
 
 
 def new_name() -> str:
-    return datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    """A new session's name: when it began, made unique (`-2`, `-3` for a second one
+    in the same second)."""
+    name = datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    n = 1
+    while (sessions_dir() / f"{name if n == 1 else f'{name}-{n}'}.json").exists():
+        n += 1
+    return name if n == 1 else f"{name}-{n}"
+
+
+def choose(name: str | None, resume: bool) -> Session:
+    """The session a chat or a one-shot answer goes on in: the most recent (`resume`),
+    the one named (made when it does not exist yet), or a new one."""
+    if resume:
+        recent = most_recent()
+        if recent is None:
+            raise SessionError("no saved session to continue")
+        return load(recent)
+    if name:
+        check_name(name)
+        if (sessions_dir() / f"{name}.json").exists():
+            return load(name)
+        return Session(name=name)
+    return Session(name=new_name())
 
 
 def atomic_write(target: Path, data: bytes) -> None:

@@ -13,7 +13,7 @@ from chatterm.errors import ModelFileError
 from chatterm.models import fit, gguf, hardware
 from chatterm.models.catalog import Catalog, ModelSpec
 from chatterm.models.hub import refs, store
-from chatterm.units import size_text
+from chatterm.units import count, size_text
 
 CHINESE = "zh"
 
@@ -144,7 +144,7 @@ def show(spec: ModelSpec) -> str:
     facts += [("file", str(path)), ("size", f"{size_text(size)} ({size:,} bytes)")]
     parts = fit.split_parts(path)
     if len(parts) > 1:
-        facts.append(("parts", f"{len(parts)} files"))
+        facts.append(("parts", count(len(parts), "file")))
     if gguf.sniff(path) == "gguf":
         model = gguf.read(path)
         meta = model.metadata

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from chatterm import loader
+from chatterm import loader, sessions
 from chatterm.conversation import Conversation, Finish
 from chatterm.conversation.turn import Notice
 from chatterm.errors import ChattermError
@@ -24,12 +24,14 @@ from chatterm.ui.interrupt import ctrl_c_cancels, no_echo
 from chatterm.ui.render import StreamRenderer, make_console, styled
 
 
-def one_shot(text: str, options: RunOptions, color: str = "auto",
-             keep: bool = False, question: str | None = None) -> tuple[Model, Conversation]:
+def one_shot(text: str, options: RunOptions, color: str = "auto", keep: bool = False,
+             question: str | None = None, session: sessions.Session | None = None) -> tuple[Model, Conversation]:
     """`question`: the question at the end of `text` after files given with -f: the
-    prompt before it is cached for the next question on the same files."""
+    prompt before it is cached for the next question on the same files. `session`:
+    where the question and answer are kept (its history is the answer's context);
+    None: nowhere (--no-save)."""
     loaded = loader.load(dataclasses.replace(options, restart=keep))
-    conversation = loader.conversation(loaded, options)
+    conversation = loader.conversation(loaded, options, session)
     # JSON is printed as it is: Markdown styling would change it.
     structured = conversation.schema is not None
     renderer = (StreamRenderer(make_console(color, sys.stdout)) if styled(color, sys.stdout) and not structured
@@ -37,8 +39,9 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
     with ctrl_c_cancels() as cancelled, no_echo():
         if not loaded.wait_ready(cancelled):
             sys.exit(130)
-        for note in loaded.notes:
-            click.echo(f"chatterm: {note}", err=True)
+        if sys.stderr.isatty():  # what the engine runs on is for people, not for a script's log
+            for note in loaded.notes:
+                click.echo(f"chatterm: {note}", err=True)
         if conversation.think_ignored:
             click.echo(f"chatterm: {think_ignored('--think/--no-think')}", err=True)
         if conversation.schema is not None and loaded.engine_name == "ctransformers":
@@ -64,6 +67,7 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
             loaded.split_before(question)
         turn = conversation.send(text, cancelled)
         declined: list[str] = []
+        notices: list[str] = []  # what the turn said of itself (why it stopped calling tools)
         # A pipe gets the reply that stands once checked; a terminal sees it stream, then any replacement.
         held = conversation.checking is not None and not styled(color, sys.stdout)
         try:
@@ -78,6 +82,8 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
                         renderer = StreamRenderer(make_console(color, sys.stdout))
                         renderer.feed(event.shown)
                 else:
+                    if isinstance(event, Notice):
+                        notices.append(event.text)
                     _tool_event(event, declined)
             if held and conversation.messages and conversation.messages[-1]["role"] == "assistant":
                 renderer.feed(conversation.messages[-1]["content"])
@@ -85,6 +91,8 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
             renderer.finish()  # the error line, if any, starts on a line of its own
             if hub is not None:
                 hub.close()
+            if session is not None and not keep:  # -i: the chat keeps it from here
+                _save(conversation)
         if declined:
             names = ", ".join(dict.fromkeys(declined))
             click.echo(f"chatterm: declined {len(declined)} tool call{'s' if len(declined) > 1 else ''} "
@@ -99,11 +107,49 @@ def one_shot(text: str, options: RunOptions, color: str = "auto",
     if turn.finish == Finish.CANCELLED:
         sys.exit(130)
     for line in after_reply(turn, conversation.schema):
-        if line.kind == "error":
+        if line.kind == "ending":  # cut at a limit: said, with how to go on
+            where = "chatterm -c opens the session, where /continue resumes it" if session is not None else \
+                "a larger --max-tokens gives it room"
+            limit = f"--max-tokens {conversation.sampling.max_tokens}" if turn.finish == Finish.LENGTH \
+                else "the context window"
+            click.echo(f"chatterm: the reply was cut at {limit}: {where}", err=True)
+        elif line.kind == "error":
             raise ChattermError(line.text)
-        if line.kind == "note":  # an ending is the exit status's to tell
+        else:
             click.echo(f"chatterm: {line.text}", err=True)
+    missing = _no_answer(conversation, notices)
+    if missing:
+        raise ChattermError(f"no answer: {missing}")
     return loaded, conversation
+
+
+def _no_answer(conversation: Conversation, notices: list[str]) -> str | None:
+    """Why the turn ended without an answer to show (None: it has one)."""
+    last = conversation.messages[-1] if conversation.messages else {}
+    if last.get("role") == "assistant" and last.get("content", "").strip():
+        return None
+    if notices:
+        return notices[-1]
+    if last.get("role") == "tool":
+        return "the model called tools and did not answer after them"
+    return "the model's reply was empty"
+
+
+def _save(conversation: Conversation) -> None:
+    """The one-shot's session written (a copy when another chatterm wrote it since);
+    a failure is a line, never the answer's exit status."""
+    session = conversation.session
+    if not any(m["role"] == "user" for m in conversation.messages):
+        return
+    try:
+        if session.changed_elsewhere():
+            from chatterm.ui.session_keeper import free_name
+
+            was, session.name, session.stamp = session.name, free_name(session.name), None
+            click.echo(f"chatterm: session {was} changed meanwhile: kept as {session.name}", err=True)
+        session.save()
+    except ChattermError as e:
+        click.echo(f"chatterm: the session was not saved: {e}", err=True)
 
 
 def _tool_event(event: object, declined: list[str]) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any
 
+import click
 from prompt_toolkit import PromptSession
 from prompt_toolkit.application import get_app, run_in_terminal
 from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
@@ -37,6 +39,7 @@ from chatterm.ui.reply_view import ReplyView
 from chatterm.ui.session_keeper import SessionKeeper
 from chatterm.ui.toolbar import Toolbar
 from chatterm.ui.transcript import Transcript
+from chatterm.units import count
 
 WATCH_S = 0.1  # how often the prompt looks at a loading engine
 PROMPT_FAILURES = 3  # the prompt failing this often in a row ends the chat (saved) rather than spin
@@ -56,6 +59,7 @@ class Repl:
         self.console = console or make_console()
         self.transcript = Transcript(self.console)
         self.loaded = loaded or load(options)
+        answered = conversation is not None  # -i: a one-shot answer came first
         if conversation is None:
             conversation = loader.conversation(self.loaded, options, session)
         elif conversation.session is not session:  # -i: the one-shot turn goes on in this session
@@ -65,7 +69,8 @@ class Repl:
         self.prefill = ""
         self.editing: int | None = None  # the question being edited in the input (/edit)
         self.attached: list[Attachment] = list(attached or [])  # files for the next message (/file, -f)
-        self._told: set[str] = set()  # engine notes already shown
+        # Engine notes already shown (by the one-shot answer before the chat, with -i).
+        self._told: set[str] = set(self.loaded.notes) if answered and sys.stderr.isatty() else set()
         self._started = False  # a first input was handled: the chat is under way
         self.ending = CancelFlag()  # SIGTERM or SIGHUP arrived: the chat ends after this input
         self.toolbar = Toolbar(self)
@@ -165,7 +170,7 @@ class Repl:
                   f"session {self.session.name}{' (read-only)' if self.read_only else ''} · "
                   "/help for commands, Ctrl-D to quit")
         if self.attached:
-            self.note(f"{len(self.attached)} files go with your first message (/file lists them)")
+            self.note(f"{count(len(self.attached), 'file')} go with your first message (/file lists them)")
         if model.adapters:
             on = ", ".join(a.text for a in model.adapters)
             self.note(f"LoRA adapters: {on} · /lora switches them, /retry --base compares with the base model")
@@ -431,24 +436,19 @@ class Repl:
         self.transcript.error(text)
 
 
-def choose_session(name: str | None, resume: bool) -> sessions.Session:
-    if resume:
-        recent = sessions.most_recent()
-        if recent is None:
-            raise ChattermError("no saved session to continue")
-        return sessions.load(recent)
-    if name:
-        sessions.check_name(name)
-        if (sessions.sessions_dir() / f"{name}.json").exists():
-            return sessions.load(name)
-        return sessions.Session(name=name)
-    return sessions.Session(name=sessions.new_name())
+choose_session = sessions.choose  # the session the chat opens in
 
 
 def run_repl(options: RunOptions, *, session: str | None = None, resume: bool = False,
              color: str = "auto", loaded: Model | None = None, conversation: Conversation | None = None,
-             tty_input: bool = False, attached: list[Attachment] | None = None) -> None:
-    chosen = choose_session(session, resume)
+             tty_input: bool = False, attached: list[Attachment] | None = None,
+             chosen: sessions.Session | None = None) -> None:
+    """`chosen`: the session, when the caller chose it (and its model) already."""
+    if chosen is None:
+        chosen = choose_session(session, resume)
+        options, note = loader.session_model(options, chosen)
+        if note:
+            click.echo(f"chatterm: {note}", err=True)
     console = make_console(color)
     pt_input = None
     if tty_input:  # stdin was a pipe (chatterm -i): talk to the terminal itself

@@ -11,6 +11,7 @@ from rich.cells import cell_len, set_cell_size
 from chatterm.sessions import archive
 from chatterm.sessions.archive import Hit, Summary
 from chatterm.ui.sanitize import clean, one_line
+from chatterm.units import count
 
 FIRST_CELLS = 40  # terminal cells of the first question shown
 
@@ -45,8 +46,9 @@ def report(paths: list[Path], search: str | None) -> tuple[list[str], list[str],
     one line per file that could not be read, a count)."""
     if search is not None:
         hits, unreadable = archive.partition(archive.search(search, paths))
-        count = f"{len(hits)} messages match {search!r} in {len({h.name for h in hits})} of {len(paths)} sessions"
-        return hit_lines(hits), [one_line(u.line) for u in unreadable], count
+        matching = f"{count(len(hits), 'message')} match{'es' if len(hits) == 1 else ''} {search!r}"
+        count_line = f"{matching} in {len({h.name for h in hits}):,} of {count(len(paths), 'session')}"
+        return hit_lines(hits), [one_line(u.line) for u in unreadable], count_line
     found, unreadable = archive.partition(archive.read_all(paths))
     lines = summary_lines(archive.summary(s) for s in found) if found else []
-    return lines, [one_line(u.line) for u in unreadable], f"{len(found)} sessions"
+    return lines, [one_line(u.line) for u in unreadable], count(len(found), "session")

@@ -16,6 +16,7 @@ from chatterm import attachments, sessions
 from chatterm.errors import ChattermError
 from chatterm.sessions import archive
 from chatterm.ui.commands.registry import CommandContext, command, complete_path
+from chatterm.units import count
 
 SESSIONS_SHOWN = 30  # /sessions without TEXT
 
@@ -65,13 +66,13 @@ def _file(ctx: CommandContext, arg: str) -> None:
         ctx.note("no files attached: /file PATH... adds some to your next message")
         return
     if not ctx.wait_for_engine(ctx.loaded):
-        ctx.note(f"{len(ctx.attached)} files attached (counted once the model has loaded)")
+        ctx.note(f"{count(len(ctx.attached), 'file')} attached (counted once the model has loaded)")
         return
     total = ctx.attached_tokens()
     for f in ctx.attached:
         ctx.note(f"{f.name}  {f.tokens:,} tokens")
     after = (ctx.conversation.measure() or 0) + total
-    ctx.note(f"{len(ctx.attached)} files, {total:,} tokens, go with your next message "
+    ctx.note(f"{count(len(ctx.attached), 'file')}, {total:,} tokens, go with your next message "
              f"(context {after:,} of {ctx.loaded.n_ctx:,} with them)")
     if after > ctx.loaded.n_ctx:
         ctx.note("(more than the context window holds: the message would be refused; /file clear)")

@@ -1,0 +1,74 @@
+"""The first hour with a real model (issue 40): a session reopens on the model that
+made it, one-shot answers are kept as sessions, a one-shot without an answer or cut at
+a limit says so, and what the engine runs on is said to people, not to scripts."""
+
+from __future__ import annotations
+
+import json
+
+from chatterm import sessions
+from tests.fakeserver import DONE, FakeServer, event
+from tests.helpers import one_line_error, run
+from tests.modelgen import tiny_model
+
+
+def saved() -> list[dict]:
+    folder = sessions.sessions_dir()
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)] \
+        if folder.is_dir() else []
+
+
+def test_a_session_goes_on_with_the_model_that_made_it(tmp_path, default_gguf):
+    model = tiny_model(tmp_path / "mine.gguf", default_gguf)
+    first = run("-m", str(model), "--max-tokens", "2", stdin=b"hello")
+    assert first.returncode == 0, first.stderr
+    (made,) = saved()
+    assert made["model"] == str(model) and [m["content"] for m in made["messages"] if m["role"] == "user"] == ["hello"]
+    again = run("-c", "--max-tokens", "2", stdin=b"and again")  # no -m: the session's model
+    assert again.returncode == 0, again.stderr
+    (went_on,) = saved()
+    assert went_on["model"] == str(model) and [m["content"] for m in went_on["messages"] if m["role"] == "user"] \
+        == ["hello", "and again"]
+    assert b"not here" not in again.stderr
+    model.rename(tmp_path / "moved.gguf")  # the model is gone: said, and the default answers
+    moved = run("-c", "--max-tokens", "2", stdin=b"third")
+    assert moved.returncode == 0, moved.stderr
+    assert f"was made with {model}, which is not here: answering with smollm2".encode() in moved.stderr
+    assert saved()[0]["model"] == "smollm2"
+
+
+def test_one_shot_answers_are_kept_unless_told_not_to():
+    with FakeServer([event("four"), DONE], model_id="m") as fake:
+        assert run("--base-url", fake.url, "--no-save", stdin=b"2+2?").returncode == 0
+        assert saved() == []
+        assert run("--base-url", fake.url, stdin=b"2+2?").returncode == 0
+        assert run("--base-url", fake.url, stdin=b"3+1?").returncode == 0  # the same second: another name
+        assert run("--base-url", fake.url, "--session", "maths", stdin=b"1+3?").returncode == 0
+    kept = saved()
+    said = [[m["content"] for m in s["messages"] if m["role"] != "system"] for s in kept]
+    assert said == [["2+2?", "four"], ["3+1?", "four"], ["1+3?", "four"]]
+    assert kept[-1]["name"] == "maths"
+
+
+def test_a_one_shot_cut_at_max_tokens_says_so():
+    with FakeServer([event("a b c"), b'data: {"choices": [{"delta": {}, "finish_reason": "length"}]}\n\n', DONE],
+                    model_id="m") as fake:
+        r = run("--base-url", fake.url, "--max-tokens", "3", stdin=b"count")
+    assert r.returncode == 0 and r.stdout.decode().startswith("a b c")
+    assert "the reply was cut at --max-tokens 3: chatterm -c opens the session" in r.stderr.decode()
+
+
+def test_a_one_shot_without_an_answer_exits_non_zero_with_why(tmp_path):
+    call = '<tool_call>{"name": "run", "arguments": {"command": "true"}}</tool_call>'
+    with FakeServer([event(call), DONE], model_id="m") as fake:  # the model only ever calls
+        r = run("--base-url", fake.url, "--tools", "run", "--yes", "run", stdin=b"hi", cwd=tmp_path, timeout=120)
+    line = one_line_error(r)
+    assert "no answer: the model made the same call 3 times" in line, line
+    with FakeServer([event("   "), DONE], model_id="m") as fake:
+        assert "no answer: the model's reply was empty" in one_line_error(run("--base-url", fake.url, stdin=b"hi"))
+
+
+def test_what_the_engine_runs_on_is_not_said_to_a_pipe(tmp_path, default_gguf):
+    model = tiny_model(tmp_path / "m.gguf", default_gguf)
+    r = run("-m", str(model), "--max-tokens", "2", "--no-save", stdin=b"hi")
+    assert r.returncode == 0 and b"running on the CPU" not in r.stderr, r.stderr
