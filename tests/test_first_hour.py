@@ -72,3 +72,20 @@ def test_what_the_engine_runs_on_is_not_said_to_a_pipe(tmp_path, default_gguf):
     model = tiny_model(tmp_path / "m.gguf", default_gguf)
     r = run("-m", str(model), "--max-tokens", "2", "--no-save", stdin=b"hi")
     assert r.returncode == 0 and b"running on the CPU" not in r.stderr, r.stderr
+
+
+def test_a_fresh_chat_with_a_model_by_path_has_an_empty_window(qwen_coder):
+    """Qwen's template cannot render a conversation of no messages: the window is empty,
+    not full (the toolbar said `ctx 4,096/4,096 (100%)`)."""
+    from chatterm.loader import RunOptions
+    from tests.helpers import converse
+
+    chat = converse(RunOptions(model=str(qwen_coder)))
+    try:
+        assert chat.ready() and chat.messages == []
+        assert chat.measure() == 0
+        chat.messages.append({"role": "user", "content": "hi"})
+        chat.measure_again()
+        assert 0 < chat.measure() < 50
+    finally:
+        chat.model.close()

@@ -164,3 +164,19 @@ def test_the_open_line_shows_while_it_streams_without_a_paint_thread(monkeypatch
     assert threading.active_count() == before  # painted from feed(), no refresh thread
     r.finish()
     assert screen_lines(console.file.getvalue())[:1] == ["Hello, streaming world"]
+
+
+@pytest.mark.parametrize("reply, seen", [
+    ("<tools>\n{\"name\": \"x\"}\n</tools>", ["<tools>", '{"name": "x"}', "</tools>"]),
+    ("<python>\ndef f(x):\n    return x + 1\n</python>\n\nThat is all.",
+     ["<python>", "def f(x):", "    return x + 1", "</python>", "That is all."]),
+    ("Use <b>bold</b> and <br> here.", ["Use <b>bold</b> and <br> here."]),
+])
+def test_html_a_model_writes_is_shown_as_written(reply, seen):
+    """rich drops HTML blocks: a reply that opened with `<tools>` showed nothing."""
+    console = terminal_console()
+    stream(reply, console)
+    shown = [line.strip() for line in screen_lines(console.file.getvalue())]
+    for line in seen:
+        assert line.strip() in shown, (line, shown)
+    assert any("    return x + 1" in raw for raw in screen_lines(console.file.getvalue())) or "def" not in reply

@@ -139,7 +139,24 @@ def _markdown_class() -> type:
     class ChattermMarkdown(Markdown):
         elements = {**Markdown.elements, "table_open": FoldingTable}
 
+        def __init__(self, markup: str, **options: Any) -> None:
+            super().__init__(markup, **options)
+            _html_as_text(self.parsed)
+
     return ChattermMarkdown
+
+
+def _html_as_text(tokens: list) -> None:
+    """HTML in a reply is text the model wrote, shown as written: rich drops HTML, so
+    a reply opening with `<tools>` or `<python>` showed nothing. A block of it keeps
+    its lines (a code block); a tag inside a line is text."""
+    for token in tokens:
+        if token.type == "html_block":
+            token.type, token.tag, token.info = "code_block", "code", ""
+        elif token.children:
+            for child in token.children:
+                if child.type == "html_inline":
+                    child.type = "text"
 
 
 def _markdown(text: str) -> Markdown:
