@@ -89,3 +89,18 @@ def test_a_fresh_chat_with_a_model_by_path_has_an_empty_window(qwen_coder):
         assert 0 < chat.measure() < 50
     finally:
         chat.model.close()
+
+
+def test_a_truncated_model_file_is_said_in_the_files_terms(tmp_path, qwen_coder):
+    for size in (100, 5_000, 3_000_000):
+        cut = tmp_path / "cut.gguf"
+        with open(qwen_coder, "rb") as f:
+            cut.write_bytes(f.read(size))
+        line = one_line_error(run("-m", str(cut), "--no-save", "hi"))
+        assert f"truncated: the file has {size:,} bytes" in line and "unpack" not in line, line
+
+
+def test_a_schema_that_is_neither_json_nor_a_file_says_so():
+    line = one_line_error(run("--schema", "not json", "--no-save", "hi"))
+    assert "'not json' is neither a JSON Schema" in line and "no such file" not in line
+    assert "no such file missing.json" in one_line_error(run("--schema", "missing.json", "--no-save", "hi"))

@@ -54,6 +54,25 @@ def test_help_is_one_line_a_command_and_fits_a_short_screen():
     assert "the old question and its replies stay an alternative" in out
 
 
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_help_ends_its_lines_at_words(width):
+    """At any width a help line is the command's help whole, or ended after a whole
+    word with "…" (at 120 columns it read "prose agai")."""
+    repl, out = drive("/help\r", fake_loaded(), width=width)
+    helps = {f"/{c.name}": c.help for c in COMMANDS.values()}
+    for line in out.splitlines():
+        name = line.split(" ", 1)[0]
+        if name not in helps:
+            continue
+        shown = line[len(name):].strip().split("  ")[-1].strip()
+        whole = helps[name]
+        if shown.endswith(" …"):
+            kept = shown[:-2]
+            assert whole.startswith(kept) and whole[len(kept)] in " ,;:(", (shown, whole)
+        else:
+            assert shown == whole, (shown, whole)
+
+
 def test_quit_bye_and_q_leave_like_exit():
     for word in ("/quit", "/bye", "/q", "/exit"):
         repl, out = drive(f"{word}\rnever sent\r", fake_loaded("never"))

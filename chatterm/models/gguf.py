@@ -145,9 +145,13 @@ class _Reader:
     def take(self, n: int) -> int:
         start = self.pos
         if n < 0 or start + n > self.size:
-            raise ModelFileError(f"{self.what}: truncated or corrupt GGUF (ends inside the header)")
+            raise self.truncated(start + n)
         self.pos = start + n
         return start
+
+    def truncated(self, needed: int) -> ModelFileError:
+        return ModelFileError(f"{self.what}: truncated: the file has {self.size:,} bytes, its header needs "
+                              f"{needed:,} or more (a download cut short?)")
 
     def scalar(self, kind: int) -> Any:
         fmt = _SCALAR[kind]
@@ -189,6 +193,8 @@ class _Reader:
                 start, unpack, buf = self.pos, _U64.unpack_from, self.buf
                 pos = start
                 for _ in range(n):
+                    if pos + 8 > self.size:
+                        raise self.truncated(pos + 8)
                     pos += 8 + unpack(buf, pos)[0]
                 self.take(pos - start)
                 return LazyStrings(self.path, start, n, pos - start), item

@@ -25,6 +25,10 @@ def parse(text: str) -> dict[str, Any]:
         try:
             stripped = safe_files.read_bytes(path, MAX_SCHEMA, what="schema file").decode("utf-8")
         except FileNotFoundError:
+            looks_like_text = not stripped.endswith(".json") and ("/" not in stripped or " " in stripped)
+            if looks_like_text:  # `--schema 'not json'`: neither a schema nor a file's name
+                raise ConfigError(f"--schema: {stripped[:60]!r} is neither a JSON Schema (an object, {{...}}) "
+                                  "nor a file holding one") from None
             raise ConfigError(f"--schema: no such file {path} (give a JSON Schema or a file holding one)") from None
         except (OSError, UnicodeDecodeError, safe_files.RefusedFile) as e:
             raise ConfigError(f"--schema: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None

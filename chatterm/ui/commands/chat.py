@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 
 from prompt_toolkit.completion import Completion
+from rich.cells import cell_len
 from rich.text import Text
 
 from chatterm import roles, sessions
@@ -32,17 +33,32 @@ def _help(ctx: CommandContext, arg: str) -> None:
         ctx.note(f"/{cmd.name} {cmd.usage}".rstrip() + also)
         ctx.note(f"  {cmd.help}")
         return
-    # One row a command, cut to the screen: the whole list fits a 30-row terminal
+    # A command a row, its help ended at a word with "…" where the screen is too narrow
+    # for all of it (/help COMMAND says all): the whole list fits a 30-row terminal
     # (/exit is said with the keys: Ctrl-D does the same).
     table = Table(show_header=False, box=None, padding=(0, 2), pad_edge=False)
     listed = [cmd for cmd in COMMANDS.values() if cmd.name != "exit"]
     names = [f"/{cmd.name} {cmd.usage}".rstrip() for cmd in listed]
-    table.add_column(no_wrap=True, min_width=max(len(n) for n in names))
-    table.add_column(no_wrap=True, overflow="ellipsis")
+    width = max(len(n) for n in names)
+    room = max(20, ctx.console.width - width - 4)  # the padding between the columns: 2 + 2
+    table.add_column(no_wrap=True, min_width=width)
+    table.add_column(no_wrap=True)
     for name, cmd in zip(names, listed):
-        table.add_row(name, cmd.help)
-    table.add_row("keys", "Esc Enter: a newline · Ctrl-C: stop a reply · Ctrl-D or /exit: quit (saved already)")
+        table.add_row(name, _at_words(cmd.help, room))
+    keys = "Esc Enter: a newline · Ctrl-C: stop a reply · Ctrl-D or /exit: quit (saved already)"
+    table.add_row("keys", _at_words(keys, room))
     ctx.console.print(table)
+
+
+def _at_words(text: str, room: int) -> str:
+    """`text` in `room` cells, ended after a whole word with " …" when it is longer."""
+    if cell_len(text) <= room:
+        return text
+    cut = text[:room - 1]
+    cut = cut[:cut.rfind(" ")] if " " in cut else cut
+    while cell_len(cut) > room - 2:
+        cut = cut[:-1]
+    return cut.rstrip(" ,;:(") + " …"
 
 
 @command("exit", aliases=("quit", "bye", "q"))
