@@ -653,3 +653,16 @@ def test_in_a_real_terminal_the_hidden_part_is_on_screen_and_nothing_reorders_it
 def test_bidi_controls_in_any_text_reach_the_terminal_as_escapes():
     assert sanitize.clean("a\u202eb\u2067c") == "a\\u202eb\\u2067c"
     assert sanitize.clean("ok 中文 \u200d") == "ok 中文 \u200d"  # joiners stay: emoji need them
+
+
+@pytest.mark.parametrize("keys, ran", [
+    ("make it\ry", True),  # one key, no Enter
+    ("make it\rxzy", True),  # other keys do nothing
+    ("make it\r\r", False),  # Enter alone: the default shown, No
+    ("make it\rvY", True),  # view, then yes (either case)
+])
+def test_an_approval_is_one_key(tmp_path, monkeypatch, keys, ran):
+    monkeypatch.chdir(tmp_path)
+    out = chat(keys, call_text("run", command="echo made > made.txt"), "done")
+    assert (tmp_path / "made.txt").exists() == ran, out
+    assert ("declined" in out) != ran

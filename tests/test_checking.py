@@ -241,7 +241,7 @@ def test_the_users_own_checks_run_without_examples(fake_conversation):
 def test_the_chat_asks_before_a_check_shows_each_result_and_alt_compares(fake_model, chatterm):
     from tests.helpers import drive
 
-    repl, out = drive(f"/check on\r{QUESTION}\ry\ry\r/alt\r", fake_model(BAD, GOOD))
+    repl, out = drive(f"/check on\r{QUESTION}\ryy/alt\r", fake_model(BAD, GOOD))  # one key answers
     assert "checking is on" in out
     assert "chatterm asks to run the reply's code on 2 checks" in out and "(1, 'value', 'sum_to(3)', '6', [])" in out  # the whole program is shown
     assert "examples 0/2 pass: sum_to(3) gave 9, expected 6" in out

@@ -20,9 +20,9 @@ def test_a_call_is_shown_asked_run_and_kept(spawn, tmp_path):
     child = spawn("--tools", "run", env=env, cwd=str(tmp_path))
     child.sendline("make a file")
     child.expect("the model asks to call run")
-    child.expect(r"run\? \[y\]es \[n\]o \[a\]lways run \[e\]dit \[v\]iew")
+    child.expect(r"run\? \[y\]es \[N\]o \[a\]lways run \[e\]dit \[v\]iew")
     assert '{"name": "run"' not in child.transcript  # a call is shown as a call, never as markup
-    child.sendline("y")
+    child.send("y")  # one key, no Enter
     child.expect(r"▸ run: echo made > made.txt; echo 'all good' · exit 0 · 1 line  \(/tool 1\)")
     child.expect("The file is made.")
     child.expect("›")

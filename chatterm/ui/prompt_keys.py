@@ -54,3 +54,19 @@ def key_bindings() -> KeyBindings:
         event.app.exit(result="/alt next")
 
     return kb
+
+
+def one_key(letters: str, default: str) -> KeyBindings:
+    """A question answered by one key, without Enter: each of `letters` (either case)
+    answers at once, Enter alone answers `default`, any other key does nothing."""
+    kb = KeyBindings()
+
+    def answer(letter: str) -> Any:
+        return lambda event: event.app.exit(result=letter)
+
+    for letter in letters:
+        for key in {letter.lower(), letter.upper()}:
+            kb.add(key)(answer(letter))
+    kb.add("enter")(answer(default))
+    kb.add("<any>")(lambda event: None)
+    return kb

@@ -363,15 +363,12 @@ class Repl:
 
     def choose(self, question: str, letters: str) -> str:
         """One of `letters` (the first is the default; the last at the end of input)."""
-        while True:
-            try:
-                answer = str(PromptSession(**self._io).prompt(f"{question} ")).strip().lower()
-            except (EOFError, KeyboardInterrupt):
-                return letters[-1]
-            if not answer:
-                return letters[0]
-            if answer[0] in letters:
-                return answer[0]
+        from chatterm.ui.prompt_keys import one_key
+
+        try:  # one key answers, without Enter; Enter alone is the default
+            return str(PromptSession(**self._io).prompt(f"{question} ", key_bindings=one_key(letters, letters[0])))
+        except (EOFError, KeyboardInterrupt):
+            return letters[-1]
 
     def save(self, path: Any = None) -> Any:
         return self.keeper.save(path)

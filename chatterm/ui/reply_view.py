@@ -109,8 +109,10 @@ class ReplyView:
     def _key(self, question: str, turn: Turn) -> str | None:
         """The user's answer to a tool call's question; None at Ctrl-C (which also
         stops the turn) or the end of input."""
-        try:
-            return self._ask(f"{question} ")
+        from chatterm.ui.prompt_keys import one_key
+
+        try:  # one key answers; Enter alone is the default, no (the capital in the question)
+            return self._ask(f"{question} ", key_bindings=one_key("ynaev", "n"))
         except KeyboardInterrupt:
             turn.cancel()
             return None

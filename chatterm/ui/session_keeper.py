@@ -51,7 +51,7 @@ class SessionKeeper:
                 break
             holder = f" (pid {lock})" if lock else ""
             answer = self._choose(f"session {session.name} is open in another chatterm{holder}: "
-                                  "[c]ontinue in a copy, [r]ead it only, or [q]uit?", "crq")
+                                  "[C]ontinue in a copy, [r]ead it only, or [q]uit?", "crq")
             if answer == "q":
                 return None
             if answer == "r":

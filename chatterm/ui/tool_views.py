@@ -103,7 +103,7 @@ def ask(call: ToolCall, tool: Any, show: Callable[[str], None], note: Callable[[
                  f"{'are' if many else 'is'} shown as escapes: "
                  "\\r, \\u200b...; a backslash of the text itself is shown as \\\\)")
         while True:
-            reply = answer(f"{call.name}? [y]es [n]o [a]lways {call.name} [e]dit [v]iew")
+            reply = answer(f"{call.name}? [y]es [N]o [a]lways {call.name} [e]dit [v]iew")
             if reply is None:
                 return "n"
             reply = reply.strip().lower()[:1]
