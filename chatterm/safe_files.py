@@ -1,6 +1,7 @@
 """Reading files named from outside (attachments, session files) without surprises:
 only regular files, their size checked before a byte is read, and never an open that
-blocks (a FIFO), never a read that does not end (/dev/zero, a link to it).
+blocks (a FIFO), never a read that does not end (/dev/zero, a link to it). And writing
+chatterm's own files whole or not at all (`write_atomic`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import errno
 import hashlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from chatterm.errors import InputError
@@ -96,3 +98,33 @@ def sha256(path: str | os.PathLike[str], what: str = "file") -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_atomic(target: Path, data: bytes) -> None:
+    """`data` as `target`, whole or not at all: written to a temporary file in the same
+    folder, fsynced, renamed over the old file, the folder fsynced; 0600 in a folder
+    made 0700 (OSError when it cannot be written)."""
+    folder = target.parent
+    ensure_private_dir(folder)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def ensure_private_dir(folder: Path) -> None:
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700)
+        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask

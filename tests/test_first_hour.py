@@ -104,3 +104,36 @@ def test_a_schema_that_is_neither_json_nor_a_file_says_so():
     line = one_line_error(run("--schema", "not json", "--no-save", "hi"))
     assert "'not json' is neither a JSON Schema" in line and "no such file" not in line
     assert "no such file missing.json" in one_line_error(run("--schema", "missing.json", "--no-save", "hi"))
+
+
+def test_a_model_on_disk_gets_a_name_that_every_command_knows(tmp_path, default_gguf):
+    from chatterm.models.catalog import Catalog
+
+    model = tiny_model(tmp_path / "tiny.gguf", default_gguf)
+    added = run("models", "add", "tiny", str(model))
+    assert added.returncode == 0 and "chat with it: chatterm -m tiny" in added.stdout.decode(), added.stderr
+    spec = Catalog.load().models["tiny"]
+    llama = next(s for s in Catalog.load().models.values() if s.architecture == "llama" and s.downloadable)
+    assert spec.model_path() == model and spec.sha256 and spec.sha256[0] == __import__("hashlib").sha256(
+        model.read_bytes()).hexdigest()
+    assert (spec.template, spec.stop, spec.sampling) == (llama.template, llama.stop, llama.sampling)
+    assert "already a model in your models.toml" in one_line_error(run("models", "add", "tiny", str(model)))
+    assert "already a model in chatterm's catalogue" in one_line_error(run("models", "add", "smollm2", str(model)))
+    assert "a folder" in one_line_error(run("models", "add", "x", str(tmp_path)))
+    (tmp_path / "notes.txt").write_text("not a model")
+    assert "not a GGUF or GGML model file" in one_line_error(run("models", "add", "x", str(tmp_path / "notes.txt")))
+    other = tiny_model(tmp_path / "other.gguf", default_gguf, seed=3)
+    assert run("models", "add", "tiny", str(other), "--replace").returncode == 0
+    assert Catalog.load().models["tiny"].model_path() == other
+    assert run("-m", "tiny", "--max-tokens", "2", stdin=b"hi").returncode == 0
+    assert saved()[0]["model"] == "tiny"
+    assert run("-c", "--max-tokens", "2", stdin=b"more").returncode == 0 and saved()[0]["model"] == "tiny"
+    shown = run("show", "tiny")
+    assert shown.returncode == 0 and str(other) in shown.stdout.decode()
+
+
+def test_show_tells_of_a_catalogue_model_not_downloaded():
+    r = run("show", "qwen2.5-7b")
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr
+    assert "downloaded:    no: chatterm pull qwen2.5-7b gets it" in out and "Q4_K_M" in out and "to download" in out

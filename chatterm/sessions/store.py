@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,33 +120,13 @@ def choose(name: str | None, resume: bool) -> Session:
 
 
 def atomic_write(target: Path, data: bytes) -> None:
-    folder = target.parent
     try:
-        ensure_private_dir(folder)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        safe_files.write_atomic(target, data)
     except OSError as e:
         raise SessionError(f"cannot write {target}: {e.strerror or e}") from None
 
 
-def ensure_private_dir(folder: Path) -> None:
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700)
-        os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask
+ensure_private_dir = safe_files.ensure_private_dir
 
 
 def clean_leftovers(max_age_s: float = 60.0) -> None:

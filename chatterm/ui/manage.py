@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING
 import click
 
 from chatterm.errors import InputError, ModelFileError
-from chatterm.models import hardware
+from chatterm.models import hardware, naming
 from chatterm.models.catalog import Catalog
 
 if TYPE_CHECKING:
@@ -87,14 +87,32 @@ def pull(target: str) -> None:
     guarded(run)
 
 
-@manage.command()
-def models() -> None:
+@manage.group(invoke_without_command=True)
+@click.pass_context
+def models(ctx: click.Context) -> None:
     """The catalogue and the models on disk: size, quantization, languages, and whether
-    each fits this machine's memory (RAM, and VRAM with a CUDA GPU)."""
+    each fits this machine's memory (RAM, and VRAM with a CUDA GPU).
+    `chatterm models add NAME PATH` names a model file on disk."""
+    if ctx.invoked_subcommand is not None:
+        return
+
     def run() -> None:
         from chatterm.ui.model_views import rows, table
 
         click.echo(table(rows(Catalog.load())))
+    guarded(run)
+
+
+@models.command("add")
+@click.argument("name")
+@click.argument("path", metavar="PATH")
+@click.option("--replace", is_flag=True, help="Replace an entry of this name in your models.toml.")
+def add_model(name: str, path: str, replace: bool) -> None:
+    """Name a model file on disk: an entry in your models.toml with the file's digest and
+    its family's template, stop strings and sampling; then -m NAME, -c and show NAME use it."""
+    def run() -> None:
+        written, entry = naming.add(name, path, replace)
+        click.echo(f"added {name} to {written}:\n{entry}\nchat with it: chatterm -m {name}")
     guarded(run)
 
 

@@ -135,7 +135,10 @@ def _width(text: str) -> int:
 
 
 def show(spec: ModelSpec) -> str:
-    """One model's facts, read from its file (and its catalogue entry, when it has one)."""
+    """One model's facts, read from its file (and its catalogue entry, when it has one);
+    for an entry not downloaded yet, what the entry says and how to get it."""
+    if spec.downloadable and spec.downloaded() is None:
+        return _entry_facts(spec)
     path = spec.model_path()
     facts: list[tuple[str, str]] = [("name", spec.name)]
     if spec.description:
@@ -164,8 +167,39 @@ def show(spec: ModelSpec) -> str:
     facts.append(("engines", ", ".join(spec.engines)))
     if spec.languages:
         facts.append(("languages", ", ".join(spec.languages)))
+    return _aligned(facts)
+
+
+def _aligned(facts: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in facts)
     return "\n".join(f"{k + ':':<{width + 1}} {v}" for k, v in facts)
+
+
+def _entry_facts(spec: ModelSpec) -> str:
+    """A catalogue model not downloaded: its entry's facts, the memory estimated from
+    its download size, and the command that gets it."""
+    facts: list[tuple[str, str]] = [("name", spec.name)]
+    if spec.description:
+        facts.append(("description", spec.description))
+    facts.append(("from", f"{spec.location} · {spec.file}"))
+    if spec.size:
+        facts.append(("size", f"{size_text(spec.size)} ({spec.size:,} bytes) to download"))
+    facts += [(key, value) for key, value in (("parameters", spec.params),
+                                              ("quantization", spec.quant or refs.quantization(str(spec.file or "")))
+                                              ) if value]
+    if spec.context_length:
+        facts.append(("context", f"{spec.context_length:,} (the entry's)"))
+    facts.append(("chat template", "from the file" if spec.template == "gguf" else f"{spec.template} (preset)"))
+    if spec.size:
+        ram, vram = _machine()
+        estimate = fit.size_estimate(spec.size, context_size(spec.context_length, None))
+        facts.append(("memory", verdict(estimate, ram, vram, exact=False) + " (estimated from the download size)"))
+    facts.append(("engines", ", ".join(spec.engines)))
+    if spec.languages:
+        facts.append(("languages", ", ".join(spec.languages)))
+    partly = store.partial(spec.location, str(spec.file))
+    facts.append(("downloaded", f"{'partly' if partly else 'no'}: chatterm pull {spec.name} gets it"))
+    return _aligned(facts)
 
 
 _FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
