@@ -278,7 +278,7 @@ def test_runs_become_training_data(fake_conversation):
     assert pairs[0]["prompt"][-1] == {"role": "user", "content": QUESTION}
     sft = list(datasets.records(messages, datasets.Options("sft", source="runs"), datasets.Tally()))
     assert [r["messages"][-1]["content"] for r in sft] == [GOOD]  # only code that passed
-    assert list(datasets.records(messages, datasets.Options("dpo"), datasets.Tally())) == []  # ratings: none
+    assert list(datasets.records(messages, datasets.Options("dpo", source="ratings"), datasets.Tally())) == []  # none rated
     conversation.rate(None, "bad")  # the user's word wins over the run
     everything = list(datasets.records(messages, datasets.Options("kto", source="all"), datasets.Tally()))
     assert sorted((r["label"], r["source"]) for r in everything) == [(False, "ratings"), (False, "runs"),

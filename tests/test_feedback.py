@@ -256,9 +256,9 @@ def test_dpo_pairs_come_from_alternatives_rated_both_ways(fake_conversation):
     records, tally = export(messages, "dpo")
     assert records == [{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Q1"}],
                         "chosen": [{"role": "assistant", "content": "good answer"}],
-                        "rejected": [{"role": "assistant", "content": "bad answer"}]}]
+                        "rejected": [{"role": "assistant", "content": "bad answer"}], "source": "ratings"}]
     # The good second reply and the reworded question's bad reply have nothing to pair with.
-    assert tally.skipped == {"rated reply without alternatives (/retry makes one)": 2}
+    assert tally.skipped == {"judged reply without alternatives (/retry makes one)": 2}
 
 
 def test_kto_has_every_rated_reply_with_its_history(fake_conversation):
@@ -270,15 +270,15 @@ def test_kto_has_every_rated_reply_with_its_history(fake_conversation):
     assert tally.labels == {"good": 2, "bad": 2}
 
 
-def test_sft_exports_the_current_path_or_the_good_replies(fake_conversation):
+def test_sft_exports_the_good_replies_or_with_unrated_the_current_path(fake_conversation):
     conversation = retried_session(fake_conversation)
-    records, _ = export(conversation.messages, "sft")  # current path: the reworded question, rated bad
+    records, _ = export(conversation.messages, "sft", unrated=True)  # current path: the reworded question, rated bad
     assert records == []
     conversation.choose(1, 1)  # back to Q1 (and its good reply, chosen before)
-    records, _ = export(conversation.messages, "sft")
+    records, _ = export(conversation.messages, "sft", unrated=True)
     assert [[m["content"] for m in r["messages"]] for r in records] == [
         ["Be brief.", "Q1", "good answer", "Q2", "a2"]]
-    records, tally = export(conversation.messages, "sft", only_good=True)
+    records, tally = export(conversation.messages, "sft")  # the default: what was judged good
     # "good answer" alone is a prefix of the record through "a2": one record.
     assert [[m["content"] for m in r["messages"]] for r in records] == [
         ["Be brief.", "Q1", "good answer", "Q2", "a2"]]
@@ -292,9 +292,11 @@ def test_cut_and_empty_replies_are_left_out_unless_asked(fake_conversation):
     next(stream)
     stream.close()  # stopped by the user: a cut reply
     conversation.rate(None, "good")
-    records, tally = export(conversation.messages, "sft")
+    records, tally = export(conversation.messages, "sft", unrated=True)
     assert [len(r["messages"]) for r in records] == [2]
     assert tally.skipped == {"conversation ended before a cut reply": 1}
+    records, tally = export(conversation.messages, "sft")
+    assert [len(r["messages"]) for r in records] == [2] and tally.skipped == {"good reply skipped: cut reply": 1}
     records, tally = export(conversation.messages, "kto")
     assert len(records) == 1 and tally.skipped == {"rated cut reply": 1}
     records, _ = export(conversation.messages, "kto", include_cut=True)
@@ -317,8 +319,8 @@ def test_export_of_chinese_and_code_is_jsonl_that_round_trips(chatterm, tmp_path
                 {"role": "assistant", "content": "Done \u2028 ✓ \x1b[31m (an escape the model wrote)"}]
     write_session("zh", messages)
     out = tmp_path / "sft" / "train.jsonl"
-    r = chatterm("export", "--format", "sft", "-o", str(out))
-    assert r.returncode == 0 and "sft: 1 conversations from 1 of 1 sessions" in r.stderr.decode()
+    r = chatterm("export", "--format", "sft", "--unrated", "-o", str(out))
+    assert r.returncode == 0 and "sft (unrated too): 1 conversations from 1 of 1 sessions" in r.stderr.decode()
     raw = out.read_bytes()
     # Text unescaped; only controls (ESC) and the line separators U+2028/9 escaped.
     assert "用中文回答" in raw.decode("utf-8") and b"\\u" not in raw.replace(b"\\u001b", b"").replace(b"\\u2028", b"")
@@ -336,14 +338,15 @@ def test_export_chooses_sessions_by_name_and_date(chatterm):
     def firsts(r):
         return sorted(json.loads(line)["messages"][0]["content"] for line in r.stdout.decode().splitlines())
 
-    assert firsts(chatterm("export")) == ["qa", "qb"]
-    assert firsts(chatterm("export", "b")) == ["qb"]
-    assert firsts(chatterm("export", "--until", "2023-12-31")) == ["qa"]
-    assert firsts(chatterm("export", "--since", "2024-01-01")) == ["qb"]
+    assert firsts(chatterm("export")) == []  # nothing judged good: nothing to trust
+    assert firsts(chatterm("export", "--unrated")) == ["qa", "qb"]
+    assert firsts(chatterm("export", "--unrated", "b")) == ["qb"]
+    assert firsts(chatterm("export", "--unrated", "--until", "2023-12-31")) == ["qa"]
+    assert firsts(chatterm("export", "--unrated", "--since", "2024-01-01")) == ["qb"]
     r = chatterm("export", "nope")
     assert r.returncode == 1 and "no session 'nope'" in r.stderr.decode()
     r = chatterm("export", "--format", "dpo", "--only", "good")
-    assert r.returncode == 1 and "--only good is for --format sft" in r.stderr.decode()
+    assert r.returncode == 1 and "--only good and --unrated are for --format sft" in r.stderr.decode()
     r = chatterm("export", "-o", "/proc/nowhere/x.jsonl")
     assert r.returncode == 1 and r.stderr.decode().startswith("chatterm: error: cannot write")
 
@@ -387,3 +390,31 @@ def test_alt_switches_the_last_exchange_unless_told_which(fake_model):
     assert contents(repl.conversation.messages) == ["SYS", "q1", "a"]
     repl.conversation.choose(2, 2)  # the later exchange was kept with the reply it followed
     assert contents(repl.conversation.messages) == ["SYS", "q1", "b", "q2", "c"]
+
+
+def test_a_reply_cut_and_finished_with_continue_exports_whole(fake_conversation):
+    conversation = fake_conversation("the first half", " and the rest.", system=None, sampling={"max_tokens": 200})
+    stream = conversation.send("q")
+    next(stream)
+    stream.close()  # Ctrl-C: a cut reply
+    assert conversation.messages[-1]["finish"] == "cancelled"
+    reply(conversation.continue_reply())
+    conversation.rate(None, "good")
+    records, tally = export(conversation.messages, "sft")
+    (record,) = records
+    assert record["messages"][-1]["content"] == conversation.messages[-1]["content"]
+    assert record["messages"][-1]["content"].endswith(" and the rest.") and not tally.skipped
+
+
+def test_export_by_default_takes_only_what_was_judged_good_and_says_what_it_left(chatterm):
+    write_session("mixed", [{"role": "user", "content": "q1"},
+                            {"role": "assistant", "content": "I ran the tests and they pass."},  # claimed, never ran
+                            {"role": "user", "content": "q2"},
+                            {"role": "assistant", "content": "good one", "rating": "good"},
+                            {"role": "user", "content": "q3"},
+                            {"role": "assistant", "content": "unjudged"}])
+    r = chatterm("export")
+    records = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    # the good reply, from the question after the last reply not judged good: nothing unjudged is trained on
+    assert [[m["content"] for m in rec["messages"]] for rec in records] == [["q2", "good one"]]
+    assert "left out: 2 × unrated reply (--unrated keeps them)" in r.stderr.decode()

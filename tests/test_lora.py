@@ -205,7 +205,7 @@ def test_switching_and_scaling_in_the_chat_keeps_the_base_loaded(base, tmp_path,
     assert "lora push×1" in out  # /alt shows which versions an adapter made
     assert stored[-1]["adapters"] == [{"name": "push", "sha256": safe_files.sha256(lora), "scale": 1.0}]
     # the version chosen (/alt 1), made with push; cut at max_tokens, so --include-cut
-    exported = chatterm("export", "--include-cut", repl.conversation.session.name)
+    exported = chatterm("export", "--unrated", "--include-cut", repl.conversation.session.name)
     record = json.loads(exported.stdout.decode().splitlines()[0])
     assert record["messages"][-1]["adapters"][0]["sha256"] == safe_files.sha256(lora)
 

@@ -72,6 +72,8 @@ def test_a_chinese_session_exports_as_sft_and_round_trips(chatterm, qwen_coder, 
     chat = converse(options)
     for question in ("用一句话解释什么是递归。", "写一个 Python 函数计算阶乘。"):
         "".join(e for e in chat.send(question) if isinstance(e, str))
+    chat.rate(1, "good")  # exports take what was judged good
+    chat.rate(2, "good")
     chat.session.name = "中文"
     chat.session.save()
     chat.model.close()

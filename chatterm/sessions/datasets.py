@@ -1,19 +1,24 @@
 """Training data from saved sessions, in the conversational formats of TRL's trainers
 (https://huggingface.co/docs/trl/dataset_formats), which LLaMA-Factory reads too:
 
-- sft: {"messages": [system?, user, assistant, ...]} (language modeling). Without
-  `only_good`: each session's current path, ended before the first reply that is cut,
-  empty or rated bad. With it: one conversation per reply rated good, anywhere in the
-  tree, ending with that reply; longer ones absorb their own prefixes.
-  In both, every assistant message of a record is complete and not rated bad.
+- sft: {"messages": [system?, user, assistant, ...]} (language modeling). By default
+  only what can be trusted: one conversation per reply judged good (rated good, or
+  whose code passed its checks), anywhere in the tree, ending with that reply and
+  starting after the last reply before it that was not judged good (a record trains on
+  every reply in it); longer ones absorb their own prefixes; unrated replies are left
+  out and counted. With
+  `unrated`: each session's current path, ended before the first reply that is cut,
+  empty or rated bad (unjudged replies included).
+  In both, every assistant message of a record is complete and not rated bad; a reply
+  cut and finished with /continue is one message, whole once it ended.
 - dpo: {"prompt": [...history], "chosen": [reply], "rejected": [reply]} for every
   good/bad pair among the alternatives of one reply (same history).
 - kto: {"prompt": [...history], "completion": [reply], "label": bool} per rated reply.
 
-`source` says what makes a reply good or bad: the user's ratings (the default), the
-runs of chatterm's checks (a reply whose code passed its question's examples is good,
-one that failed is bad: `/alt`'s ✓ and ✗), or both (a rating wins over a run). With
-runs, sft takes only code that passed, and each dpo/kto record says its `source`.
+`source` says what makes a reply good or bad: the user's ratings, the runs of
+chatterm's checks (a reply whose code passed its question's examples is good, one that
+failed is bad: `/alt`'s ✓ and ✗), or both (the default; a rating wins over a run). Each
+dpo/kto record judged by more than ratings says its `source`.
 
 A reasoning model's thinking is left out unless `thinking`: then each reply is
 `<think>\n...\n</think>\n\nanswer`, as Qwen3 and DeepSeek-R1 were trained on it.
@@ -45,7 +50,8 @@ class Options:
     include_cut: bool = False
     include_empty: bool = False
     thinking: bool = False  # a reasoning model's thinking, in its <think> block before the answer
-    source: str = "ratings"  # what makes a reply good or bad (SOURCES)
+    source: str = "all"  # what makes a reply good or bad (SOURCES)
+    unrated: bool = False  # sft: unjudged replies too (each session's current path)
 
 
 @dataclass
@@ -68,8 +74,8 @@ def jsonl(record: dict) -> str:
 
 def records(messages: list[dict], options: Options, tally: Tally) -> Iterator[dict]:
     """The records of one session (its `messages` with their alternatives)."""
-    good_only = options.only_good or options.source != "ratings"
-    make = {"sft": _sft_good if good_only else _sft, "dpo": _dpo, "kto": _kto}[options.format]
+    make = {"sft": _sft if options.unrated and not options.only_good else _sft_good,
+            "dpo": _dpo, "kto": _kto}[options.format]
     produced = 0
     for record in make(messages, options, tally.skipped):
         produced += 1
@@ -133,8 +139,11 @@ def _sft_good(messages: list[dict], options: Options, skipped: Counter) -> Itera
     for history, firsts, _ in _replies(messages):
         for reply in firsts:
             said = verdict(reply, options.source)
+            if said is None:
+                skipped["unrated reply (--unrated keeps them)"] += 1
             if said is None or said[0] != "good":
                 continue
+            history = _trusted(history, options.source)
             before = (_unfit(m, options) for m in history if m["role"] != "system")
             reason = problem(reply, options) or next((f"a message before it: {r}" for r in before if r), None)
             if reason:
@@ -145,6 +154,19 @@ def _sft_good(messages: list[dict], options: Options, skipped: Counter) -> Itera
     for record in found:
         if not any(len(other) > len(record) and other[:len(record)] == record for other in found):
             yield _with_tools({"messages": record})
+
+
+def _trusted(history: Sequence[dict], source: str) -> list[dict]:
+    """`history` from the first question after its last reply not judged good (the
+    system prompt kept): a record trains on every reply in it, so none unjudged. The
+    replies of the record's own turn (tool calls before the answer) stay."""
+    last_user = max((i for i, m in enumerate(history) if m["role"] == "user"), default=-1)
+    untrusted = [i for i, m in enumerate(history[:last_user]) if m["role"] == "assistant"
+                 and (verdict(m, source) or ("",))[0] != "good"]
+    if not untrusted:
+        return list(history)
+    start = next(i for i in range(untrusted[-1], len(history)) if history[i]["role"] == "user")
+    return [m for m in history[:start] if m["role"] == "system"] + list(history[start:])
 
 
 def _dpo(messages: list[dict], options: Options, skipped: Counter) -> Iterator[dict]:

@@ -62,8 +62,11 @@ def _sessions(search: str | None, limit: int | None) -> None:
 @click.argument("names", nargs=-1, metavar="[NAME|PATH]...")
 @click.option("-f", "--format", "fmt", type=click.Choice(["sft", "dpo", "kto"]), default="sft", show_default=True,
               help="sft: conversations (messages); dpo: chosen/rejected pairs; kto: single votes.")
-@click.option("--only", type=click.Choice(["good"]), help="sft: only conversations ending with a reply rated good.")
-@click.option("--from", "source", type=click.Choice(["ratings", "runs", "all"]), default="ratings", show_default=True,
+@click.option("--only", type=click.Choice(["good"]), help="sft: only conversations ending with a reply judged "
+              "good (the default; --unrated takes the others too).")
+@click.option("--unrated", is_flag=True, help="sft: each session's conversation with its unjudged replies too "
+              "(by default only replies rated good or whose code passed its checks).")
+@click.option("--from", "source", type=click.Choice(["ratings", "runs", "all"]), default="all", show_default=True,
               help="What makes a reply good or bad: your ratings, the runs of chatterm's checks (code that passed "
                    "its question's examples, or failed), or both (a rating wins).")
 @click.option("--since", type=DATE, metavar="YYYY-MM-DD", help="Sessions last written on or after this day.")
@@ -74,19 +77,23 @@ def _sessions(search: str | None, limit: int | None) -> None:
               help="Keep reasoning models' thinking, as <think>...</think> before the answer.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSONL here (atomically) instead of stdout.")
-def export(names: tuple[str, ...], fmt: str, only: str | None, source: str, since: datetime | None,
+def export(names: tuple[str, ...], fmt: str, only: str | None, unrated: bool, source: str, since: datetime | None,
            until: datetime | None, include_cut: bool, include_empty: bool, thinking: bool, output: Path | None) -> None:
     """Training data from saved sessions (all, or NAMEs), as JSONL in TRL's
-    conversational formats; a summary goes to stderr (docs/guide/datasets.md)."""
+    conversational formats: by default only what can be trusted (replies rated good, or
+    whose code passed its checks); a summary of what was left out, and why, goes to
+    stderr (docs/guide/datasets.md)."""
     kept: dict[str, Any] = {"include_cut": include_cut, "include_empty": include_empty, "thinking": thinking,
-                            "source": source}
+                            "source": source, "unrated": unrated}
     guarded(_export, names, fmt, only, since, until, kept, output)
 
 
 def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime | None,
             until: datetime | None, kept: dict[str, Any], output: Path | None) -> None:
-    if only and fmt != "sft":
-        raise InputError(f"--only good is for --format sft ({fmt} uses the ratings themselves)")
+    if (only or kept["unrated"]) and fmt != "sft":
+        raise InputError(f"--only good and --unrated are for --format sft ({fmt} uses the judgements themselves)")
+    if only and kept["unrated"]:
+        raise InputError("--only good and --unrated contradict each other: give one")
     paths = archive.select(names, since and since.date(), until and until.date())
     options = datasets.Options(fmt, only_good=bool(only), **kept)
     tally = datasets.Tally()
@@ -106,8 +113,10 @@ def _export(names: tuple[str, ...], fmt: str, only: str | None, since: datetime 
     if output is not None:
         store.atomic_write(output, "".join(line + "\n" for line in lines).encode("utf-8"))
     sys.stdout.flush()
-    click.echo(_summary(fmt, only or (None if kept["source"] == "ratings" else f"from {kept['source']}"),
-                        tally, read, output), err=True)
+    which = "unrated too" if kept["unrated"] else None if fmt != "sft" else "trusted: rated good or passed checks"
+    if kept["source"] != "all":
+        which = f"{which}, from {kept['source']}" if which else f"from {kept['source']}"
+    click.echo(_summary(fmt, which, tally, read, output), err=True)
 
 
 def _summary(fmt: str, only: str | None, tally, read: int, output: Path | None) -> str:
