@@ -131,7 +131,7 @@ def test_a_model_that_cannot_load_is_one_line_and_exit_1(spawn, tmp_path, defaul
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(default_model_path.read_bytes()[:3000])  # found, but corrupt
     child = spawn("-m", str(broken), ready=None)  # refused before the chat opens
-    child.expect(r"chatterm: error: .*broken\.gguf: corrupt GGUF")
+    child.expect(r"chatterm: error: .*broken\.gguf: truncated: the file has 3,000 bytes")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 1

@@ -137,3 +137,16 @@ def test_show_tells_of_a_catalogue_model_not_downloaded():
     out = r.stdout.decode()
     assert r.returncode == 0, r.stderr
     assert "downloaded:    no: chatterm pull qwen2.5-7b gets it" in out and "Q4_K_M" in out and "to download" in out
+
+
+def test_something_moves_before_the_first_token(spawn):
+    """From Enter to the first token a spinner says what is going on, and goes."""
+    # The server says nothing (an SSE comment) for 1.5 s before the first token.
+    with FakeServer([b": busy\n\n", event("the answer"), DONE], delay_s=1.5, model_id="m") as fake:
+        child = spawn("--base-url", fake.url, threads=False)
+        child.sendline("a question")
+        child.expect("reading the prompt")
+        child.expect(r"\d s")
+        child.expect("the answer")
+        child.expect("›")
+        child.quit()

@@ -5,6 +5,7 @@ the engine failure that cut the reply, if any."""
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from chatterm.records import YES, Checked, Event, Notice, ToolCall, ToolResult
 from chatterm.ui.interrupt import ctrl_c_cancels, no_echo
 from chatterm.ui.prompt_keys import key_bindings
 from chatterm.ui.render import CodeBlock, StreamRenderer
+from chatterm.ui.spinner import Spinner
 
 
 class ReplyView:
@@ -38,18 +40,33 @@ class ReplyView:
         blocks: list[CodeBlock] = []
         failure: EngineError | None = None
         self.replaced_blocks = None
+        spinner = Spinner(self.console)
+        # What the spinner says until text comes (None: text came, no spinner).
+        waiting: Callable[[], str] | None = functools.partial(_reading, turn)
         try:
             with ctrl_c_cancels(turn.cancel), no_echo():
                 try:
-                    for event in turn:
+                    events = iter(turn)
+                    while True:
+                        if waiting is not None:
+                            spinner.start(waiting)
+                        try:
+                            event = next(events)
+                        except StopIteration:
+                            break
+                        finally:
+                            spinner.stop()
                         if isinstance(event, str):  # text or thinking: nearly every event
+                            waiting = None
                             renderer.feed(event)
                             continue
                         renderer.finish()  # a tool call or its result: shown between the texts
                         blocks += renderer.code_blocks
                         self._event(event, turn, conversation)
+                        waiting = _after(event)
                         renderer = StreamRenderer(self.console)
                 finally:
+                    spinner.stop()
                     turn.close()  # however this ends, the reply is recorded (and saved) now
                     renderer.finish()
         except KeyboardInterrupt:  # a second Ctrl-C during a long prompt evaluation
@@ -134,6 +151,26 @@ class ReplyView:
             return str(PromptSession(**{**self._io, **kw}).prompt(message, handle_sigint=False))
         finally:
             signal.signal(signal.SIGINT, handler)
+
+
+def _reading(turn: Turn) -> str:
+    """The spinner's words before a reply's first token."""
+    reply = turn.reply
+    tokens = getattr(reply, "prompt_tokens", 0) if reply is not None else 0
+    return f"reading the prompt: {tokens:,} tokens" if tokens else "reading the prompt"
+
+
+def _after(event: Event) -> Callable[[], str] | None:
+    """The spinner's words while the turn works after `event` (None: it needs none)."""
+    if isinstance(event, ToolCall):
+        return (lambda: f"running {event.name}") if event.decision == YES else (lambda: "telling the model")
+    if isinstance(event, ToolResult):
+        return lambda: "reading the result"
+    if isinstance(event, Notice) and "trying" in event.text:
+        return lambda: event.text
+    if isinstance(event, Checked):
+        return lambda: "checking"
+    return lambda: "working"
 
 
 def _builtin(name: str) -> Any:
