@@ -150,3 +150,16 @@ def test_something_moves_before_the_first_token(spawn):
         child.expect("the answer")
         child.expect("›")
         child.quit()
+
+
+def test_a_reopened_session_marks_its_cut_replies_as_the_live_chat_did():
+    from tests.fakes import fake_loaded
+    from tests.helpers import drive
+
+    stored = sessions.Session(name="cut", messages=[
+        {"role": "user", "content": "q1"}, {"role": "assistant", "content": "half an ans", "finish": "cancelled"},
+        {"role": "user", "content": "q2"}, {"role": "assistant", "content": "long", "finish": "length"}])
+    stored.save()
+    _, out = drive("/load cut\r", fake_loaded())
+    assert "half an ans\n(reply cut)\n" in out  # an earlier one: /continue cannot resume it
+    assert "long\n(reached max_tokens: /continue resumes it)\n" in out

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from chatterm import sessions
 from chatterm.records import Message
+from chatterm.ui.after_reply import ENDINGS
 from chatterm.ui.render import CodeBlock, StreamRenderer
 
 REPLAYED = 20  # messages of a resumed session shown again (the newest)
@@ -30,14 +31,19 @@ class Transcript:
     def question(self, text: str) -> None:
         self.console.print(Text("› " + text, style="bold"))
 
-    def message(self, message: Message) -> None:
-        """A reply as the transcript shows it: rendered, then its rating and versions."""
+    def message(self, message: Message, last: bool = True) -> None:
+        """A reply as the transcript shows it: rendered, how it ended when it was cut
+        (as the live chat said it), then its rating and versions. `last`: no reply
+        follows it (/continue can resume it)."""
         if message.thinking:
             self.note(f"▸ thought ({len(message.thinking.split())} words) · /think show")
         renderer = StreamRenderer(self.console)
         renderer.feed(message.content)
         renderer.finish()
         self.code_blocks = renderer.code_blocks
+        ending = ENDINGS.get(message.finish) if message.finish is not None else None
+        if ending:
+            self.note(f"({ending if last else ending.split(':')[0]})")
         versions = message.versions_text
         marks = [message.rating.text if message.rating else "", message.check_text,
                  versions and f"{versions} (/alt)", message.adapters_text]
@@ -57,7 +63,7 @@ class Transcript:
             if m.role == "user":
                 self.question(m.content)
             elif m.role == "assistant":
-                self.message(m)
+                self.message(m, last=i == len(messages) - 1)
             elif m.role == "tool":
                 calls += 1
                 self.tool_result(messages, i, calls)
