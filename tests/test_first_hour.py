@@ -163,3 +163,22 @@ def test_a_reopened_session_marks_its_cut_replies_as_the_live_chat_did():
     _, out = drive("/load cut\r", fake_loaded())
     assert "half an ans\n(reply cut)\n" in out  # an earlier one: /continue cannot resume it
     assert "long\n(reached max_tokens: /continue resumes it)\n" in out
+
+
+def test_the_chat_guide_lists_every_option_and_no_other():
+    """docs/guide/chat.md's table of options is the options `chatterm --help` has."""
+    import re
+    from pathlib import Path
+
+    from chatterm.cli import chat
+
+    table = Path(__file__).parents[1].joinpath("docs/guide/chat.md").read_text(encoding="utf-8")
+    table = table[table.index("Options (`chatterm --help`"):]
+    table = table[:table.index("\n\n", table.index("| what |"))]
+    documented = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", table))
+    existing = {o for p in chat.params if p.param_type_name == "option" for o in (*p.opts, *p.secondary_opts)}
+    existing |= {"-h", "--help"}
+    assert documented == existing, (sorted(existing - documented), sorted(documented - existing))
+    help_text = run("--help").stdout.decode()
+    assert all(o in help_text for o in existing)
+    assert "coder" in help_text  # --role names the roles there are
