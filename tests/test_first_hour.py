@@ -64,6 +64,11 @@ def test_a_one_shot_without_an_answer_exits_non_zero_with_why(tmp_path):
         r = run("--base-url", fake.url, "--tools", "run", "--yes", "run", stdin=b"hi", cwd=tmp_path, timeout=120)
     line = one_line_error(r)
     assert "no answer: the model made the same call 3 times" in line, line
+    broken = '<tool_call>{"name": "run", "arguments": {"command": "true"</tool_call>'  # never valid JSON
+    with FakeServer([event(broken), DONE], model_id="m") as fake:
+        r = run("--base-url", fake.url, "--tools", "run", "--yes", "run", stdin=b"hi", cwd=tmp_path, timeout=120)
+        asked = len([q for q in fake.requests if q["path"].endswith("/chat/completions")])
+    assert "no answer: the model made the same call 3 times" in one_line_error(r) and asked == 3
     with FakeServer([event("   "), DONE], model_id="m") as fake:
         assert "no answer: the model's reply was empty" in one_line_error(run("--base-url", fake.url, stdin=b"hi"))
 

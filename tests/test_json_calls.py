@@ -207,7 +207,8 @@ def test_repeats_compare_arguments_not_text():
     repeats.remember(ToolCall("run", None, error="x"), "did not parse")
     assert repeats.earlier(ToolCall("run", {"b": 2, "a": 1})) == "it gave 3"
     assert repeats.earlier(ToolCall("run", {"a": 2})) is None
-    assert repeats.earlier(ToolCall("run", None, error="x")) is None
+    assert repeats.earlier(ToolCall("run", None, error="x")) == "did not parse"  # the same malformed call
+    assert repeats.earlier(ToolCall("run", None, raw='{"name": "run", "x"', error="x")) is None  # another
 
 
 def test_a_reply_that_shows_the_call_format_runs_nothing(fake_conversation, tmp_path, monkeypatch):

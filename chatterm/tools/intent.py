@@ -95,7 +95,7 @@ class Repeats:
     def earlier(self, call: ToolCall) -> str | None:
         """What `call` gave the model when it was made earlier this turn (None: it
         was not, or it does not parse)."""
-        earlier = self._seen.get(self._key(call)) if call.arguments is not None else None
+        earlier = self._seen.get(self._key(call))
         self.count += earlier is not None
         return earlier
 
@@ -107,9 +107,12 @@ class Repeats:
         """`ran`: the call ran (what it gave before is stale for every call)."""
         if ran:
             self._seen.clear()
-        if call.arguments is not None:
-            self._seen[self._key(call)] = result
+        self._seen[self._key(call)] = result
 
     @staticmethod
     def _key(call: ToolCall) -> str:
+        """What makes two calls the same: their arguments, or, for calls that do not
+        parse, what the model wrote (the same malformed call again is stuck too)."""
+        if call.arguments is None:
+            return json.dumps([call.name, None, call.raw, call.error], ensure_ascii=False)
         return json.dumps([call.name, call.arguments], sort_keys=True, ensure_ascii=False)
