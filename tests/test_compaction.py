@@ -75,7 +75,7 @@ def test_compact_keeps_the_session_whole_and_exports_use_the_original_turns(priv
     reply, _ = ask(conversation, "Name it again.")
     prompt = bytes(t for t in engine.prompts[-1] if t < 256).decode()
     assert "The boat is called Albatross." not in prompt and compaction.PINNED in prompt
-    [record] = list(datasets.records(conversation.messages, datasets.Options(), datasets.Tally()))
+    [record] = list(datasets.records(conversation.messages, datasets.Options(unrated=True), datasets.Tally()))
     assert [m["role"] for m in record["messages"]].count("summary") == 0
     assert record["messages"][1]["content"] == "The boat is called Albatross."
     path = conversation.session.save(private_dirs / "boat.json")

@@ -126,13 +126,12 @@ class Conversation:
         """Tokens the conversation fills in the context window (None until the model
         has loaded). Measured again after changes other than a reply, when first asked."""
         if self._used is None and self.engine.state() == "ready":
-            if not self.messages:  # nothing to render (some templates cannot render no message)
-                self._used = 0
-                return 0
             try:
                 (self._used, _), _ = self._fit(self.messages, None)
             except ChattermError:
-                self._used = self.backend.n_ctx
+                # Some templates cannot render a conversation of no message (Qwen's): that
+                # one fills nothing; any other that fails fills the window.
+                self._used = self.backend.n_ctx if self.messages else 0
         return self._used
 
     def _changed(self) -> None:
