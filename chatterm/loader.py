@@ -57,12 +57,13 @@ def session_model(options: RunOptions, session: Any) -> tuple[RunOptions, str | 
     made_with = session.model
     if options.model or options.base_url or not made_with or not session.messages:
         return options, None
-    default = Catalog.load().default
+    catalog = Catalog.load()
+    default = catalog.default
     if session.engine == "remote":
         return options, (f"session {session.name} was made with {made_with} on a server: "
                          f"--base-url URL goes on there; answering with {default}")
     try:
-        spec = Catalog.load().find(made_with)
+        spec = catalog.find(made_with)
         if not spec.remote and not spec.model_path().is_file():
             raise ModelFileError(f"{spec.model_path()} is missing")
     except ChattermError:

@@ -219,7 +219,13 @@ class AdapterUse:
         scale = stored.get("scale")
         if isinstance(scale, bool) or not isinstance(scale, (int, float)):
             return None
-        return cls(str(stored.get("name", "")), str(stored.get("sha256", "")), float(scale))
+        try:
+            value = float(scale)
+        except OverflowError:  # an integer of hundreds of digits
+            return None
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return cls(str(stored.get("name", "")), str(stored.get("sha256", "")), value)
 
     @property
     def text(self) -> str:

@@ -23,6 +23,7 @@ from chatterm.sessions.store import (
                                      clean_leftovers,
                                      ensure_private_dir,
                                      file_stamp,
+                                     free_name,
                                      load,
                                      most_recent,
                                      mtime,
@@ -33,5 +34,5 @@ from chatterm.sessions.store import (
 )
 
 __all__ = ["FORMAT", "MAX_FILE", "NAME", "RATINGS", "Session", "SessionError", "atomic_write", "check_name", "choose",
-           "clean_leftovers", "ensure_private_dir", "file_stamp", "load", "most_recent", "mtime", "new_name", "path_of",
-           "read", "sessions_dir"]
+           "clean_leftovers", "ensure_private_dir", "file_stamp", "free_name", "load", "most_recent", "mtime",
+           "new_name", "path_of", "read", "sessions_dir"]

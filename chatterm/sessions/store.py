@@ -13,7 +13,6 @@ since (`changed_elsewhere`) instead of overwriting their turn.
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from typing import Any
 
 from chatterm import json_input, paths, safe_files, settings, surrogates
 from chatterm.errors import ChattermError
-from chatterm.records import RATINGS
+from chatterm.records import RATINGS, AdapterUse
 from chatterm.sessions import markdown
 
 # 2: alternatives and ratings; 3: tool calls and results (written only by sessions with
@@ -97,10 +96,15 @@ def new_name() -> str:
     """A new session's name: when it began, made unique (`-2`, `-3` for a second one
     in the same second)."""
     name = datetime.now().strftime("%Y-%m-%d-%H%M%S")
-    n = 1
-    while (sessions_dir() / f"{name if n == 1 else f'{name}-{n}'}.json").exists():
+    return free_name(name) if (sessions_dir() / f"{name}.json").exists() else name
+
+
+def free_name(name: str) -> str:
+    """`name-2`, `name-3`, ...: the first no session file has."""
+    n = 2
+    while (sessions_dir() / f"{name}-{n}.json").exists():
         n += 1
-    return name if n == 1 else f"{name}-{n}"
+    return f"{name}-{n}"
 
 
 def choose(name: str | None, resume: bool) -> Session:
@@ -284,17 +288,7 @@ def _version_valid(version: object, message: dict) -> bool:
 def _adapters_valid(adapters: object, message: dict) -> bool:
     return isinstance(adapters, list) and all(
         isinstance(a, dict) and isinstance(a.get("name"), str) and isinstance(a.get("sha256", ""), str)
-        and _finite(a.get("scale")) for a in adapters)
-
-
-def _finite(value: object) -> bool:
-    """A number JSON can write and a float can hold."""
-    if type(value) not in (int, float):
-        return False
-    try:
-        return math.isfinite(float(value))  # type: ignore[arg-type]
-    except OverflowError:
-        return False
+        and AdapterUse.of(a) is not None for a in adapters)
 
 
 # A message's optional fields, and what a valid one is (an invalid one is left out).

@@ -93,8 +93,8 @@ class Repeats:
         self.count = 0  # calls repeated this turn
 
     def earlier(self, call: ToolCall) -> str | None:
-        """What `call` gave the model when it was made earlier this turn (None: it
-        was not, or it does not parse)."""
+        """What `call` gave the model when it was made earlier this turn, with no call
+        run since (None: it was not)."""
         earlier = self._seen.get(self._key(call))
         self.count += earlier is not None
         return earlier

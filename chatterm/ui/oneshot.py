@@ -143,9 +143,7 @@ def _save(conversation: Conversation) -> None:
         return
     try:
         if session.changed_elsewhere():
-            from chatterm.ui.session_keeper import free_name
-
-            was, session.name, session.stamp = session.name, free_name(session.name), None
+            was, session.name, session.stamp = session.name, sessions.free_name(session.name), None
             click.echo(f"chatterm: session {was} changed meanwhile: kept as {session.name}", err=True)
         session.save()
     except ChattermError as e:

@@ -57,7 +57,7 @@ class SessionKeeper:
             if answer == "r":
                 lock, read_only = SessionLock(None), True
                 break
-            session = dataclasses.replace(session, name=free_name(session.name), stamp=None)
+            session = dataclasses.replace(session, name=sessions.free_name(session.name), stamp=None)
             self._note(f"continuing in a copy: session {session.name}")
         if self._lock is not None:
             self._lock.release()
@@ -108,7 +108,7 @@ class SessionKeeper:
         """`session` goes on under the first free name beside its own, locked for this
         chat (asked of nobody: it is called between the steps of a turn)."""
         while True:
-            session.name, session.stamp = free_name(session.name), None
+            session.name, session.stamp = sessions.free_name(session.name), None
             lock = SessionLock.take(session.path)
             if isinstance(lock, SessionLock):
                 break
@@ -150,11 +150,3 @@ class SessionKeeper:
             raise ChattermError(f"the session could not be saved: {self.problem}; nor to {fallback}: {e}") from None
         self._error(f"the session could not be saved to {self.session.path} ({self.problem}); "
                     f"it is in {fallback} (/load {fallback} reopens it)")
-
-
-def free_name(name: str) -> str:
-    """`name-2`, `name-3`, ...: the first no session file has."""
-    n = 2
-    while (sessions.sessions_dir() / f"{name}-{n}.json").exists():
-        n += 1
-    return f"{name}-{n}"
