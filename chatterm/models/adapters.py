@@ -80,14 +80,10 @@ PAIR_TYPES = {F32: "F32", F16: "F16", BF16: "BF16", Q8_0: "Q8_0"}
 STAGED_DAYS = 30  # copies not used for this long are removed
 
 
-def check(path: Path, base: gguf.GGUFFile, shown: Path | None = None) -> None:
+def check(path: Path, base: gguf.GGUFFile, what: Path) -> None:
     """Refuse (ModelFileError, one line) a file that is not a LoRA adapter for `base`,
-    or one llama.cpp would abort, crash or produce noise on. `shown`: the name the
-    user gave (`path` may be the checked copy)."""
-    what = shown or path
-    unreadable = safe_files.why_unreadable(path)
-    if unreadable:
-        raise ModelFileError(f"LoRA adapter {what}: {unreadable}")
+    or one llama.cpp would abort, crash or produce noise on. `path`: the staged copy
+    (`stage`, a regular file chatterm just wrote); `what`: the file the user named."""
     try:
         adapter = gguf.read(path)  # bounded and validated: a corrupt file is one line here
     except ModelFileError as e:
@@ -235,7 +231,7 @@ def load(requested: list[tuple[str, float]], base: gguf.GGUFFile) -> list[Adapte
             raise ModelFileError(f"LoRA adapter {path}: no such file") from None
         except OSError as e:
             raise ModelFileError(f"LoRA adapter {path}: {e.strerror or e}") from None
-        check(copy, base, shown=path)
+        check(copy, base, path)
         same = next((a for a in out if a.sha256 == digest), None)
         if same is not None:
             raise ModelFileError(f"LoRA adapter {path} is given twice (also as {same.path}): give it once, "
