@@ -82,12 +82,12 @@ def run_process(argv: Sequence[str], *, cwd: str | None = None, timeout_s: float
     from chatterm.tools.limits import limits
 
     start = time.monotonic()
-    command = reaped(argv, None, limits())  # the user's limits checked before anything starts
+    call_limits = limits()  # the user's limits checked before a pipe is opened
     report_r, report_w = os.pipe()
-    command[4] = str(report_w)
     try:
-        proc = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(report_w,))
+        proc = subprocess.Popen(reaped(argv, report_w, call_limits), cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=(report_w,))
     except BaseException:
         os.close(report_r)
         raise
