@@ -89,21 +89,28 @@ class LocalBackend:
             self._plain = PlainText.of(self.engine.markup, self.template.source)
         return self._plain
 
-    def measure(self, messages: list[dict], tail: str | None, think: bool | None = None,
-                tools: list[dict] | None = None) -> tuple[int, tuple[str, list[int]]]:
+    def render(self, messages: list[dict], *, tools: list[dict] | None = None, think: bool | None = None,
+               generation: bool = True) -> str:
+        """The prompt text of `messages`, every string from outside guarded (`plain_text`);
+        `generation`: ending with the opening of the model's reply (False: the last
+        message's turn closed, as a finished reply is)."""
         template, plain = self.template, self.plain
         if plain:  # only the template's own markup becomes control tokens
-            messages, tools, tail = plain.value(messages), plain.value(tools), plain.text(tail or "")
+            messages, tools = plain.value(messages), plain.value(tools)
         if tools or with_tools(messages):
             from chatterm.tools import prompting
 
             if template.tool_family is not None:
-                text = template.render(prompting.native(messages), think=think, tools=tools)
-            else:
-                text = template.render(prompting.as_text(messages, tools), think=think)
-        else:
-            text = template.render(wire(messages), add_generation_prompt=True, think=think)
-        text += tail or ""
+                return template.render(prompting.native(messages), add_generation_prompt=generation,
+                                       think=think, tools=tools)
+            return template.render(prompting.as_text(messages, tools), add_generation_prompt=generation,
+                                   think=think)
+        return template.render(wire(messages), add_generation_prompt=generation, think=think)
+
+    def measure(self, messages: list[dict], tail: str | None, think: bool | None = None,
+                tools: list[dict] | None = None) -> tuple[int, tuple[str, list[int]]]:
+        plain = self.plain
+        text = self.render(messages, tools=tools, think=think) + plain.text(tail or "")
         if not self.cache.ids and not self._restore_tried and self.kv is not None:
             self._restore_tried = True
             self._restore(text)
@@ -183,12 +190,19 @@ class LocalBackend:
         return len(tokens)
 
     def _tokenize(self, text: str) -> list[int]:
-        cache, engine = self.cache, self.engine
-        tokenize = lambda piece, special: engine.tokenize(piece, special=special)  # noqa: E731
+        cache = self.cache
         if cache.ids and text.startswith(cache.text):
-            return cache.ids + self.plain.tokenize(text[len(cache.text):], tokenize)
+            return cache.ids + self.encode(text[len(cache.text):], first=False)
+        return self.encode(text, first=True)
+
+    def encode(self, text: str, *, first: bool) -> list[int]:
+        """Token ids of rendered prompt text (`render`) as the engine is fed them: the
+        markup as control tokens, guarded text as plain text; `first`: the text begins
+        the prompt (the BOS token put first where the model wants one)."""
+        engine = self.engine
+        tokenize = lambda piece, special: engine.tokenize(piece, special=special)  # noqa: E731
         ids = self.plain.tokenize(text, tokenize)
-        if engine.add_bos and engine.bos_id is not None and (not ids or ids[0] != engine.bos_id):
+        if first and engine.add_bos and engine.bos_id is not None and (not ids or ids[0] != engine.bos_id):
             ids.insert(0, engine.bos_id)
         return ids
 
