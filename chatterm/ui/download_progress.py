@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import IO, Any
 
-from chatterm.units import size_text
+from chatterm.units import duration, size_text
 
 PLAIN_EVERY_S = 5.0
 
@@ -83,18 +83,13 @@ class Lines:
             text += f" of {size_text(self._total)} ({100 * self._done // self._total}%)"
         text += f", {size_text(rate)}/s"
         if self._total and rate > 0 and self._done < self._total:
-            text += f", {_duration((self._total - self._done) / rate)} left"
+            text += f", {duration((self._total - self._done) / rate)} left"
         return text
 
     def _line(self, text: str) -> None:
         if text != self._said:
             self._said = text
             print(text, file=self._file, flush=True)
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def for_stream(file: IO[str]) -> Bar | Lines:
