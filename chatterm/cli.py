@@ -46,7 +46,7 @@ def sampling_options(command: Any) -> Any:
 # `chatterm NAME ...` runs these (each a click group's command, imported only then);
 # anything else is a prompt (`chatterm -- models` asks the model "models").
 SUBCOMMANDS = {"pull": "manage", "models": "manage", "show": "manage", "rm": "manage",
-               "sessions": "session_tools", "export": "session_tools"}
+               "sessions": "session_tools", "export": "session_tools", "train": "train_command"}
 
 
 def main(args: list[str] | None = None) -> None:
@@ -68,7 +68,7 @@ def main(args: list[str] | None = None) -> None:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]},
                epilog="Models: chatterm pull NAME|REPO[:QUANT], chatterm models, chatterm show NAME, "
                       "chatterm rm NAME. Sessions: chatterm sessions [--search TEXT], "
-                      "chatterm export --format sft|dpo|kto (each with --help).")
+                      "chatterm export --format sft|dpo|kto. Fine-tuning: chatterm train -m NAME (each with --help).")
 @click.argument("prompt", nargs=-1)
 @click.option("-m", "--model", metavar="NAME|PATH", help="A models.toml entry or a .gguf/.bin file (default: smollm2).")
 @click.option("--engine", type=click.Choice(["auto", *ENGINE_NAMES]), default="auto", show_default=True,

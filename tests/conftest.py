@@ -40,6 +40,7 @@ def _real_models() -> dict[str, Path | None]:
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_MODELS = _real_models()
+CONVERTER = fetcher().converter_folder()  # looked up before `private_dirs` moves the cache
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +54,19 @@ def qwen_coder() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_converter() -> Path:
+    """llama.cpp's convert_lora_to_gguf.py of the installed llama-cpp-python, as
+    bench/fetch_models.py fetches it (CI does: there its absence fails)."""
+    folder = CONVERTER
+    if folder is None or not (folder / "convert_lora_to_gguf.py").is_file():
+        message = "llama.cpp's converter is not fetched: python3 bench/fetch_models.py"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
 
 
 @pytest.fixture(autouse=True)

