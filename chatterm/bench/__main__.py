@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume-model", metavar="PATH", help="resume section: the model (default: Qwen2.5-Coder 1.5B "
                    "from bench/fetch_models.py's cache, else the default model)")
     p.add_argument("--resume-tokens", type=int, default=4000, help="resume section: the session's size in tokens")
+    p.add_argument("--train-model", metavar="PATH", help="train section: the model to adapt (default: "
+                   "Qwen2.5-Coder 0.5B as bench/fetch_models.py caches it)")
+    p.add_argument("--train-epochs", type=int, default=3, help="train section: chatterm train's --epochs")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one run: a smoke test, not figures")
     args = p.parse_args(argv)
@@ -358,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
 
         progress("a long chat resumed, with and without its saved cache")
         bench_resume(args, figures, targets)
+    if "train" in args.only:
+        from chatterm.bench.train import bench_train
+
+        progress("train (sessions rated, chatterm train, base vs adapter)")
+        bench_train(args, figures, targets)
     if "code" in args.only:
         from chatterm.bench.code import bench_code
 

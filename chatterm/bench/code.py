@@ -73,10 +73,11 @@ class Outcome:
 
 
 def run(model: str, mode: str, chosen: list[dict[str, Any]], log: Any = None,
-        log_dir: str | None = None) -> Iterator[Outcome]:
-    """Each problem asked in `mode` ("plain", "loop" or "verified") through the one-shot path."""
+        log_dir: str | None = None, adapters: tuple[str, ...] = ()) -> Iterator[Outcome]:
+    """Each problem asked in `mode` ("plain", "loop" or "verified") through the one-shot
+    path (with the LoRA `adapters`, `--lora`'s values, when given)."""
     for problem in chosen:
-        outcome = _one(model, mode, problem)
+        outcome = _one(model, mode, problem, adapters)
         if log:
             checked = (f", examples {outcome.examples} first {'pass' if outcome.first_passed_examples else 'FAIL'}"
                        f"{' shown: ' + outcome.alternative if outcome.changed else ''}"
@@ -89,7 +90,7 @@ def run(model: str, mode: str, chosen: list[dict[str, Any]], log: Any = None,
         yield outcome
 
 
-def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
+def _one(model: str, mode: str, problem: dict[str, Any], adapters: tuple[str, ...] = ()) -> Outcome:
     from chatterm import roles
     from chatterm.loader import RunOptions
     from chatterm.ui.oneshot import one_shot
@@ -103,7 +104,7 @@ def _one(model: str, mode: str, problem: dict[str, Any]) -> Outcome:
                              preapproved=("python",), sampling=sampling)
         text = LOOP.format(prompt=problem["prompt"])
     else:
-        options = RunOptions(model=model, sampling=sampling)
+        options = RunOptions(model=model, sampling=sampling, adapters=adapters)
         text = PLAIN.format(prompt=problem["prompt"])
     start = time.monotonic()
     out, err = io.StringIO(), io.StringIO()
