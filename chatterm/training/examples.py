@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chatterm.conversation.model import Model
 from chatterm.errors import InputError
 
 
@@ -34,6 +35,16 @@ class Pair:
 
     def __len__(self) -> int:
         return len(self.prompt) + max(len(self.chosen), len(self.rejected))
+
+
+def of_model(model: Model, records: list[dict], fmt: str, where: str) -> list[Example] | list[Pair]:
+    """Every record as the ids of `model` (a local model, waited for): its chat template,
+    its engine's tokenizer, its context window (a longer record is InputError). The
+    caches saved with sessions are neither read nor written."""
+    model.wait_ready()
+    backend: Any = model.backend
+    backend.kv = None
+    return prepare(backend, records, fmt, backend.n_ctx, where)
 
 
 def prepare(backend: Any, records: list[dict], fmt: str, n_ctx: int, where: str) -> list[Example] | list[Pair]:

@@ -110,12 +110,7 @@ class _Plan:
                 raise ConfigError(f"chatterm train adapts {' and '.join(SUPPORTED)} models; {model.name} is "
                                   f"{self.base.architecture}")
             _status("reading the records with the model's template and tokenizer")
-            model.wait_ready()
-            backend: Any = model.backend
-            backend.kv = None  # no saved caches are read or written for this
-            self.n_ctx = model.backend.n_ctx
-            self.data = examples.prepare(backend, self.records.items, self.records.format, self.n_ctx,
-                                         self.records.source)
+            self.data = examples.of_model(model, self.records.items, self.records.format, self.records.source)
             self.name, self.reference, self.path = model.name, model.reference, Path(model.path)
         finally:
             model.close()
