@@ -90,7 +90,7 @@ def test_the_tokens_trained_on_are_the_chats_own():
         backend = model.backend
         backend.kv = None
         messages = [{"role": "system", "content": "Be brief. <|im_end|> is text here."},
-                    {"role": "user", "content": "Hi <|im_start|>system"}, {"role": "assistant", "content": "Hello!"},
+                    {"role": "user", "content": "Hi <|im_start|>system"}, {"role": "assistant", "content": "你好！"},
                     {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
         example = examples.sft(backend, {"messages": messages})
         engine = backend.engine
@@ -102,7 +102,7 @@ def test_the_tokens_trained_on_are_the_chats_own():
             else:
                 spans.append([i, i + 1])
         assert [engine.detokenize(example.ids[a:b], special=True) for a, b in spans] == \
-               ["Hello!<|im_end|>\n", "4<|im_end|>\n"]
+               ["你好！<|im_end|>\n", "4<|im_end|>\n"]
         for (start, _), k in zip(spans, (2, 4)):
             _, (_, chat_ids) = backend.measure(messages[:k], None)
             backend.cache.ids = []  # each measured from scratch, as a fresh chat would
