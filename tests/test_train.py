@@ -279,3 +279,11 @@ def test_without_system_leaves_the_system_prompts_out(tmp_path):
     only = data.from_file(_write(tmp_path / "o.jsonl", [{"messages": [system, SFT["messages"][1]]}]), "sft")
     with pytest.raises(InputError, match="record 1 has nothing but its system prompt"):
         only.without_system()
+
+
+def test_an_adapter_that_cannot_be_written_is_said_before_training(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    data = str(_write(tmp_path / "d.jsonl", [SFT]))
+    r = run("train", "--data", data, "-o", str(tmp_path / "file" / "a.gguf"))
+    assert f"cannot write {tmp_path / 'file' / 'a.gguf'}: Not a directory" in one_line_error(r)
+    assert b"loading" not in r.stderr

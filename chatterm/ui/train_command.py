@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import click
 
-from chatterm import loader
+from chatterm import loader, safe_files
 from chatterm.errors import ChattermError, ConfigError, InputError
 from chatterm.models import gguf, hardware
 from chatterm.models.catalog import Catalog
@@ -114,6 +115,8 @@ class _Plan:
             self.name, self.reference, self.path = model.name, model.reference, Path(model.path)
         finally:
             model.close()
+        self.target = self.opts["output"] or _default_output(self.name, self.records.format)
+        _check_writable(self.target)
         self._check_memory()
 
     def _check_memory(self) -> None:
@@ -153,7 +156,7 @@ class _Plan:
         if outcome.steps == 0:
             _status("stopped before the first step finished: nothing written")
             sys.exit(130)
-        target = self.opts["output"] or _default_output(self.name, fmt)
+        target = self.target
         _write(adapter_file, target, outcome.state, self.base, settings, self.name)
         self._summary(outcome, target, loaded)
         if outcome.stopped:
@@ -179,6 +182,18 @@ def _write(adapter_file: Any, target: Path, state: dict, base: Any, settings: An
         adapter_file.save(target, state, base, alpha=settings.alpha, name=f"{name} LoRA")
     except OSError as e:
         raise ChattermError(f"cannot write {target}: {e.strerror or e}") from None
+
+
+def _check_writable(target: Path) -> None:
+    """Before training, not after: a file can be made where the adapter goes."""
+    if target.is_dir():
+        raise InputError(f"{target} is a folder: -o names the adapter's file")
+    try:
+        safe_files.ensure_private_dir(target.parent)  # as writing it would
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot write {target}: {e.strerror or e}") from None
 
 
 def _default_output(name: str, fmt: str) -> Path:
