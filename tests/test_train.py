@@ -287,3 +287,22 @@ def test_an_adapter_that_cannot_be_written_is_said_before_training(tmp_path):
     r = run("train", "--data", data, "-o", str(tmp_path / "file" / "a.gguf"))
     assert f"cannot write {tmp_path / 'file' / 'a.gguf'}: Not a directory" in one_line_error(r)
     assert b"loading" not in r.stderr
+
+
+@pytest.mark.slow
+def test_loading_once_gives_transformers_own_weights(tiny_llama):
+    """`loop.load` parses the GGUF once (`_each_once`): the same weights as transformers'
+    own loading, and gguf-py's names are put back afterwards."""
+    import gguf as gguf_py
+    import torch
+    import transformers
+
+    from chatterm.training import loop
+
+    reader = gguf_py.GGUFReader
+    ours = loop.load(tiny_llama, "cpu").state_dict()
+    assert gguf_py.GGUFReader is reader
+    with loop._quiet():
+        theirs = transformers.AutoModelForCausalLM.from_pretrained(tiny_llama.parent, gguf_file=tiny_llama.name,
+                                                                   dtype=torch.float32).state_dict()
+    assert sorted(ours) == sorted(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)

@@ -14,6 +14,7 @@ failure) after step k leaves step k's adapter, whole, to be written."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import random
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 import peft
 import torch
@@ -84,10 +86,27 @@ def _quiet() -> Any:
         yield
 
 
+@contextlib.contextmanager
+def _each_once() -> Any:
+    """transformers' GGUF loading parses the file's metadata twice with gguf-py (every
+    vocabulary string one numpy slice: seconds for a 150k vocabulary) and builds the
+    tensor name map once per tensor; while it loads, each is made once and reused.
+    It imports both from the `gguf` package when called, so the package's names are
+    what it finds; they are put back afterwards."""
+    package: Any = gguf
+    reader, name_map = package.GGUFReader, package.get_tensor_name_map
+    package.GGUFReader = functools.lru_cache(maxsize=2)(reader)
+    package.get_tensor_name_map = functools.lru_cache(maxsize=4)(name_map)
+    try:
+        yield
+    finally:
+        package.GGUFReader, package.get_tensor_name_map = reader, name_map
+
+
 def load(path: Path, where: str) -> Any:
     """The base model of the GGUF file `path`, dequantized, on `where`."""
     try:
-        with _quiet():
+        with _quiet(), _each_once():
             model = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
                                                                       dtype=torch.float32)
     except (ValueError, KeyError, NotImplementedError) as e:
