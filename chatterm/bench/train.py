@@ -74,7 +74,7 @@ def bench_train(args: Any, figures: list, targets: list) -> None:
     model = args.train_model or str(real_model("0.5b"))
     if not Path(model).is_file():
         raise SystemExit(f"chatterm.bench: no {model}: run python3 bench/fetch_models.py first (or --train-model)")
-    section = f"Train: ratings to a LoRA adapter ({Path(model).name}, {args.threads} threads)"
+    section = f"Train: ratings to a LoRA adapter ({Path(model).name})"
     with tempfile.TemporaryDirectory(prefix="chatterm-bench-train-") as home:
         env = {**os.environ, "XDG_DATA_HOME": f"{home}/data", "XDG_CACHE_HOME": f"{home}/cache",
                "XDG_STATE_HOME": f"{home}/state", "XDG_CONFIG_HOME": f"{home}/config"}
@@ -140,7 +140,7 @@ def _ask(model: str, question: str, lora: Path | None, env: dict[str, str], syst
     command += ["--session", session] if session else ["--no-save"]
     done = subprocess.run([*command, question], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           timeout=600)
-    if done.returncode not in (0,):
+    if done.returncode != 0:
         raise SystemExit(f"chatterm.bench: {' '.join(command[:6])}... failed: {done.stderr.strip()[-300:]}")
     return done.stdout
 

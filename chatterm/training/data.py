@@ -1,7 +1,8 @@
 """The records a training run learns from: made from saved sessions by `chatterm
 export`'s own code (`sessions.datasets`), or read from a JSONL file in those formats
-(TRL's conversational ones). Whatever the source, every record is checked here, so a
-bad file is one line naming its line, never a traceback halfway through training.
+(TRL's conversational ones). A file's records are checked here (the sessions' were
+when their files were read), so a bad file is one line naming its line, never a
+traceback halfway through training.
 
 - sft: {"messages": [...]} with at least one assistant message;
 - dpo: {"prompt": [...], "chosen": [assistant...], "rejected": [assistant...]}.
@@ -59,8 +60,6 @@ def from_sessions(names: Iterable[str], fmt: str, source: str) -> Records:
         items += datasets.records(item.messages, options, tally)
     if not items:
         raise InputError(_none_from_sessions(fmt, source, read, tally))
-    for n, record in enumerate(items, 1):
-        _check(record, fmt, f"session record {n}")
     return Records(fmt, items, f"{read} session{'s' * (read != 1)}", dict(tally.skipped))
 
 

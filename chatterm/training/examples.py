@@ -81,14 +81,20 @@ def sft(backend: Any, record: dict) -> Example:
 
 def _reply(backend: Any, messages: list[dict], k: int, tools: Any) -> Example:
     prompt = backend.render(messages[:k], tools=tools)
-    whole = backend.render(messages[:k + 1], tools=tools, generation=False)
+    example = Example([], [])
+    _add(backend, example, prompt, False, first=True)
+    _add(backend, example, _added(backend, messages[:k], prompt, [messages[k]], tools), True, first=False)
+    return example
+
+
+def _added(backend: Any, history: list[dict], prompt: str, reply: list[dict], tools: Any) -> str:
+    """What `reply` adds to `prompt` (the text of `history` ready for a reply): the
+    reply and its end-of-turn markup."""
+    whole = backend.render([*history, *reply], tools=tools, generation=False)
     if not whole.startswith(prompt):
         raise InputError("the model's chat template renders a reply apart from its prompt; "
                          "choose another with the model entry's template")
-    example = Example([], [])
-    _add(backend, example, prompt, False, first=True)
-    _add(backend, example, whole[len(prompt):], True, first=False)
-    return example
+    return whole[len(prompt):]
 
 
 def _add(backend: Any, example: Example, text: str, learn: bool, first: bool) -> None:
@@ -100,11 +106,6 @@ def _add(backend: Any, example: Example, text: str, learn: bool, first: bool) ->
 def dpo(backend: Any, record: dict) -> Pair:
     prompt, tools = record["prompt"], record.get("tools")
     text = backend.render(prompt, tools=tools)
-    replies = []
-    for key in ("chosen", "rejected"):
-        whole = backend.render([*prompt, *record[key]], tools=tools, generation=False)
-        if not whole.startswith(text):
-            raise InputError("the model's chat template renders a reply apart from its prompt; "
-                             "choose another with the model entry's template")
-        replies.append(backend.encode(whole[len(text):], first=False))
-    return Pair(backend.encode(text, first=True), replies[0], replies[1])
+    chosen, rejected = (backend.encode(_added(backend, prompt, text, record[key], tools), first=False)
+                        for key in ("chosen", "rejected"))
+    return Pair(backend.encode(text, first=True), chosen, rejected)

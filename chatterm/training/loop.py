@@ -47,7 +47,6 @@ class Settings:
     lr: float = 2e-4
     beta: float = 0.1  # dpo: how far the adapter may move from the base
     seed: int = 0
-    threads: int | None = None
 
 
 @dataclass
@@ -56,8 +55,7 @@ class Step:
 
     done: int
     total: int
-    loss: float  # this step's
-    mean: float  # the mean of the last epoch's worth of steps
+    mean: float  # the loss, mean of the last epoch's worth of steps
     seconds: float  # since training began
 
 
@@ -129,12 +127,11 @@ def train(model: Any, data: list[Example] | list[Pair], fmt: str, settings: Sett
     """Train the adapter of `model` (`with_adapter`) on `data`; Ctrl-C ends it early
     with the last finished step's adapter in the outcome."""
     torch.manual_seed(settings.seed)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     where = next(model.parameters()).device
     order = random.Random(settings.seed)
-    total = settings.epochs * len(data)
-    outcome = Outcome(0, total, 0.0, state=_state(model))
+    total, window = settings.epochs * len(data), len(data)
+    outcome = Outcome(0, total, 0.0)
+    recent = 0.0  # the sum of the last `window` losses
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total))
@@ -162,9 +159,8 @@ def train(model: Any, data: list[Example] | list[Pair], fmt: str, settings: Sett
                 outcome.state = _state(model)  # this step's adapter, whole
                 outcome.losses.append(value)
                 outcome.steps += 1
-                recent = outcome.losses[-len(data):]
-                outcome.seconds = time.monotonic() - start
-                report(Step(outcome.steps, total, value, sum(recent) / len(recent), outcome.seconds))
+                recent += value - (outcome.losses[-window - 1] if outcome.steps > window else 0.0)
+                report(Step(outcome.steps, total, recent / min(outcome.steps, window), time.monotonic() - start))
     except KeyboardInterrupt:
         outcome.stopped = True
     outcome.seconds = time.monotonic() - start
@@ -215,9 +211,3 @@ def _dpo_loss(model: Any, pair: Pair, reference: tuple[float, float], beta: floa
     chosen = _log_p(model, pair.prompt, pair.chosen, where) - reference[0]
     rejected = _log_p(model, pair.prompt, pair.rejected, where) - reference[1]
     return -F.logsigmoid(beta * (chosen - rejected))
-
-
-def parameters(model: Any) -> tuple[int, int]:
-    """(trainable, all) parameters of a model with its adapter."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())

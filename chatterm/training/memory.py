@@ -7,6 +7,8 @@ prints the peak beside the estimate; docs/performance.md)."""
 
 from __future__ import annotations
 
+import math
+
 from chatterm.models.gguf import GGUFFile
 
 BASE = 600 << 20  # Python, torch and transformers before any weight
@@ -16,13 +18,7 @@ LOGIT_FLOATS = 4  # per token: floats per vocabulary entry (logits, softmax, gra
 
 
 def parameters(model: GGUFFile) -> int:
-    total = 0
-    for tensor in model.tensors:
-        n = 1
-        for d in tensor.shape:
-            n *= d
-        total += n
-    return total
+    return sum(math.prod(tensor.shape) for tensor in model.tensors)
 
 
 def estimate(model: GGUFFile, tokens: int) -> int:

@@ -101,10 +101,12 @@ class _Plan:
         against its window; the memory training takes, checked against what is free."""
         from chatterm.training import examples
 
-        spec = Catalog.load().find(self.opts["model"])
+        catalog = Catalog.load()
+        spec = catalog.find(self.opts["model"])
         if spec.remote:
             raise ConfigError(f"{spec.name} runs on a server: chatterm train adapts a local GGUF model's weights")
-        model = loader.load(loader.RunOptions(model=self.opts["model"], engine="llama.cpp", ctx=self.opts["ctx"]))
+        model = loader.load(loader.RunOptions(model=self.opts["model"], engine="llama.cpp", ctx=self.opts["ctx"]),
+                            catalog)
         try:
             self.base = gguf.read(model.path)
             if self.base.architecture not in SUPPORTED:
@@ -137,7 +139,7 @@ class _Plan:
                                     "model")
 
     def run(self) -> None:
-        from chatterm.training import adapter_file, loop
+        from chatterm.training import loop
 
         settings, fmt = self.settings, self.records.format
         total = settings.epochs * len(self.data)
@@ -156,9 +158,8 @@ class _Plan:
         if outcome.steps == 0:
             _status("stopped before the first step finished: nothing written")
             sys.exit(130)
-        target = self.target
-        _write(adapter_file, target, outcome.state, self.base, settings, self.name)
-        self._summary(outcome, target, loaded)
+        _write(self.target, outcome.state, self.base, settings, self.name)
+        self._summary(outcome, self.target, loaded)
         if outcome.stopped:
             sys.exit(130)
 
@@ -176,8 +177,10 @@ class _Plan:
                    err=True)
 
 
-def _write(adapter_file: Any, target: Path, state: dict, base: Any, settings: Any, name: str) -> None:
+def _write(target: Path, state: dict, base: Any, settings: Any, name: str) -> None:
     """The adapter written, then checked as `--lora` checks it."""
+    from chatterm.training import adapter_file
+
     try:
         adapter_file.save(target, state, base, alpha=settings.alpha, name=f"{name} LoRA")
     except OSError as e:
